@@ -1,0 +1,192 @@
+// Package postgres is the PostgreSQL backend of the store, on pgxpool and
+// pgx's native API. It adapts pgx to sqlstore's connection interface, maps
+// PostgreSQL errors to store sentinels, and applies the embedded migrations
+// under an advisory lock.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/latchkey/latchkey/migrations"
+	"github.com/latchkey/latchkey/store"
+	"github.com/latchkey/latchkey/store/sqlstore"
+)
+
+// Options configures the pool.
+type Options struct {
+	DSN      string
+	MaxConns int32
+}
+
+// Open connects, migrates, and returns the store.
+func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
+	cfg, err := pgxpool.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
+	}
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: ping: %w", err)
+	}
+	if _, err := migrations.Apply(ctx, "postgres", runner{pool}); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return sqlstore.New(db{pool}, dialect), nil
+}
+
+var dialect = sqlstore.Dialect{
+	Name:      "postgres",
+	ForUpdate: " FOR UPDATE",
+	// Transaction-scoped advisory lock: released at commit or rollback, so a
+	// crashed request never leaves it held.
+	LockSQL:   `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+	Retryable: retryable,
+}
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return fmt.Errorf("%w: %s", store.ErrAlreadyExists, pe.ConstraintName)
+	}
+	return err
+}
+
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+type conn struct{ q querier }
+
+func (c conn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := c.q.Exec(ctx, sql, args...)
+	return tag.RowsAffected(), mapErr(err)
+}
+
+func (c conn) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
+	return row{c.q.QueryRow(ctx, sql, args...)}
+}
+
+func (c conn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	r, err := c.q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return rows{r}, nil
+}
+
+type row struct{ r pgx.Row }
+
+func (r row) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
+
+type rows struct{ pgx.Rows }
+
+func (r rows) Scan(dest ...any) error { return mapErr(r.Rows.Scan(dest...)) }
+func (r rows) Err() error             { return mapErr(r.Rows.Err()) }
+
+type db struct{ pool *pgxpool.Pool }
+
+func (d db) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	return conn{d.pool}.Exec(ctx, sql, args...)
+}
+func (d db) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
+	return conn{d.pool}.QueryRow(ctx, sql, args...)
+}
+func (d db) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	return conn{d.pool}.Query(ctx, sql, args...)
+}
+func (d db) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
+func (d db) Close()                         { d.pool.Close() }
+
+func (d db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return txConn{conn: conn{tx}, tx: tx}, nil
+}
+
+type txConn struct {
+	conn
+	tx pgx.Tx
+}
+
+func (t txConn) Commit(ctx context.Context) error { return mapErr(t.tx.Commit(ctx)) }
+func (t txConn) Rollback(ctx context.Context) error {
+	err := t.tx.Rollback(ctx)
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return sqlstore.ErrTxDone
+	}
+	return err
+}
+
+// runner applies migrations on one dedicated connection holding a
+// session-level advisory lock, so concurrent replicas migrate once.
+type runner struct{ pool *pgxpool.Pool }
+
+const migrationLock = 730194601 // arbitrary and fixed: the "latchkey migrations" lock
+
+func (r runner) Locked(ctx context.Context, fn func(context.Context) error) error {
+	c, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+		return err
+	}
+	defer c.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLock) //nolint:errcheck // the session ends anyway on failure
+	return fn(ctx)
+}
+
+func (r runner) Applied(ctx context.Context) (map[int]string, error) {
+	if _, err := r.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, err
+	}
+	rs, err := r.pool.Query(ctx, `SELECT version, checksum FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	var v int
+	var sum string
+	_, err = pgx.ForEachRow(rs, []any{&v, &sum}, func() error { out[v] = sum; return nil })
+	return out, err
+}
+
+func (r runner) Apply(ctx context.Context, m migrations.Migration) error {
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, m.Version, m.Name, m.Checksum)
+		return err
+	})
+}

@@ -1,0 +1,465 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/store"
+)
+
+// NormalizeUsername is the form usernames are compared in.
+func NormalizeUsername(u string) string { return strings.ToLower(strings.TrimSpace(u)) }
+
+// --- users -----------------------------------------------------------------
+
+const userCols = `id, username, email, display_name, password_hash, disabled, created_at, updated_at`
+
+func scanUser(r Row) (store.User, error) {
+	var u store.User
+	err := r.Scan(&u.ID, &u.Username, &u.Email, &u.DisplayName, &u.PasswordHash, &u.Disabled, &u.CreatedAt, &u.UpdatedAt)
+	utc(&u.CreatedAt, &u.UpdatedAt)
+	return u, err
+}
+
+func (q queries) CreateUser(ctx context.Context, u store.User) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO users (id, username, username_norm, email, display_name, password_hash, disabled, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.ID, u.Username, NormalizeUsername(u.Username), u.Email, u.DisplayName, u.PasswordHash, u.Disabled, u.CreatedAt.UTC(), u.UpdatedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create user %s: %w", u.Username, err)
+	}
+	return nil
+}
+
+func (q queries) GetUser(ctx context.Context, id string) (store.User, error) {
+	return scanUser(q.c.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
+}
+
+func (q queries) GetUserByUsername(ctx context.Context, username string) (store.User, error) {
+	return scanUser(q.c.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE username_norm = $1`, NormalizeUsername(username)))
+}
+
+func (q queries) ListUsers(ctx context.Context, after string, limit int) ([]store.User, error) {
+	rows, err := q.c.Query(ctx, `SELECT `+userCols+` FROM users WHERE username_norm > $1 ORDER BY username_norm LIMIT $2`, NormalizeUsername(after), limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanUser)
+}
+
+func (q queries) SetPassword(ctx context.Context, userID, hash string, at time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`, userID, hash, at.UTC())
+	return affected(n, err)
+}
+
+// --- groups ----------------------------------------------------------------
+
+func scanGroup(r Row) (store.Group, error) {
+	var g store.Group
+	err := r.Scan(&g.ID, &g.Name, &g.Description, &g.CreatedAt)
+	utc(&g.CreatedAt)
+	return g, err
+}
+
+func (q queries) CreateGroup(ctx context.Context, g store.Group) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO user_groups (id, name, description, created_at) VALUES ($1, $2, $3, $4)`,
+		g.ID, g.Name, g.Description, g.CreatedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create group %s: %w", g.Name, err)
+	}
+	return nil
+}
+
+func (q queries) GetGroupByName(ctx context.Context, name string) (store.Group, error) {
+	return scanGroup(q.c.QueryRow(ctx, `SELECT id, name, description, created_at FROM user_groups WHERE name = $1`, name))
+}
+
+func (q queries) ListGroups(ctx context.Context) ([]store.Group, error) {
+	rows, err := q.c.Query(ctx, `SELECT id, name, description, created_at FROM user_groups ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanGroup)
+}
+
+func (q queries) AddMember(ctx context.Context, groupID, userID string) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)`, groupID, userID)
+	return err
+}
+
+func (q queries) UserGroups(ctx context.Context, userID string) ([]store.Group, error) {
+	rows, err := q.c.Query(ctx, `SELECT g.id, g.name, g.description, g.created_at FROM user_groups g
+		JOIN group_members m ON m.group_id = g.id WHERE m.user_id = $1 ORDER BY g.name`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanGroup)
+}
+
+// --- clients ---------------------------------------------------------------
+
+const clientCols = `id, name, secret_hash, public, first_party, redirect_uris, post_logout_redirect_uris, grant_types, response_types, scopes, created_at`
+
+func scanClient(r Row) (store.Client, error) {
+	var c store.Client
+	err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.FirstParty,
+		listDest{&c.RedirectURIs}, listDest{&c.PostLogoutRedirectURIs}, listDest{&c.GrantTypes},
+		listDest{&c.ResponseTypes}, listDest{&c.Scopes}, &c.CreatedAt)
+	utc(&c.CreatedAt)
+	if len(c.SecretHash) == 0 {
+		c.SecretHash = nil
+	}
+	return c, err
+}
+
+func (q queries) CreateClient(ctx context.Context, c store.Client) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
+		list(c.GrantTypes), list(c.ResponseTypes), list(c.Scopes), c.CreatedAt.UTC())
+	if err != nil {
+		return fmt.Errorf("create client %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func (q queries) GetClient(ctx context.Context, id string) (store.Client, error) {
+	return scanClient(q.c.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+}
+
+func (q queries) ListClients(ctx context.Context) ([]store.Client, error) {
+	rows, err := q.c.Query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanClient)
+}
+
+func (q queries) DeleteClient(ctx context.Context, id string) error {
+	n, err := q.c.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	return affected(n, err)
+}
+
+// --- mfa -------------------------------------------------------------------
+
+func (q queries) CreateTOTP(ctx context.Context, c store.TOTPCredential) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO totp_credentials (id, user_id, secret, created_at, verified_at, last_step)
+		VALUES ($1, $2, $3, $4, $5, $6)`, c.ID, c.UserID, c.Secret, c.CreatedAt.UTC(), c.VerifiedAt.UTC(), c.LastStep)
+	if err != nil {
+		return fmt.Errorf("create totp for %s: %w", c.UserID, err)
+	}
+	return nil
+}
+
+func (q queries) GetTOTP(ctx context.Context, userID string) (store.TOTPCredential, error) {
+	var c store.TOTPCredential
+	err := q.c.QueryRow(ctx, `SELECT id, user_id, secret, created_at, verified_at, last_step FROM totp_credentials WHERE user_id = $1`, userID).
+		Scan(&c.ID, &c.UserID, &c.Secret, &c.CreatedAt, &c.VerifiedAt, &c.LastStep)
+	utc(&c.CreatedAt, &c.VerifiedAt)
+	return c, err
+}
+
+// AdvanceTOTPStep is a conditional update: the WHERE clause re-checks the
+// counter inside the write, so two requests carrying one code cannot both
+// pass even without a transaction.
+func (q queries) AdvanceTOTPStep(ctx context.Context, credentialID string, step int64) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE totp_credentials SET last_step = $2 WHERE id = $1 AND last_step < $2`, credentialID, step)
+	return n == 1, err
+}
+
+func (q queries) DeleteTOTP(ctx context.Context, userID string) (bool, error) {
+	n, err := q.c.Exec(ctx, `DELETE FROM totp_credentials WHERE user_id = $1`, userID)
+	if err != nil {
+		return false, err
+	}
+	_, err = q.c.Exec(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID)
+	return n > 0, err
+}
+
+func (q queries) ReplaceRecoveryCodes(ctx context.Context, userID string, digests []string, at time.Time) error {
+	if _, err := q.c.Exec(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	for _, d := range digests {
+		if _, err := q.c.Exec(ctx, `INSERT INTO recovery_codes (user_id, digest, created_at) VALUES ($1, $2, $3)`, userID, d, at.UTC()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q queries) UseRecoveryCode(ctx context.Context, userID, digest string, at time.Time) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND digest = $2 AND used_at IS NULL`, userID, digest, at.UTC())
+	return n == 1, err
+}
+
+func (q queries) CountRecoveryCodes(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := q.c.QueryRow(ctx, `SELECT count(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL`, userID).Scan(&n)
+	return n, err
+}
+
+// --- sessions, flows, consents ---------------------------------------------
+
+func (q queries) CreateSession(ctx context.Context, s store.BrowserSession) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO browser_sessions (id_hash, sid, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, s.IDHash, s.SID, s.UserID, s.AuthTime.UTC(), list(s.AMR), s.ACR,
+		s.CreatedAt.UTC(), s.LastSeenAt.UTC(), s.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) GetSession(ctx context.Context, idHash string) (store.BrowserSession, error) {
+	var s store.BrowserSession
+	err := q.c.QueryRow(ctx, `SELECT id_hash, sid, user_id, auth_time, amr, acr, created_at, last_seen_at, expires_at
+		FROM browser_sessions WHERE id_hash = $1`, idHash).
+		Scan(&s.IDHash, &s.SID, &s.UserID, &s.AuthTime, listDest{&s.AMR}, &s.ACR, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt)
+	utc(&s.AuthTime, &s.CreatedAt, &s.LastSeenAt, &s.ExpiresAt)
+	return s, err
+}
+
+func (q queries) TouchSession(ctx context.Context, idHash string, at time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE browser_sessions SET last_seen_at = $2 WHERE id_hash = $1`, idHash, at.UTC())
+	return affected(n, err)
+}
+
+func (q queries) DeleteSession(ctx context.Context, idHash string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM browser_sessions WHERE id_hash = $1`, idHash)
+	return err
+}
+
+func (q queries) DeleteUserSessions(ctx context.Context, userID string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM browser_sessions WHERE user_id = $1`, userID)
+	return err
+}
+
+func (q queries) CreateFlow(ctx context.Context, f store.LoginFlow) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO login_flows (id, binding, authorize_query, user_id, password_at, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, f.ID, f.Binding, f.AuthorizeQuery, f.UserID, nullTime(f.PasswordAt), f.CreatedAt.UTC(), f.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) GetFlow(ctx context.Context, id string) (store.LoginFlow, error) {
+	var f store.LoginFlow
+	var pw *time.Time
+	err := q.c.QueryRow(ctx, `SELECT id, binding, authorize_query, user_id, password_at, created_at, expires_at FROM login_flows WHERE id = $1`, id).
+		Scan(&f.ID, &f.Binding, &f.AuthorizeQuery, &f.UserID, &pw, &f.CreatedAt, &f.ExpiresAt)
+	f.PasswordAt = fromNull(pw)
+	utc(&f.CreatedAt, &f.ExpiresAt)
+	return f, err
+}
+
+func (q queries) SetFlowUser(ctx context.Context, id, userID string, at time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE login_flows SET user_id = $2, password_at = $3 WHERE id = $1`, id, userID, at.UTC())
+	return affected(n, err)
+}
+
+func (q queries) ConsumeFlow(ctx context.Context, id string) (bool, error) {
+	n, err := q.c.Exec(ctx, `DELETE FROM login_flows WHERE id = $1`, id)
+	return n == 1, err
+}
+
+func (q queries) GetConsent(ctx context.Context, userID, clientID string) (store.Consent, error) {
+	var c store.Consent
+	err := q.c.QueryRow(ctx, `SELECT user_id, client_id, scopes, granted_at FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).
+		Scan(&c.UserID, &c.ClientID, listDest{&c.Scopes}, &c.GrantedAt)
+	utc(&c.GrantedAt)
+	return c, err
+}
+
+func (q queries) SaveConsent(ctx context.Context, c store.Consent) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at`,
+		c.UserID, c.ClientID, list(c.Scopes), c.GrantedAt.UTC())
+	return err
+}
+
+// --- keys ------------------------------------------------------------------
+
+func (q queries) CreateKey(ctx context.Context, k store.SigningKey) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, public_key, created_at, not_after) VALUES ($1, $2, $3, $4, $5, $6)`,
+		k.ID, k.Algorithm, k.Private, k.Public, k.CreatedAt.UTC(), nullTime(k.NotAfter))
+	return err
+}
+
+func (q queries) ListKeys(ctx context.Context) ([]store.SigningKey, error) {
+	rows, err := q.c.Query(ctx, `SELECT id, algorithm, private_key, public_key, created_at, not_after FROM signing_keys ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r Row) (store.SigningKey, error) {
+		var k store.SigningKey
+		var na *time.Time
+		err := r.Scan(&k.ID, &k.Algorithm, &k.Private, &k.Public, &k.CreatedAt, &na)
+		k.NotAfter = fromNull(na)
+		utc(&k.CreatedAt)
+		return k, err
+	})
+}
+
+func (q queries) SetKeyNotAfter(ctx context.Context, id string, notAfter time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE signing_keys SET not_after = $2 WHERE id = $1`, id, nullTime(notAfter))
+	return affected(n, err)
+}
+
+// --- tokens ----------------------------------------------------------------
+
+const tokenCols = `kind, signature, request_id, client_id, subject, session_id, active, requested_at, expires_at, scopes, granted_scopes, audience, granted_audience, form, session`
+
+func (q queries) CreateToken(ctx context.Context, r store.TokenRecord) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO oauth2_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, r.SessionID, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(),
+		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session)
+	return err
+}
+
+func (q queries) GetToken(ctx context.Context, kind store.TokenKind, signature string) (store.TokenRecord, error) {
+	var r store.TokenRecord
+	var k string
+	err := q.c.QueryRow(ctx, `SELECT `+tokenCols+` FROM oauth2_tokens WHERE kind = $1 AND signature = $2`, string(kind), signature).
+		Scan(&k, &r.Signature, &r.RequestID, &r.ClientID, &r.Subject, &r.SessionID, &r.Active, &r.RequestedAt, &r.ExpiresAt,
+			listDest{&r.Scopes}, listDest{&r.GrantedScopes}, listDest{&r.Audience}, listDest{&r.GrantedAudience}, &r.Form, &r.Session)
+	r.Kind = store.TokenKind(k)
+	utc(&r.RequestedAt, &r.ExpiresAt)
+	return r, err
+}
+
+func (q queries) DeleteToken(ctx context.Context, kind store.TokenKind, signature string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM oauth2_tokens WHERE kind = $1 AND signature = $2`, string(kind), signature)
+	return err
+}
+
+func (q queries) DeactivateToken(ctx context.Context, kind store.TokenKind, signature string) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = $3 WHERE kind = $1 AND signature = $2 AND active = $4`, string(kind), signature, false, true)
+	return n == 1, err
+}
+
+func (q queries) DeactivateRequest(ctx context.Context, kind store.TokenKind, requestID string) (int, error) {
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = $3 WHERE kind = $1 AND request_id = $2 AND active = $4`, string(kind), requestID, false, true)
+	return int(n), err
+}
+
+func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO token_events (time, type, token_type, request_id, client_id, subject, grant_type)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
+	return err
+}
+
+func (q queries) ListTokenEvents(ctx context.Context, f store.TokenEventFilter) ([]store.TokenEvent, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	add("id > $%d", f.AfterID)
+	if f.ClientID != "" {
+		add("client_id = $%d", f.ClientID)
+	}
+	if f.Subject != "" {
+		add("subject = $%d", f.Subject)
+	}
+	if f.RequestID != "" {
+		add("request_id = $%d", f.RequestID)
+	}
+	if f.Type != "" {
+		add("type = $%d", string(f.Type))
+	}
+	if !f.Since.IsZero() {
+		add("time >= $%d", f.Since.UTC())
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := q.c.Query(ctx, `SELECT id, time, type, token_type, request_id, client_id, subject, grant_type FROM token_events
+		WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r Row) (store.TokenEvent, error) {
+		var e store.TokenEvent
+		var typ, tt string
+		err := r.Scan(&e.ID, &e.Time, &typ, &tt, &e.RequestID, &e.ClientID, &e.Subject, &e.GrantType)
+		e.Type, e.TokenType = store.TokenEventType(typ), store.TokenKind(tt)
+		utc(&e.Time)
+		return e, err
+	})
+}
+
+func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error) {
+	n, err := q.c.Exec(ctx, `DELETE FROM oauth2_tokens WHERE expires_at < $1`, before.UTC())
+	if err != nil {
+		return 0, err
+	}
+	for _, stmt := range []string{
+		`DELETE FROM browser_sessions WHERE expires_at < $1`,
+		`DELETE FROM login_flows WHERE expires_at < $1`,
+	} {
+		if _, err := q.c.Exec(ctx, stmt, before.UTC()); err != nil {
+			return int(n), err
+		}
+	}
+	return int(n), nil
+}
+
+func (q queries) DeleteTokenEvents(ctx context.Context, before time.Time) (int, error) {
+	n, err := q.c.Exec(ctx, `DELETE FROM token_events WHERE time < $1`, before.UTC())
+	return int(n), err
+}
+
+// --- attempts --------------------------------------------------------------
+
+func (q queries) RecordFailure(ctx context.Context, key string, at time.Time) (int, error) {
+	var n int
+	err := q.c.QueryRow(ctx, `INSERT INTO login_attempts (key, failures, last_failure) VALUES ($1, 1, $2)
+		ON CONFLICT (key) DO UPDATE SET failures = login_attempts.failures + 1, last_failure = excluded.last_failure
+		RETURNING failures`, key, at.UTC()).Scan(&n)
+	return n, err
+}
+
+func (q queries) SetLockedUntil(ctx context.Context, key string, until time.Time) error {
+	_, err := q.c.Exec(ctx, `UPDATE login_attempts SET locked_until = $2 WHERE key = $1`, key, nullTime(until))
+	return err
+}
+
+func (q queries) GetAttempt(ctx context.Context, key string) (store.Attempt, error) {
+	var a store.Attempt
+	var lu *time.Time
+	err := q.c.QueryRow(ctx, `SELECT key, failures, last_failure, locked_until FROM login_attempts WHERE key = $1`, key).
+		Scan(&a.Key, &a.Failures, &a.LastFailure, &lu)
+	a.LockedUntil = fromNull(lu)
+	utc(&a.LastFailure)
+	return a, err
+}
+
+func (q queries) ResetAttempts(ctx context.Context, key string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM login_attempts WHERE key = $1`, key)
+	return err
+}
+
+// --- helpers ---------------------------------------------------------------
+
+func affected(n int64, err error) error {
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

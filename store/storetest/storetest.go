@@ -1,0 +1,501 @@
+// Package storetest is the store conformance suite. Every backend runs it
+// through Run, so PostgreSQL and the embedded store are held to one contract.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/store"
+)
+
+// Run runs the suite against fresh stores made by open.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Users", testUsers},
+		{"Groups", testGroups},
+		{"Clients", testClients},
+		{"TOTPCounterOneWinner", testTOTPCounter},
+		{"RecoveryCodes", testRecoveryCodes},
+		{"SessionsAndFlows", testSessionsAndFlows},
+		{"Keys", testKeys},
+		{"TokensAndEvents", testTokens},
+		{"DeactivateOneWinner", testDeactivateRace},
+		{"Attempts", testAttempts},
+		{"TxCommitRollback", testTx},
+		{"RemovalRollsBackTogether", testRemovalAtomic},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+// base is a fixed instant with sub-second precision dropped to microseconds,
+// the finest both backends keep.
+var base = time.Date(2026, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+func mustUser(t *testing.T, s store.Store, name string) store.User {
+	t.Helper()
+	u := store.User{ID: "u-" + name, Username: name, Email: name + "@example.com", DisplayName: "User " + name,
+		PasswordHash: "$argon2id$dummy", CreatedAt: base, UpdatedAt: base}
+	if err := s.CreateUser(context.Background(), u); err != nil {
+		t.Fatalf("create user: %v", err)
+	}
+	return u
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "Alice")
+	got, err := s.GetUserByUsername(ctx, "aLiCe")
+	if err != nil {
+		t.Fatalf("lookup is case-insensitive: %v", err)
+	}
+	if got != u {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, u)
+	}
+	if got.CreatedAt.Location() != time.UTC {
+		t.Errorf("times must come back in UTC, got %v", got.CreatedAt.Location())
+	}
+	dup := u
+	dup.ID = "other"
+	dup.Username = "ALICE"
+	if err := s.CreateUser(ctx, dup); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate username (other case): want ErrAlreadyExists, got %v", err)
+	}
+	if _, err := s.GetUser(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing user: want ErrNotFound, got %v", err)
+	}
+	if err := s.SetPassword(ctx, u.ID, "$argon2id$new", base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPassword(ctx, "missing", "x", base); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("set password of missing user: want ErrNotFound, got %v", err)
+	}
+	got, _ = s.GetUser(ctx, u.ID)
+	if got.PasswordHash != "$argon2id$new" || !got.UpdatedAt.Equal(base.Add(time.Hour)) {
+		t.Fatalf("password not updated: %+v", got)
+	}
+	mustUser(t, s, "bob")
+	mustUser(t, s, "carol")
+	page, err := s.ListUsers(ctx, "", 2)
+	if err != nil || len(page) != 2 || page[0].Username != "Alice" || page[1].Username != "bob" {
+		t.Fatalf("first page: %v %+v", err, page)
+	}
+	page, err = s.ListUsers(ctx, "bob", 2)
+	if err != nil || len(page) != 1 || page[0].Username != "carol" {
+		t.Fatalf("second page: %v %+v", err, page)
+	}
+}
+
+func testGroups(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "dave")
+	for _, name := range []string{"staff", "finance"} {
+		if err := s.CreateGroup(ctx, store.Group{ID: "g-" + name, Name: name, CreatedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateGroup(ctx, store.Group{ID: "g-x", Name: "staff", CreatedAt: base}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate group name: want ErrAlreadyExists, got %v", err)
+	}
+	if err := s.AddMember(ctx, "g-staff", u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, "g-staff", u.ID); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate membership: want ErrAlreadyExists, got %v", err)
+	}
+	gs, err := s.UserGroups(ctx, u.ID)
+	if err != nil || len(gs) != 1 || gs[0].Name != "staff" {
+		t.Fatalf("user groups: %v %+v", err, gs)
+	}
+	all, err := s.ListGroups(ctx)
+	if err != nil || len(all) != 2 || all[0].Name != "finance" {
+		t.Fatalf("list groups: %v %+v", err, all)
+	}
+	if g, err := s.GetGroupByName(ctx, "finance"); err != nil || g.ID != "g-finance" {
+		t.Fatalf("group by name: %v %+v", err, g)
+	}
+}
+
+func testClients(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := store.Client{ID: "app", Name: "App", SecretHash: []byte{1, 2, 3}, FirstParty: true,
+		RedirectURIs: []string{"https://app.example.com/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"},
+		ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"}, CreatedAt: base}
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetClient(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(c) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, c)
+	}
+	// No aliasing: changing what was returned must not change the store.
+	got.RedirectURIs[0] = "https://evil.example.com/cb"
+	got.SecretHash[0] = 9
+	again, _ := s.GetClient(ctx, "app")
+	if again.RedirectURIs[0] != "https://app.example.com/cb" || again.SecretHash[0] != 1 {
+		t.Fatalf("returned client aliases the store: %+v", again)
+	}
+	pub := store.Client{ID: "spa", Public: true, RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: base}
+	if err := s.CreateClient(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetClient(ctx, "spa"); got.SecretHash != nil || !got.Public {
+		t.Fatalf("public client: %+v", got)
+	}
+	if err := s.CreateClient(ctx, pub); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate client: %v", err)
+	}
+	if cs, err := s.ListClients(ctx); err != nil || len(cs) != 2 {
+		t.Fatalf("list: %v %d", err, len(cs))
+	}
+	if err := s.DeleteClient(ctx, "spa"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteClient(ctx, "spa"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("delete twice: want ErrNotFound, got %v", err)
+	}
+}
+
+func testTOTPCounter(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "erin")
+	c := store.TOTPCredential{ID: "cred-1", UserID: u.ID, Secret: []byte("sealed"), CreatedAt: base, VerifiedAt: base, LastStep: 100}
+	if err := s.CreateTOTP(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c2 := c
+	c2.ID = "cred-2"
+	if err := s.CreateTOTP(ctx, c2); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("second credential: want ErrAlreadyExists, got %v", err)
+	}
+	if ok, err := s.AdvanceTOTPStep(ctx, c.ID, 100); err != nil || ok {
+		t.Fatalf("same step must not advance: %v %v", ok, err)
+	}
+	// Twenty requests present the same code at once: exactly one may pass.
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.AdvanceTOTPStep(ctx, c.ID, 101)
+			if err != nil {
+				t.Errorf("advance: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("want exactly one winner, got %d", wins.Load())
+	}
+	got, err := s.GetTOTP(ctx, u.ID)
+	if err != nil || got.LastStep != 101 || string(got.Secret) != "sealed" {
+		t.Fatalf("after advance: %v %+v", err, got)
+	}
+	if ok, err := s.DeleteTOTP(ctx, u.ID); err != nil || !ok {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if ok, err := s.DeleteTOTP(ctx, u.ID); err != nil || ok {
+		t.Fatalf("delete twice must report nothing removed: %v %v", ok, err)
+	}
+	if _, err := s.GetTOTP(ctx, u.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete: want ErrNotFound, got %v", err)
+	}
+}
+
+func testRecoveryCodes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "frank")
+	if err := s.ReplaceRecoveryCodes(ctx, u.ID, []string{"d1", "d2", "d3"}, base); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.UseRecoveryCode(ctx, u.ID, "d2", base); err != nil || !ok {
+		t.Fatalf("first use: %v %v", ok, err)
+	}
+	if ok, err := s.UseRecoveryCode(ctx, u.ID, "d2", base); err != nil || ok {
+		t.Fatalf("second use must fail: %v %v", ok, err)
+	}
+	if ok, _ := s.UseRecoveryCode(ctx, "u-other", "d1", base); ok {
+		t.Fatal("another user's code must not work")
+	}
+	if n, err := s.CountRecoveryCodes(ctx, u.ID); err != nil || n != 2 {
+		t.Fatalf("count: %v %d", err, n)
+	}
+	if err := s.ReplaceRecoveryCodes(ctx, u.ID, []string{"e1"}, base); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.UseRecoveryCode(ctx, u.ID, "d1", base); ok {
+		t.Fatal("replaced codes must stop working")
+	}
+}
+
+func testSessionsAndFlows(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "grace")
+	bs := store.BrowserSession{IDHash: "h1", SID: "sid1", UserID: u.ID, AuthTime: base, AMR: []string{"pwd", "otp", "mfa"},
+		ACR: "aal2", CreatedAt: base, LastSeenAt: base, ExpiresAt: base.Add(12 * time.Hour)}
+	if err := s.CreateSession(ctx, bs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetSession(ctx, "h1")
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(bs) {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, bs)
+	}
+	if err := s.TouchSession(ctx, "h1", base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetSession(ctx, "h1"); !got.LastSeenAt.Equal(base.Add(time.Minute)) {
+		t.Fatalf("touch: %+v", got)
+	}
+	if err := s.DeleteUserSessions(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSession(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+
+	f := store.LoginFlow{ID: "f1", Binding: "b", AuthorizeQuery: "client_id=x", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreateFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetFlow(ctx, "f1"); err != nil || !got.PasswordAt.IsZero() || got.UserID != "" {
+		t.Fatalf("new flow: %v %+v", err, got)
+	}
+	if err := s.SetFlowUser(ctx, "f1", u.ID, base.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetFlow(ctx, "f1"); got.UserID != u.ID || !got.PasswordAt.Equal(base.Add(time.Second)) {
+		t.Fatalf("flow user: %+v", got)
+	}
+	if ok, err := s.ConsumeFlow(ctx, "f1"); err != nil || !ok {
+		t.Fatalf("consume: %v %v", ok, err)
+	}
+	if ok, _ := s.ConsumeFlow(ctx, "f1"); ok {
+		t.Fatal("a flow must complete at most once")
+	}
+
+	if err := s.CreateClient(ctx, store.Client{ID: "third", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	c := store.Consent{UserID: u.ID, ClientID: "third", Scopes: []string{"openid"}, GrantedAt: base}
+	if err := s.SaveConsent(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	c.Scopes = []string{"openid", "email"}
+	if err := s.SaveConsent(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetConsent(ctx, u.ID, "third"); err != nil || len(got.Scopes) != 2 {
+		t.Fatalf("consent upsert: %v %+v", err, got)
+	}
+}
+
+func testKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	k1 := store.SigningKey{ID: "k1", Algorithm: "RS256", Private: []byte("p1"), Public: []byte("{}"), CreatedAt: base}
+	k2 := store.SigningKey{ID: "k2", Algorithm: "ES256", Private: []byte("p2"), Public: []byte("{}"), CreatedAt: base.Add(time.Hour)}
+	for _, k := range []store.SigningKey{k1, k2} {
+		if err := s.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetKeyNotAfter(ctx, "k1", base.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := s.ListKeys(ctx)
+	if err != nil || len(ks) != 2 || ks[0].ID != "k2" || !ks[0].NotAfter.IsZero() || !ks[1].NotAfter.Equal(base.Add(2*time.Hour)) {
+		t.Fatalf("keys newest first with not_after: %v %+v", err, ks)
+	}
+}
+
+func token(kind store.TokenKind, sig, req string) store.TokenRecord {
+	return store.TokenRecord{Kind: kind, Signature: sig, RequestID: req, ClientID: "c", Subject: "u", SessionID: "sid", Active: true,
+		RequestedAt: base, ExpiresAt: base.Add(time.Hour), Scopes: []string{"openid"}, GrantedScopes: []string{"openid"},
+		Form: "a=b", Session: []byte(`{"x":1}`)}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := token(store.KindAccessToken, "sig-a", "req-1")
+	if err := s.CreateToken(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetToken(ctx, store.KindAccessToken, "sig-a")
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(r) {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, r)
+	}
+	if _, err := s.GetToken(ctx, store.KindRefreshToken, "sig-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("kinds are separate: %v", err)
+	}
+	for _, sig := range []string{"r1", "r2"} {
+		if err := s.CreateToken(ctx, token(store.KindRefreshToken, sig, "req-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.DeactivateRequest(ctx, store.KindRefreshToken, "req-1"); err != nil || n != 2 {
+		t.Fatalf("deactivate family: %v %d", err, n)
+	}
+	if got, _ := s.GetToken(ctx, store.KindRefreshToken, "r2"); got.Active {
+		t.Fatal("family member still active")
+	}
+	if err := s.DeleteToken(ctx, store.KindAccessToken, "sig-a"); err != nil {
+		t.Fatal(err)
+	}
+	old := token(store.KindAccessToken, "old", "req-2")
+	old.ExpiresAt = base.Add(-time.Hour)
+	if err := s.CreateToken(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpiredTokens(ctx, base); err != nil || n != 1 {
+		t.Fatalf("expired cleanup: %v %d", err, n)
+	}
+
+	for i, typ := range []store.TokenEventType{store.TokenIssued, store.TokenRefreshed, store.TokenRevoked} {
+		e := store.TokenEvent{Time: base.Add(time.Duration(i) * time.Minute), Type: typ, TokenType: store.KindAccessToken, RequestID: "req-1",
+			ClientID: "c", Subject: "u", GrantType: "authorization_code"}
+		if err := s.AppendTokenEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: "c", Since: base.Add(time.Minute)})
+	if err != nil || len(evs) != 2 || evs[0].Type != store.TokenRefreshed || evs[0].ID >= evs[1].ID {
+		t.Fatalf("filter: %v %+v", err, evs)
+	}
+	page, _ := s.ListTokenEvents(ctx, store.TokenEventFilter{AfterID: evs[0].ID, Limit: 1})
+	if len(page) != 1 || page[0].ID != evs[1].ID {
+		t.Fatalf("cursor: %+v", page)
+	}
+	if n, err := s.DeleteTokenEvents(ctx, base.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("event retention: %v %d", err, n)
+	}
+}
+
+func testDeactivateRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.CreateToken(ctx, token(store.KindAuthorizeCode, "code-1", "req-9")); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, err := s.DeactivateToken(ctx, store.KindAuthorizeCode, "code-1"); err != nil {
+				t.Errorf("deactivate: %v", err)
+			} else if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("one code, %d redemptions", wins.Load())
+	}
+}
+
+func testAttempts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for want := 1; want <= 3; want++ {
+		n, err := s.RecordFailure(ctx, "user:x", base)
+		if err != nil || n != want {
+			t.Fatalf("failure %d: %v %d", want, err, n)
+		}
+	}
+	if err := s.SetLockedUntil(ctx, "user:x", base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.GetAttempt(ctx, "user:x")
+	if err != nil || a.Failures != 3 || !a.LockedUntil.Equal(base.Add(time.Minute)) {
+		t.Fatalf("attempt: %v %+v", err, a)
+	}
+	if err := s.ResetAttempts(ctx, "user:x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAttempt(ctx, "user:x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after reset: %v", err)
+	}
+}
+
+func testTx(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := s.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "test"); err != nil {
+			return err
+		}
+		if err := q.CreateGroup(ctx, store.Group{ID: "g-rb", Name: "rolled back", CreatedAt: base}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("InTx must return fn's error, got %v", err)
+	}
+	if _, err := s.GetGroupByName(ctx, "rolled back"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rolled back write is visible: %v", err)
+	}
+	if err := s.InTx(ctx, func(q store.Queries) error {
+		return q.CreateGroup(ctx, store.Group{ID: "g-c", Name: "committed", CreatedAt: base})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetGroupByName(ctx, "committed"); err != nil {
+		t.Fatalf("committed write missing: %v", err)
+	}
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.CreateGroup(ctx, store.Group{ID: "g-b", Name: "begun", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetGroupByName(ctx, "begun"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Begin/Rollback left a write: %v", err)
+	}
+}
+
+// testRemovalAtomic: when a later write in the removal's transaction fails
+// (here a duplicate row stands in for a failed audit append), the credential
+// stays.
+func testRemovalAtomic(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "heidi")
+	if err := s.CreateTOTP(ctx, store.TOTPCredential{ID: "cred-h", UserID: u.ID, Secret: []byte("x"), CreatedAt: base, VerifiedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGroup(ctx, store.Group{ID: "g-dup", Name: "dup", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.InTx(ctx, func(q store.Queries) error {
+		if _, err := q.DeleteTOTP(ctx, u.ID); err != nil {
+			return err
+		}
+		return q.CreateGroup(ctx, store.Group{ID: "g-dup", Name: "dup", CreatedAt: base})
+	})
+	if !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("want the failing write's error, got %v", err)
+	}
+	if _, err := s.GetTOTP(ctx, u.ID); err != nil {
+		t.Fatalf("credential removed although the transaction failed: %v", err)
+	}
+}
