@@ -1,0 +1,258 @@
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/seal"
+	"github.com/latchkey/latchkey/store"
+)
+
+// Errors returned to callers; the same message is shown whatever the cause,
+// so responses do not reveal whether an account exists.
+var (
+	ErrInvalidCredentials = errors.New("authn: invalid username or password")
+	ErrInvalidCode        = errors.New("authn: invalid verification code")
+	ErrLocked             = errors.New("authn: too many failed attempts")
+)
+
+// Lockout bounds failed attempts per account and per IP address.
+type Lockout struct {
+	AccountThreshold int
+	IPThreshold      int
+	BaseDelay        time.Duration // lock after the threshold; doubles per further failure
+	MaxDelay         time.Duration
+	Window           time.Duration // failures older than this are forgotten
+}
+
+// DefaultLockout locks an account after 5 consecutive failures.
+var DefaultLockout = Lockout{AccountThreshold: 5, IPThreshold: 50, BaseDelay: time.Second, MaxDelay: 15 * time.Minute, Window: 15 * time.Minute}
+
+// Options configures a Service.
+type Options struct {
+	Store   store.Store
+	Keyring *seal.Keyring
+	Pepper  []byte // server secret mixed into recovery-code digests
+	Hasher  *PasswordHasher
+	Lockout Lockout
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Service verifies passwords and second factors.
+type Service struct {
+	o Options
+}
+
+// NewService returns a Service; zero options get defaults.
+func NewService(o Options) *Service {
+	if o.Hasher == nil {
+		o.Hasher = NewPasswordHasher(DefaultArgon2)
+	}
+	if o.Lockout == (Lockout{}) {
+		o.Lockout = DefaultLockout
+	}
+	if o.Lockout.Window == 0 {
+		o.Lockout.Window = DefaultLockout.Window
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{o: o}
+}
+
+// Hasher returns the password hasher.
+func (s *Service) Hasher() *PasswordHasher { return s.o.Hasher }
+
+func accountKey(username string) string {
+	return "acct:" + strings.ToLower(strings.TrimSpace(username))
+}
+func ipKey(ip string) string { return "ip:" + ip }
+
+// CheckPassword verifies username and password. Unknown users, disabled users
+// and wrong passwords all return ErrInvalidCredentials after the same work.
+func (s *Service) CheckPassword(ctx context.Context, username, password, ip string) (store.User, error) {
+	keys := []string{accountKey(username), ipKey(ip)}
+	if locked, err := s.locked(ctx, keys...); err != nil {
+		return store.User{}, err
+	} else if locked {
+		s.o.Hasher.VerifyDummy(password)
+		return store.User{}, ErrLocked
+	}
+	u, err := s.o.Store.GetUserByUsername(ctx, username)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.o.Hasher.VerifyDummy(password)
+	case err != nil:
+		return store.User{}, fmt.Errorf("look up user: %w", err)
+	case !u.Disabled && s.o.Hasher.Verify(u.PasswordHash, password):
+		return u, s.o.Store.ResetAttempts(ctx, keys[0])
+	}
+	if err := s.fail(ctx, keys...); err != nil {
+		return store.User{}, err
+	}
+	return store.User{}, ErrInvalidCredentials
+}
+
+// CheckSecondFactor verifies a TOTP code or, failing the TOTP format, a
+// recovery code. It returns the RFC 8176 method used: "otp" for either (a
+// recovery code is a one-time password too).
+func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string) (method string, err error) {
+	keys := []string{"mfa:" + userID, ipKey(ip)}
+	if locked, err := s.locked(ctx, keys...); err != nil {
+		return "", err
+	} else if locked {
+		return "", ErrLocked
+	}
+	code = strings.TrimSpace(code)
+	ok, method, err := s.verifyCode(ctx, userID, code)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		if err := s.fail(ctx, keys...); err != nil {
+			return "", err
+		}
+		return "", ErrInvalidCode
+	}
+	return method, s.o.Store.ResetAttempts(ctx, keys[0])
+}
+
+func (s *Service) verifyCode(ctx context.Context, userID, code string) (bool, string, error) {
+	cred, err := s.o.Store.GetTOTP(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if len(code) == int(totpDigits) && isDigits(code) {
+		secret, err := s.o.Keyring.Open(cred.Secret, []byte(cred.ID))
+		if err != nil {
+			return false, "", fmt.Errorf("open totp secret of %s: %w", userID, err)
+		}
+		step, ok := matchTOTP(string(secret), code, s.o.Now())
+		if !ok || step <= cred.LastStep {
+			return false, "", nil
+		}
+		// The conditional update is the real check: of two requests with
+		// the same code, only one moves the step.
+		won, err := s.o.Store.AdvanceTOTPStep(ctx, cred.ID, step)
+		return won, "totp", err
+	}
+	used, err := s.o.Store.UseRecoveryCode(ctx, userID, recoveryDigest(s.o.Pepper, code), s.o.Now())
+	return used, "recovery_code", err
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// HasTOTP reports whether the user has an active authenticator.
+func (s *Service) HasTOTP(ctx context.Context, userID string) (bool, error) {
+	_, err := s.o.Store.GetTOTP(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// EnrollTOTP stores secret (already verified by the caller) as the user's
+// authenticator, with fresh recovery codes, on q (a transaction or the
+// store). It returns the recovery codes, to show once.
+func (s *Service) EnrollTOTP(ctx context.Context, q store.Queries, userID, secret string) ([]string, error) {
+	now := s.o.Now().UTC()
+	id := NewID("totp")
+	cred := store.TOTPCredential{ID: id, UserID: userID, Secret: s.o.Keyring.Seal([]byte(secret), []byte(id)),
+		CreatedAt: now, VerifiedAt: now, LastStep: now.Unix()/totpPeriod - totpSkew - 1}
+	if err := q.CreateTOTP(ctx, cred); err != nil {
+		return nil, err
+	}
+	codes := NewRecoveryCodes()
+	digests := make([]string, len(codes))
+	for i, c := range codes {
+		digests[i] = recoveryDigest(s.o.Pepper, c)
+	}
+	if err := q.ReplaceRecoveryCodes(ctx, userID, digests, now); err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+func (s *Service) locked(ctx context.Context, keys ...string) (bool, error) {
+	now := s.o.Now()
+	for _, k := range keys {
+		a, err := s.o.Store.GetAttempt(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if now.Before(a.LockedUntil) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// fail records one failure per key and locks keys past their threshold for
+// an exponentially growing delay. Counters live in the database, so every
+// replica sees the same lock.
+func (s *Service) fail(ctx context.Context, keys ...string) error {
+	now := s.o.Now()
+	for i, k := range keys {
+		threshold := s.o.Lockout.AccountThreshold
+		if i == len(keys)-1 {
+			threshold = s.o.Lockout.IPThreshold
+		}
+		if a, err := s.o.Store.GetAttempt(ctx, k); err == nil && now.Sub(a.LastFailure) > s.o.Lockout.Window && now.After(a.LockedUntil) {
+			if err := s.o.Store.ResetAttempts(ctx, k); err != nil {
+				return err
+			}
+		}
+		n, err := s.o.Store.RecordFailure(ctx, k, now)
+		if err != nil {
+			return fmt.Errorf("record failed attempt: %w", err)
+		}
+		if n >= threshold {
+			delay := s.o.Lockout.BaseDelay << min(n-threshold, 20)
+			if delay > s.o.Lockout.MaxDelay || delay <= 0 {
+				delay = s.o.Lockout.MaxDelay
+			}
+			if err := s.o.Store.SetLockedUntil(ctx, k, now.Add(delay)); err != nil {
+				return err
+			}
+			s.o.Logger.WarnContext(ctx, "sign-in locked after repeated failures", "key_kind", strings.SplitN(k, ":", 2)[0], "failures", n, "delay", delay)
+		}
+	}
+	return nil
+}
+
+// NewID returns a random identifier with a readable prefix.
+func NewID(prefix string) string {
+	return prefix + "_" + RandomToken(12)
+}
+
+// RandomToken returns n random bytes, hex encoded.
+func RandomToken(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("authn: no randomness: " + err.Error())
+	}
+	return hex.EncodeToString(b)
+}

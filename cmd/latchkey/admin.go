@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/store"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// admin runs the bootstrap subcommands that work without the admin API.
+func admin(ctx context.Context, cfg *config.Config, log *slog.Logger, group string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s: missing subcommand", group)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cli := &cli{cfg: cfg, st: st, log: log, stdin: stdin, out: stdout, errOut: stderr}
+	sub, rest := args[0], args[1:]
+	cmds := map[string]func(context.Context, []string) error{
+		"clients create": cli.clientsCreate, "clients list": cli.clientsList, "clients delete": cli.clientsDelete,
+		"users create": cli.usersCreate, "users list": cli.usersList, "users set-password": cli.usersSetPassword,
+		"users add-to-group": cli.usersAddToGroup, "users enroll-totp": cli.usersEnrollTOTP,
+		"groups create": cli.groupsCreate, "groups list": cli.groupsList,
+		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
+	}
+	fn, ok := cmds[group+" "+sub]
+	if !ok {
+		return fmt.Errorf("unknown command %q", group+" "+sub)
+	}
+	return fn(ctx, rest)
+}
+
+type cli struct {
+	cfg    *config.Config
+	st     store.Store
+	log    *slog.Logger
+	stdin  io.Reader
+	out    io.Writer
+	errOut io.Writer
+}
+
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.errOut)
+	return fs
+}
+
+func (c *cli) clientsCreate(ctx context.Context, args []string) error {
+	fs := c.flags("clients create")
+	id := fs.String("id", "", "client id (default: generated)")
+	name := fs.String("name", "", "display name shown on the consent page")
+	public := fs.Bool("public", false, "public client (no secret; PKCE required)")
+	firstParty := fs.Bool("first-party", false, "first-party client: no consent screen")
+	var redirects, logoutRedirects, grants, scopes stringList
+	fs.Var(&redirects, "redirect-uri", "allowed redirect URI, exact match (repeatable)")
+	fs.Var(&logoutRedirects, "post-logout-redirect-uri", "allowed post-logout redirect URI (repeatable)")
+	fs.Var(&grants, "grant-type", "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code + refresh_token)")
+	fs.Var(&scopes, "scope", "allowed scope (repeatable; default openid profile email offline_access)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id == "" {
+		*id = authn.NewID("client")
+	}
+	if len(grants) == 0 {
+		grants = stringList{"authorization_code", "refresh_token"}
+	}
+	if len(scopes) == 0 {
+		scopes = stringList{"openid", "profile", "email", "offline_access"}
+	}
+	var problems []string
+	for _, g := range grants {
+		switch g {
+		case "authorization_code", "refresh_token":
+		case "client_credentials":
+			if *public {
+				problems = append(problems, "--grant-type client_credentials needs a confidential client")
+			}
+		default:
+			problems = append(problems, fmt.Sprintf("--grant-type %q is not supported", g))
+		}
+	}
+	hasCode := false
+	for _, g := range grants {
+		hasCode = hasCode || g == "authorization_code"
+	}
+	if hasCode && len(redirects) == 0 {
+		problems = append(problems, "--redirect-uri is required for the authorization_code grant")
+	}
+	for _, u := range append(append([]string{}, redirects...), logoutRedirects...) {
+		if err := validRedirect(u, c.cfg.Mode == config.ModeDev); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	cl := store.Client{ID: *id, Name: *name, Public: *public, FirstParty: *firstParty, RedirectURIs: redirects,
+		PostLogoutRedirectURIs: logoutRedirects, GrantTypes: grants, ResponseTypes: []string{"code"}, Scopes: scopes, CreatedAt: time.Now().UTC()}
+	var secret string
+	if !*public {
+		secret, cl.SecretHash = authn.NewClientSecret()
+	}
+	if err := c.st.CreateClient(ctx, cl); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "client_id:     %s\n", cl.ID)
+	if secret != "" {
+		fmt.Fprintf(c.out, "client_secret: %s\n(shown once: store it now; Latchkey keeps only its digest)\n", secret)
+	}
+	return nil
+}
+
+func (c *cli) clientsList(ctx context.Context, _ []string) error {
+	cs, err := c.st.ListClients(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tFIRST-PARTY\tGRANTS\tREDIRECT URIS")
+	for _, cl := range cs {
+		typ := "confidential"
+		if cl.Public {
+			typ = "public"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", cl.ID, cl.Name, typ, cl.FirstParty, strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) clientsDelete(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: clients delete CLIENT_ID")
+	}
+	if err := c.st.DeleteClient(ctx, args[0]); err != nil {
+		return fmt.Errorf("delete client %s: %w", args[0], err)
+	}
+	fmt.Fprintf(c.out, "client %s deleted\n", args[0])
+	return nil
+}
+
+// readPassword reads one line from stdin, so passwords stay out of shell
+// history and process listings.
+func (c *cli) readPassword() (string, error) {
+	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if len(pw) < 8 {
+		return "", errors.New("password (from standard input) must be at least 8 characters")
+	}
+	if len(pw) > 1024 {
+		return "", errors.New("password must be at most 1024 characters")
+	}
+	return pw, nil
+}
+
+func (c *cli) usersCreate(ctx context.Context, args []string) error {
+	fs := c.flags("users create")
+	username := fs.String("username", "", "username (unique, case-insensitive)")
+	email := fs.String("email", "", "email address")
+	name := fs.String("name", "", "display name")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*username) == "" || len(*username) > 256 || strings.ContainsAny(*username, " \t\r\n") {
+		return errors.New("--username is required and must not contain spaces")
+	}
+	fmt.Fprintln(c.errOut, "reading the password from standard input")
+	pw, err := c.readPassword()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	u := store.User{ID: authn.NewID("user"), Username: *username, Email: *email, DisplayName: *name,
+		PasswordHash: authn.NewPasswordHasher(authn.DefaultArgon2).Hash(pw), CreatedAt: now, UpdatedAt: now}
+	if err := c.st.CreateUser(ctx, u); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "user %s created with id %s\n", u.Username, u.ID)
+	return nil
+}
+
+func (c *cli) usersList(ctx context.Context, _ []string) error {
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tNAME\tDISABLED")
+	after := ""
+	for {
+		us, err := c.st.ListUsers(ctx, after, 500)
+		if err != nil {
+			return err
+		}
+		for _, u := range us {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", u.ID, u.Username, u.Email, u.DisplayName, u.Disabled)
+		}
+		if len(us) < 500 {
+			break
+		}
+		after = us[len(us)-1].Username
+	}
+	return tw.Flush()
+}
+
+func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: users set-password USERNAME  (password on standard input)")
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[0], err)
+	}
+	pw, err := c.readPassword()
+	if err != nil {
+		return err
+	}
+	if err := c.st.SetPassword(ctx, u.ID, authn.NewPasswordHasher(authn.DefaultArgon2).Hash(pw), time.Now()); err != nil {
+		return err
+	}
+	// A new password ends every existing browser session.
+	if err := c.st.DeleteUserSessions(ctx, u.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "password of %s changed; their sessions were ended\n", u.Username)
+	return nil
+}
+
+func (c *cli) usersAddToGroup(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: users add-to-group USERNAME GROUP")
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[0], err)
+	}
+	g, err := c.st.GetGroupByName(ctx, args[1])
+	if err != nil {
+		return fmt.Errorf("group %s: %w", args[1], err)
+	}
+	if err := c.st.AddMember(ctx, g.ID, u.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s added to %s\n", u.Username, g.Name)
+	return nil
+}
+
+// usersEnrollTOTP gives a user an authenticator from the command line, for
+// bootstrap; people normally enroll at the account portal.
+func (c *cli) usersEnrollTOTP(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: users enroll-totp USERNAME")
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[0], err)
+	}
+	system, ring, err := secrets(c.cfg)
+	if err != nil {
+		return err
+	}
+	svc := authn.NewService(authn.Options{Store: c.st, Keyring: ring, Pepper: derive(system, "recovery-codes")})
+	secret := authn.NewTOTPSecret()
+	codes, err := svc.EnrollTOTP(ctx, c.st, u.ID, secret)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return fmt.Errorf("%s already has an authenticator", u.Username)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "secret:      %s\notpauth URI: %s\nrecovery codes (shown once):\n  %s\n",
+		secret, authn.TOTPURI("Latchkey", u.Username, secret), strings.Join(codes, "\n  "))
+	return nil
+}
+
+func (c *cli) groupsCreate(ctx context.Context, args []string) error {
+	fs := c.flags("groups create")
+	desc := fs.String("description", "", "description")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || strings.TrimSpace(fs.Arg(0)) == "" {
+		return errors.New("usage: groups create [-description TEXT] NAME")
+	}
+	g := store.Group{ID: authn.NewID("group"), Name: fs.Arg(0), Description: *desc, CreatedAt: time.Now().UTC()}
+	if err := c.st.CreateGroup(ctx, g); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "group %s created with id %s\n", g.Name, g.ID)
+	return nil
+}
+
+func (c *cli) groupsList(ctx context.Context, _ []string) error {
+	gs, err := c.st.ListGroups(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tDESCRIPTION")
+	for _, g := range gs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.ID, g.Name, g.Description)
+	}
+	return tw.Flush()
+}
+
+func (c *cli) keysList(ctx context.Context, _ []string) error {
+	a, err := build(ctx, c.cfg, c.st, c.log, buildOptions{})
+	if err != nil {
+		return err
+	}
+	ks, err := a.keys.List(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tALG\tCREATED\tPUBLISHED UNTIL\tSIGNING")
+	for _, k := range ks {
+		until := "-"
+		if !k.NotAfter.IsZero() {
+			until = k.NotAfter.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", k.ID, k.Algorithm, k.CreatedAt.Format(time.RFC3339), until, k.Signing)
+	}
+	return tw.Flush()
+}
+
+func (c *cli) keysRotate(ctx context.Context, _ []string) error {
+	a, err := build(ctx, c.cfg, c.st, c.log, buildOptions{})
+	if err != nil {
+		return err
+	}
+	kid, err := a.keys.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "new signing key %s; previous keys stay published until their tokens expire\n", kid)
+	return nil
+}

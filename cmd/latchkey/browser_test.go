@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/store"
+)
+
+// testServer is a real Latchkey server on a loopback port: the same build()
+// and router as `latchkey serve`, over a real store.
+type testServer struct {
+	URL string
+	app *app
+	srv *httptest.Server
+	// totpSkew shifts the clock that verifies codes, so a test can move to
+	// the next TOTP step without sleeping 30 seconds.
+	totpSkew atomic.Int64
+}
+
+func (s *testServer) totpNow() time.Time { return time.Now().Add(time.Duration(s.totpSkew.Load())) }
+
+// nextTOTPStep moves the code clock to the next 30-second step.
+func (s *testServer) nextTOTPStep() { s.totpSkew.Add(int64(30 * time.Second)) }
+
+// testHasher keeps argon2id real but cheap, so login-heavy tests stay fast.
+var testHasher = authn.NewPasswordHasher(authn.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1})
+
+func testConfig(issuer string) *config.Config {
+	c := config.Defaults()
+	c.Mode = config.ModeProduction
+	c.Issuer = issuer
+	c.Secrets.System = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+	c.Secrets.EncryptionKeys = []string{"k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
+	return &c
+}
+
+func startServer(t testing.TB, st store.Store, mutate ...func(*config.Config)) *testServer {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String()
+	cfg := testConfig(issuer)
+	for _, m := range mutate {
+		m(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	ts := &testServer{URL: issuer, srv: srv}
+	a, err := build(context.Background(), cfg, st, log, buildOptions{Hasher: testHasher, AuthnNow: ts.totpNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.app = a
+	srv.Config.Handler = a.router
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return ts
+}
+
+type tlog struct{ t testing.TB }
+
+func (l *tlog) Write(b []byte) (int, error) { l.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+
+// fixture identities.
+type user struct {
+	store.User
+	Password string
+	Secret   string // TOTP secret, empty without 2SV
+	Recovery []string
+}
+
+func (s *testServer) createUser(t testing.TB, name string, withTOTP bool) user {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	u := user{User: store.User{ID: authn.NewID("user"), Username: name, Email: name + "@example.com", DisplayName: strings.ToUpper(name[:1]) + name[1:],
+		CreatedAt: now, UpdatedAt: now}, Password: "pw-" + name + "-correct horse"}
+	u.PasswordHash = s.app.authn.Hasher().Hash(u.Password)
+	if err := s.app.store.CreateUser(ctx, u.User); err != nil {
+		t.Fatal(err)
+	}
+	if withTOTP {
+		u.Secret = authn.NewTOTPSecret()
+		codes, err := s.app.authn.EnrollTOTP(ctx, s.app.store, u.ID, u.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Recovery = codes
+	}
+	return u
+}
+
+type client struct {
+	ID, Secret, Redirect string
+}
+
+func (s *testServer) createClient(t testing.TB, id string, public, firstParty bool, grants ...string) client {
+	t.Helper()
+	if len(grants) == 0 {
+		grants = []string{"authorization_code", "refresh_token"}
+	}
+	c := client{ID: id, Redirect: "http://127.0.0.1:9/" + id + "/callback"}
+	sc := store.Client{ID: id, Name: "App " + id, Public: public, FirstParty: firstParty, RedirectURIs: []string{c.Redirect},
+		PostLogoutRedirectURIs: []string{"http://127.0.0.1:9/" + id + "/bye"}, GrantTypes: grants, ResponseTypes: []string{"code"},
+		Scopes: []string{"openid", "profile", "email", "offline_access"}, CreatedAt: time.Now().UTC()}
+	if !public {
+		c.Secret, sc.SecretHash = authn.NewClientSecret()
+	}
+	if err := s.app.store.CreateClient(context.Background(), sc); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// browser is an HTTP client with cookies that follows redirects within the
+// issuer and stops at the first redirect that leaves it (to an application).
+type browser struct {
+	t      testing.TB
+	c      *http.Client
+	issuer string
+}
+
+func newBrowser(t testing.TB, issuer string) *browser {
+	jar, _ := cookiejar.New(nil)
+	b := &browser{t: t, issuer: issuer}
+	b.c = &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if !strings.HasPrefix(req.URL.String(), issuer) {
+			return http.ErrUseLastResponse
+		}
+		if via[len(via)-1].Response != nil && via[len(via)-1].Response.StatusCode != http.StatusSeeOther && via[len(via)-1].Method == http.MethodPost {
+			return fmt.Errorf("redirect after POST must be 303, got %d", via[len(via)-1].Response.StatusCode)
+		}
+		return nil
+	}}
+	return b
+}
+
+type page struct {
+	Status   int
+	URL      *url.URL
+	Location string // set when the browser stopped at a redirect out of the issuer
+	Body     string
+	Header   http.Header
+}
+
+func (b *browser) do(req *http.Request) page {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return page{Status: resp.StatusCode, URL: resp.Request.URL, Location: resp.Header.Get("Location"), Body: string(body), Header: resp.Header}
+}
+
+func (b *browser) get(u string) page {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return b.do(req)
+}
+
+func (b *browser) post(u string, form url.Values) page {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// submit fills the page's first form the way a browser would: hidden and
+// pre-filled fields as they are, then the given values, posted to the form's
+// action (resolved against the page URL).
+func (b *browser) submit(p page, values map[string]string) page {
+	b.t.Helper()
+	action, fields, err := parseForm(p.Body)
+	if err != nil {
+		b.t.Fatalf("no form on %s (status %d): %v\n%s", p.URL, p.Status, err, p.Body)
+	}
+	for k, v := range values {
+		if _, ok := fields[k]; !ok {
+			b.t.Fatalf("form on %s has no field %q (has %v)", p.URL, k, fields)
+		}
+		fields.Set(k, v)
+	}
+	target, _ := p.URL.Parse(action)
+	return b.post(target.String(), fields)
+}
+
+func parseForm(body string) (string, url.Values, error) {
+	doc, err := html.Parse(strings.NewReader(body))
+	if err != nil {
+		return "", nil, err
+	}
+	var form *html.Node
+	var find func(*html.Node)
+	find = func(n *html.Node) {
+		if form == nil && n.Type == html.ElementNode && n.Data == "form" {
+			form = n
+			return
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			find(c)
+		}
+	}
+	find(doc)
+	if form == nil {
+		return "", nil, errors.New("no form")
+	}
+	attr := func(n *html.Node, k string) (string, bool) {
+		for _, a := range n.Attr {
+			if a.Key == k {
+				return a.Val, true
+			}
+		}
+		return "", false
+	}
+	fields := url.Values{}
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "input" {
+			if name, ok := attr(n, "name"); ok {
+				v, _ := attr(n, "value")
+				fields.Set(name, v)
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(form)
+	action, _ := attr(form, "action")
+	return action, fields, nil
+}
+
+// bannerText returns the text of the page's alert banner.
+func bannerText(body string) string {
+	i := strings.Index(body, `role="alert">`)
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(`role="alert">`):]
+	return rest[:strings.Index(rest, "<")]
+}

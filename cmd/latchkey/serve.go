@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/store"
+)
+
+// serve runs the server until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return serveOn(ctx, ln, cfg, log, stdout, buildOptions{})
+}
+
+func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog.Logger, stdout io.Writer, bo buildOptions) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a, err := build(ctx, cfg, st, log, bo)
+	if err != nil {
+		return err
+	}
+	if cfg.Mode == config.ModeDev {
+		if err := a.devBootstrap(ctx, stdout); err != nil {
+			return fmt.Errorf("dev bootstrap: %w", err)
+		}
+	}
+	cleanupCtx, stopCleanup := context.WithCancel(ctx)
+	defer stopCleanup()
+	go a.provider.RunCleanup(cleanupCtx, cfg.Tokens.CleanupInterval.D(), cfg.Tokens.EventRetention.D())
+
+	srv := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("latchkey listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "mode", cfg.Mode, "store", st.Backend())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Demo identities exist only in dev mode, so a newcomer can sign in at once.
+const (
+	demoClientID = "demo-app"
+	demoUsername = "demo"
+)
+
+// devBootstrap creates the demo application and user on first start and
+// prints how to sign in.
+func (a *app) devBootstrap(ctx context.Context, out io.Writer) error {
+	iss := a.cfg.Issuer
+	if _, err := a.store.GetClient(ctx, demoClientID); errors.Is(err, store.ErrNotFound) {
+		// Public client with PKCE: the built-in demo page at /demo plays the
+		// application and needs no secret.
+		err := a.store.CreateClient(ctx, store.Client{ID: demoClientID, Name: "Demo application (dev mode only)", Public: true, FirstParty: true,
+			RedirectURIs: []string{iss + "/demo/callback"}, PostLogoutRedirectURIs: []string{iss + "/demo"},
+			GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"},
+			Scopes: []string{"openid", "profile", "email", "offline_access"}, CreatedAt: time.Now().UTC()})
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n  Latchkey is running in DEV MODE (embedded store %s; not for production).\n", a.cfg.Database.Path)
+	if _, err := a.store.GetUserByUsername(ctx, demoUsername); errors.Is(err, store.ErrNotFound) {
+		password := authn.RandomToken(8)
+		secret := authn.NewTOTPSecret()
+		now := time.Now().UTC()
+		u := store.User{ID: authn.NewID("user"), Username: demoUsername, Email: "demo@example.com", DisplayName: "Demo User (dev only)",
+			PasswordHash: a.authn.Hasher().Hash(password), CreatedAt: now, UpdatedAt: now}
+		var codes []string
+		err := a.store.InTx(ctx, func(q store.Queries) error {
+			if err := q.CreateUser(ctx, u); err != nil {
+				return err
+			}
+			var err error
+			codes, err = a.authn.EnrollTOTP(ctx, q, u.ID, secret)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, `
+  Demo user created (shown once; dev mode only):
+    username:       %s
+    password:       %s
+    TOTP secret:    %s
+    otpauth URI:    %s
+    recovery codes: %s
+
+`, demoUsername, password, secret, authn.TOTPURI("Latchkey (dev)", demoUsername, secret), strings.Join(codes, " "))
+	} else if err != nil {
+		return err
+	} else {
+		fmt.Fprintf(out, "  Demo user %q exists; reset its password with: latchkey users set-password %s\n", demoUsername, demoUsername)
+	}
+	fmt.Fprintf(out, "  Sign in to the demo application: %s/demo\n  Discovery: %s/.well-known/openid-configuration\n\n", iss, iss)
+	a.mountDemo()
+	return nil
+}

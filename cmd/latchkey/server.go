@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/internal/seal"
+	"github.com/latchkey/latchkey/provider"
+	"github.com/latchkey/latchkey/store"
+	"github.com/latchkey/latchkey/store/postgres"
+	"github.com/latchkey/latchkey/store/sqlite"
+)
+
+// app is everything serve builds from the configuration.
+type app struct {
+	cfg      *config.Config
+	store    store.Store
+	keyring  *seal.Keyring
+	system   []byte
+	keys     *provider.KeyManager
+	authn    *authn.Service
+	provider *provider.Provider
+	router   *chi.Mux
+	log      *slog.Logger
+}
+
+// openStore opens the configured backend and applies migrations.
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	switch cfg.Database.Driver {
+	case "postgres":
+		return postgres.Open(ctx, postgres.Options{DSN: cfg.Database.DSN, MaxConns: int32(cfg.Database.MaxConns)})
+	default:
+		return sqlite.Open(ctx, sqlite.Options{Path: cfg.Database.Path})
+	}
+}
+
+// secrets returns the system secret and the keyring. In dev mode missing
+// secrets are generated once and kept in a 0600 file beside the database,
+// so tokens and sealed data survive a restart.
+func secrets(cfg *config.Config) ([]byte, *seal.Keyring, error) {
+	sc := cfg.Secrets
+	if cfg.Mode == config.ModeDev && sc.System == "" {
+		var err error
+		if sc, err = devSecrets(sc.File); err != nil {
+			return nil, nil, err
+		}
+	}
+	system, err := base64.StdEncoding.DecodeString(sc.System)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secrets.system: %w", err)
+	}
+	var keys []seal.Key
+	for _, e := range sc.EncryptionKeys {
+		id, b64, _ := strings.Cut(e, ":")
+		k, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secrets.encryption_keys: %w", err)
+		}
+		keys = append(keys, seal.Key{ID: id, Secret: k})
+	}
+	ring, err := seal.New(keys...)
+	return system, ring, err
+}
+
+func devSecrets(path string) (config.Secrets, error) {
+	var s config.Secrets
+	if raw, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return s, fmt.Errorf("dev secrets %s: %w", path, err)
+		}
+		s.File = path
+		return s, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return s, err
+	}
+	gen := func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	s = config.Secrets{System: gen(), EncryptionKeys: []string{"dev1:" + gen()}}
+	raw, _ := json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		return s, fmt.Errorf("write dev secrets: %w", err)
+	}
+	s.File = path
+	return s, nil
+}
+
+// buildOptions are the parts of app construction tests vary.
+type buildOptions struct {
+	Registry *prometheus.Registry
+	Hasher   *authn.PasswordHasher // nil: the production argon2id cost
+	Now      func() time.Time
+	// AuthnNow, when set, is the clock of code verification alone, so tests
+	// can step TOTP time without waiting for it.
+	AuthnNow func() time.Time
+}
+
+// build wires every component. It is the only place that knows them all.
+func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Logger, bo buildOptions) (*app, error) {
+	system, ring, err := secrets(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if bo.Now == nil {
+		bo.Now = time.Now
+	}
+	if bo.AuthnNow == nil {
+		bo.AuthnNow = bo.Now
+	}
+	if bo.Registry == nil {
+		bo.Registry = prometheus.NewRegistry()
+		bo.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if bo.Hasher == nil {
+		bo.Hasher = authn.NewPasswordHasher(authn.DefaultArgon2)
+	}
+	secure := strings.HasPrefix(cfg.Issuer, "https://")
+	keys, err := provider.NewKeyManager(ctx, provider.KeyOptions{Store: st, Keyring: ring, Algorithm: cfg.Keys.Algorithm,
+		Overlap: max(cfg.Tokens.IDTokenLifespan.D(), cfg.Tokens.AccessTokenLifespan.D()) + time.Hour, Now: bo.Now})
+	if err != nil {
+		return nil, err
+	}
+	an := authn.NewService(authn.Options{Store: st, Keyring: ring, Pepper: derive(system, "recovery-codes"), Hasher: bo.Hasher, Logger: log, Now: bo.AuthnNow,
+		Lockout: authn.Lockout{AccountThreshold: cfg.Lockout.AccountThreshold, IPThreshold: cfg.Lockout.IPThreshold,
+			BaseDelay: cfg.Lockout.BaseDelay.D(), MaxDelay: cfg.Lockout.MaxDelay.D()}})
+	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
+		AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout.D(), Now: bo.Now})
+	csrf := &httpx.CSRF{Key: derive(system, "csrf"), Secure: secure}
+	prov, err := provider.New(provider.Options{Issuer: cfg.Issuer, Store: st, Keys: keys, Authn: an, Sessions: sessions, CSRF: csrf,
+		GlobalSecret: derive(system, "fosite-hmac"), AccessTokenLifespan: cfg.Tokens.AccessTokenLifespan.D(),
+		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan.D(), IDTokenLifespan: cfg.Tokens.IDTokenLifespan.D(),
+		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan.D(), Registerer: bo.Registry, Logger: log, Now: bo.Now})
+	if err != nil {
+		return nil, err
+	}
+	r := chi.NewRouter()
+	r.Use(httpx.WithRequestID, httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, httpx.NewMetrics(bo.Registry)))
+	r.Get("/health/alive", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/health/ready", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			log.WarnContext(ctx, "readiness check failed", "err", err)
+			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
+	prov.Mount(r)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
+	})
+	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, provider: prov, router: r, log: log}, nil
+}
+
+// derive gives each use of the system secret its own key.
+func derive(system []byte, purpose string) []byte {
+	return seal.Derive(system, purpose)
+}

@@ -1,0 +1,186 @@
+package provider
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/store"
+)
+
+// Messages shown on the sign-in pages. One message covers every reason a
+// password sign-in fails, so the page does not reveal which accounts exist.
+const (
+	msgBadCredentials = "Incorrect username or password."
+	msgBadCode        = "That code did not work. Enter the current code from your authenticator app, or one of your recovery codes."
+	msgLocked         = "Too many failed attempts. Wait a few minutes, then try again."
+	msgExpired        = "This sign-in page has expired or was opened in another browser. Go back to the application and start again."
+)
+
+func (p *Provider) clientName(r *http.Request, f store.LoginFlow) string {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	c, err := p.o.Store.GetClient(r.Context(), q.Get("client_id"))
+	if err != nil {
+		return ""
+	}
+	return displayName(c)
+}
+
+func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := p.loadFlow(r, r.URL.Query().Get("flow"), loginFlowPrefix)
+	if !ok {
+		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
+		return
+	}
+	p.render(w, r, http.StatusOK, "login.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)})
+}
+
+func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return
+	}
+	f, ok := p.loadFlow(r, r.PostFormValue("flow"), loginFlowPrefix)
+	if !ok {
+		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
+		return
+	}
+	username := r.PostFormValue("username")
+	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "Username": username}
+	if username == "" || len(username) > 256 || len(r.PostFormValue("password")) > 1024 {
+		data["Error"] = msgBadCredentials
+		p.render(w, r, http.StatusUnauthorized, "login.html", data)
+		return
+	}
+	user, err := p.o.Authn.CheckPassword(r.Context(), username, r.PostFormValue("password"), httpx.ClientIP(r))
+	switch {
+	case errors.Is(err, authn.ErrInvalidCredentials):
+		data["Error"] = msgBadCredentials
+		p.render(w, r, http.StatusUnauthorized, "login.html", data)
+		return
+	case errors.Is(err, authn.ErrLocked):
+		data["Error"] = msgLocked
+		p.render(w, r, http.StatusTooManyRequests, "login.html", data)
+		return
+	case err != nil:
+		p.serverError(w, r, err)
+		return
+	}
+	hasTOTP, err := p.o.Authn.HasTOTP(r.Context(), user.ID)
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	if !hasTOTP {
+		p.completeLogin(w, r, f, user.ID, []string{"pwd"}, ACRPassword)
+		return
+	}
+	if err := p.o.Store.SetFlowUser(r.Context(), f.ID, user.ID, p.o.Now()); err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, PathLogin2SV+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// passwordDone returns the flow if its password step is complete.
+func (p *Provider) passwordDone(r *http.Request, id string) (store.LoginFlow, bool) {
+	f, ok := p.loadFlow(r, id, loginFlowPrefix)
+	if !ok || f.UserID == "" || f.PasswordAt.IsZero() {
+		return store.LoginFlow{}, false
+	}
+	return f, true
+}
+
+func (p *Provider) secondFactorPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := p.passwordDone(r, r.URL.Query().Get("flow"))
+	if !ok {
+		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
+		return
+	}
+	p.render(w, r, http.StatusOK, "second_factor.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)})
+}
+
+func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return
+	}
+	f, ok := p.passwordDone(r, r.PostFormValue("flow"))
+	if !ok {
+		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
+		return
+	}
+	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)}
+	code := r.PostFormValue("code")
+	if code == "" || len(code) > 64 {
+		data["Error"] = msgBadCode
+		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
+		return
+	}
+	_, err := p.o.Authn.CheckSecondFactor(r.Context(), f.UserID, code, httpx.ClientIP(r))
+	switch {
+	case errors.Is(err, authn.ErrInvalidCode):
+		data["Error"] = msgBadCode
+		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
+		return
+	case errors.Is(err, authn.ErrLocked):
+		data["Error"] = msgLocked
+		p.render(w, r, http.StatusTooManyRequests, "second_factor.html", data)
+		return
+	case err != nil:
+		p.serverError(w, r, err)
+		return
+	}
+	// RFC 8176: a password plus a one-time code is multi-factor.
+	p.completeLogin(w, r, f, f.UserID, []string{"pwd", "otp", "mfa"}, ACRMFA)
+}
+
+// completeLogin starts a fresh browser session (rotating any old one) and
+// resumes the authorization request.
+func (p *Provider) completeLogin(w http.ResponseWriter, r *http.Request, f store.LoginFlow, userID string, amr []string, acr string) {
+	if f.UserID == "" {
+		if err := p.o.Store.SetFlowUser(r.Context(), f.ID, userID, p.o.Now()); err != nil {
+			p.serverError(w, r, err)
+			return
+		}
+	}
+	if _, err := p.o.Sessions.Start(r.Context(), w, r, userID, p.o.Now(), amr, acr); err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, PathResume+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// render writes an HTML page; every page gets the CSRF token.
+func (p *Provider) render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
+	if data == nil {
+		data = map[string]any{}
+	}
+	r = p.o.CSRF.Ensure(w, r)
+	data["CSRF"] = p.o.CSRF.Token(r)
+	var buf bytes.Buffer
+	if err := p.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		p.o.Logger.ErrorContext(r.Context(), "render failed", "template", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (p *Provider) errorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	p.render(w, r, status, "error.html", map[string]any{"Code": code, "Message": msg})
+}
+
+func (p *Provider) csrfFailed(w http.ResponseWriter, r *http.Request) {
+	p.errorPage(w, r, http.StatusForbidden, "csrf_failed", "This form expired or did not come from this site. Go back, reload the page and try again.")
+}
+
+func (p *Provider) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	p.o.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", httpx.RequestID(r.Context()))
+	p.errorPage(w, r, http.StatusInternalServerError, "server_error", "Something went wrong on our side. Request id: "+httpx.RequestID(r.Context()))
+}

@@ -1,0 +1,162 @@
+package provider
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/ory/fosite"
+
+	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/store"
+)
+
+// token is the token endpoint.
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	gt := r.PostForm.Get("grant_type")
+	ctx := withGrantType(r.Context(), gt)
+	label := gt
+	switch gt {
+	case "authorization_code", "refresh_token", "client_credentials":
+	default:
+		label = "other" // bounded label set whatever clients send
+	}
+	ar, err := p.oauth.NewAccessRequest(ctx, r, newSession())
+	if err != nil {
+		p.grants.WithLabelValues(label, "error").Inc()
+		p.accessError(w, r, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// A machine client gets what it asked for within its registered
+		// scopes (fosite checked them); there is no user to consent.
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		for _, a := range ar.GetRequestedAudience() {
+			ar.GrantAudience(a)
+		}
+	}
+	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.grants.WithLabelValues(label, "error").Inc()
+		p.accessError(w, r, ar, err)
+		return
+	}
+	p.grants.WithLabelValues(label, "ok").Inc()
+	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		p.o.Logger.ErrorContext(r.Context(), "token request failed", "err", err, "debug", rfc.DebugField)
+	}
+	p.oauth.WriteAccessError(r.Context(), w, ar, err)
+}
+
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	err := p.oauth.NewRevocationRequest(r.Context(), r)
+	p.oauth.WriteRevocationResponse(r.Context(), w, err)
+}
+
+func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	ir, err := p.oauth.NewIntrospectionRequest(r.Context(), r, newSession())
+	if err != nil {
+		p.oauth.WriteIntrospectionError(r.Context(), w, err)
+		return
+	}
+	p.oauth.WriteIntrospectionResponse(r.Context(), w, ir)
+}
+
+// userinfo returns the claims of the access token's user, per its scopes.
+func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	tok := fosite.AccessTokenFromRequest(r)
+	deny := func(code, desc string) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`", error_description="`+desc+`"`)
+		httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": code, "error_description": desc})
+	}
+	if tok == "" {
+		deny("invalid_token", "An access token is required.")
+		return
+	}
+	_, ar, err := p.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, newSession())
+	if err != nil {
+		deny("invalid_token", "The access token is invalid, expired or revoked.")
+		return
+	}
+	if !slices.Contains(ar.GetGrantedScopes(), "openid") {
+		httpx.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "The openid scope is required."})
+		return
+	}
+	sub := ar.GetSession().GetSubject()
+	u, err := p.o.Store.GetUser(ctx, sub)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Disabled) {
+		deny("invalid_token", "The user no longer exists.")
+		return
+	}
+	if err != nil {
+		httpx.WriteError(w, r, p.o.Logger, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, p.userClaims(u, ar.GetGrantedScopes()))
+}
+
+func (p *Provider) userClaims(u store.User, scopes []string) map[string]any {
+	c := map[string]any{"sub": u.ID}
+	if slices.Contains(scopes, "profile") {
+		c["preferred_username"] = u.Username
+		if u.DisplayName != "" {
+			c["name"] = u.DisplayName
+		}
+	}
+	if slices.Contains(scopes, "email") && u.Email != "" {
+		c["email"] = u.Email
+		// Latchkey does not verify addresses itself; admins enter them.
+		c["email_verified"] = false
+	}
+	return c
+}
+
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	iss := p.o.Issuer
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                         iss,
+		"authorization_endpoint":                         iss + PathAuthorize,
+		"token_endpoint":                                 iss + PathToken,
+		"userinfo_endpoint":                              iss + PathUserinfo,
+		"jwks_uri":                                       iss + PathJWKS,
+		"revocation_endpoint":                            iss + PathRevoke,
+		"introspection_endpoint":                         iss + PathIntrospect,
+		"end_session_endpoint":                           iss + PathLogout,
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{p.o.Keys.Algorithm()},
+		"scopes_supported":                               []string{"openid", "profile", "email", "offline_access"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "preferred_username", "name", "email", "email_verified"},
+		"acr_values_supported":                           []string{ACRPassword, ACRMFA},
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"authorization_response_iss_parameter_supported": true,
+		"frontchannel_logout_supported":                  false,
+		"backchannel_logout_supported":                   false,
+	})
+}
+
+func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	// Short cache: a rotation must reach clients well inside the overlap.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(p.o.Keys.JWKS(r.Context()))
+}
