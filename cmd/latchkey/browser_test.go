@@ -79,7 +79,10 @@ func startServer(t testing.TB, st store.Store, mutate ...func(*config.Config)) *
 
 type tlog struct{ t testing.TB }
 
-func (l *tlog) Write(b []byte) (int, error) { l.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (l *tlog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // fixture identities.
 type user struct {
