@@ -189,8 +189,8 @@ func applyEnv(c *Config, environ []string) (modeSet bool, err error) {
 		if !ok || !strings.HasPrefix(name, "LATCHKEY_") {
 			continue
 		}
-		if name == "LATCHKEY_CONFIG" {
-			continue
+		if name == "LATCHKEY_CONFIG" || name == "LATCHKEY_DEBUG_PPROF" || strings.HasPrefix(name, "LATCHKEY_TEST_") {
+			continue // read by the command itself, not configuration
 		}
 		f, known := fields[name]
 		if !known {

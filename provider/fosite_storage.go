@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,7 +27,20 @@ import (
 type fositeStore struct {
 	st  store.Store
 	now func() time.Time
+
+	// Clients are read on every token request; a short cache saves a
+	// round trip each time. A change made on another replica (deletion,
+	// new redirect URIs) takes effect within clientTTL.
+	clientMu    sync.Mutex
+	clientCache map[string]cachedClient
 }
+
+type cachedClient struct {
+	c       store.Client
+	expires time.Time
+}
+
+const clientTTL = 5 * time.Second
 
 // Compile-time checks: fosite's compose wiring asserts these at run time and
 // would panic at start if one were missing.
@@ -109,6 +123,13 @@ func toFositeClient(c store.Client) *client {
 }
 
 func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	now := s.now()
+	s.clientMu.Lock()
+	e, ok := s.clientCache[id]
+	s.clientMu.Unlock()
+	if ok && now.Before(e.expires) {
+		return toFositeClient(e.c), nil
+	}
 	c, err := s.q(ctx).GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -116,6 +137,12 @@ func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	if err != nil {
 		return nil, err
 	}
+	s.clientMu.Lock()
+	if s.clientCache == nil || len(s.clientCache) > 10000 {
+		s.clientCache = map[string]cachedClient{} // bounded: unknown ids are never cached
+	}
+	s.clientCache[id] = cachedClient{c: c, expires: now.Add(clientTTL)}
+	s.clientMu.Unlock()
 	return toFositeClient(c), nil
 }
 
@@ -206,13 +233,8 @@ func (s *fositeStore) create(ctx context.Context, kind store.TokenKind, sig stri
 	if !event {
 		return s.q(ctx).CreateToken(ctx, rec)
 	}
-	return s.write(ctx, func(q store.Queries) error {
-		if err := q.CreateToken(ctx, rec); err != nil {
-			return err
-		}
-		return q.AppendTokenEvent(ctx, store.TokenEvent{Time: s.now(), Type: store.TokenIssued, TokenType: kind,
-			RequestID: rec.RequestID, ClientID: rec.ClientID, Subject: rec.Subject, GrantType: grantType(ctx)})
-	})
+	return s.q(ctx).CreateTokenWithEvent(ctx, rec, store.TokenEvent{Time: s.now(), Type: store.TokenIssued, TokenType: kind,
+		RequestID: rec.RequestID, ClientID: rec.ClientID, Subject: rec.Subject, GrantType: grantType(ctx)})
 }
 
 // get loads a row; an inactive row returns the request together with

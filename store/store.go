@@ -263,6 +263,10 @@ type Keys interface {
 // Tokens stores fosite's request rows and the token log.
 type Tokens interface {
 	CreateToken(ctx context.Context, r TokenRecord) error
+	// CreateTokenWithEvent writes a token row and its token-log event
+	// atomically, even outside a transaction (one statement where the
+	// backend allows it: the token endpoint's hot path).
+	CreateTokenWithEvent(ctx context.Context, r TokenRecord, e TokenEvent) error
 	GetToken(ctx context.Context, kind TokenKind, signature string) (TokenRecord, error)
 	DeleteToken(ctx context.Context, kind TokenKind, signature string) error
 	// DeactivateToken marks the row inactive; false if it was already inactive

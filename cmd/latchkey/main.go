@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve":
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		startPprof(log)
 		return serve(ctx, cfg, log, stdout)
 	case "migrate":
 		st, err := openStore(ctx, cfg)

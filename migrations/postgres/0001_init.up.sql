@@ -116,7 +116,9 @@ CREATE TABLE oauth2_tokens (
     session          bytea NOT NULL,
     PRIMARY KEY (kind, signature)
 );
-CREATE INDEX oauth2_tokens_request ON oauth2_tokens(request_id);
+-- Only active rows are ever looked up by grant (rotation, revocation), so a
+-- long-lived grant with many rotated tokens stays cheap to revoke.
+CREATE INDEX oauth2_tokens_request_active ON oauth2_tokens(request_id, kind) WHERE active = TRUE;
 CREATE INDEX oauth2_tokens_expires ON oauth2_tokens(expires_at);
 
 CREATE TABLE token_events (
@@ -130,7 +132,6 @@ CREATE TABLE token_events (
     grant_type text NOT NULL
 );
 CREATE INDEX token_events_time ON token_events(time);
-CREATE INDEX token_events_request ON token_events(request_id);
 
 CREATE TABLE login_attempts (
     key          text PRIMARY KEY,

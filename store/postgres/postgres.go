@@ -53,8 +53,9 @@ var dialect = sqlstore.Dialect{
 	ForUpdate: " FOR UPDATE",
 	// Transaction-scoped advisory lock: released at commit or rollback, so a
 	// crashed request never leaves it held.
-	LockSQL:   `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-	Retryable: retryable,
+	LockSQL:          `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
+	Retryable:        retryable,
+	DataModifyingCTE: true,
 }
 
 func retryable(err error) bool {

@@ -313,6 +313,40 @@ func (q queries) CreateToken(ctx context.Context, r store.TokenRecord) error {
 	return err
 }
 
+const eventCols = `time, type, token_type, request_id, client_id, subject, grant_type`
+
+func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, e store.TokenEvent) error {
+	args := []any{string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, r.SessionID, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(),
+		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session,
+		e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType}
+	if q.d.DataModifyingCTE {
+		// One statement, hence atomic without BEGIN/COMMIT round trips.
+		_, err := q.c.Exec(ctx, `WITH t AS (INSERT INTO oauth2_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15))
+			INSERT INTO token_events (`+eventCols+`) VALUES ($16, $17, $18, $19, $20, $21, $22)`, args...)
+		return err
+	}
+	write := func(c queries) error {
+		if err := c.CreateToken(ctx, r); err != nil {
+			return err
+		}
+		return c.AppendTokenEvent(ctx, e)
+	}
+	if q.inTx {
+		return write(q)
+	}
+	tx, err := q.c.(interface {
+		Begin(context.Context) (TxConn, error)
+	}).Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := write(queries{c: tx, d: q.d, inTx: true}); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
 func (q queries) GetToken(ctx context.Context, kind store.TokenKind, signature string) (store.TokenRecord, error) {
 	var r store.TokenRecord
 	var k string
@@ -330,18 +364,18 @@ func (q queries) DeleteToken(ctx context.Context, kind store.TokenKind, signatur
 }
 
 func (q queries) DeactivateToken(ctx context.Context, kind store.TokenKind, signature string) (bool, error) {
-	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = $3 WHERE kind = $1 AND signature = $2 AND active = $4`, string(kind), signature, false, true)
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE kind = $1 AND signature = $2 AND active = TRUE`, string(kind), signature)
 	return n == 1, err
 }
 
 func (q queries) DeactivateRequest(ctx context.Context, kind store.TokenKind, requestID string) (int, error) {
-	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = $3 WHERE kind = $1 AND request_id = $2 AND active = $4`, string(kind), requestID, false, true)
+	// The literal TRUE matches the partial index on active rows.
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active = TRUE`, string(kind), requestID)
 	return int(n), err
 }
 
 func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO token_events (time, type, token_type, request_id, client_id, subject, grant_type)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
+	_, err := q.c.Exec(ctx, `INSERT INTO token_events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
 	return err
 }
 

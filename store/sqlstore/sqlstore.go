@@ -60,6 +60,9 @@ type Dialect struct {
 	// LockSQL takes a transaction-scoped named lock; empty when every write
 	// transaction is already serialized (SQLite's BEGIN IMMEDIATE).
 	LockSQL string
+	// DataModifyingCTE: the backend runs INSERTs inside WITH, so two
+	// inserts can be one atomic statement.
+	DataModifyingCTE bool
 	// Retryable reports a serialization failure or deadlock worth retrying.
 	Retryable func(error) bool
 }

@@ -366,6 +366,26 @@ func testTokens(t *testing.T, s store.Store) {
 		t.Fatalf("expired cleanup: %v %d", err, n)
 	}
 
+	// A token and its log event are written together, or neither is.
+	ev := store.TokenEvent{Time: base, Type: store.TokenIssued, TokenType: store.KindAccessToken, RequestID: "req-3", ClientID: "c3", GrantType: "client_credentials"}
+	if err := s.CreateTokenWithEvent(ctx, token(store.KindAccessToken, "sig-c", "req-3"), ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTokenWithEvent(ctx, token(store.KindAccessToken, "sig-c", "req-3"), ev); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate signature: want ErrAlreadyExists, got %v", err)
+	}
+	if evs, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: "c3"}); err != nil || len(evs) != 1 {
+		t.Fatalf("want exactly the one event of the stored token: %v %+v", err, evs)
+	}
+	if _, err := s.GetToken(ctx, store.KindAccessToken, "sig-c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InTx(ctx, func(q store.Queries) error {
+		return q.CreateTokenWithEvent(ctx, token(store.KindAccessToken, "sig-d", "req-4"), store.TokenEvent{Time: base, Type: store.TokenIssued, ClientID: "c4"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	for i, typ := range []store.TokenEventType{store.TokenIssued, store.TokenRefreshed, store.TokenRevoked} {
 		e := store.TokenEvent{Time: base.Add(time.Duration(i) * time.Minute), Type: typ, TokenType: store.KindAccessToken, RequestID: "req-1",
 			ClientID: "c", Subject: "u", GrantType: "authorization_code"}
@@ -381,7 +401,7 @@ func testTokens(t *testing.T, s store.Store) {
 	if len(page) != 1 || page[0].ID != evs[1].ID {
 		t.Fatalf("cursor: %+v", page)
 	}
-	if n, err := s.DeleteTokenEvents(ctx, base.Add(time.Minute)); err != nil || n != 1 {
+	if n, err := s.DeleteTokenEvents(ctx, base.Add(time.Minute)); err != nil || n != 3 {
 		t.Fatalf("event retention: %v %d", err, n)
 	}
 }

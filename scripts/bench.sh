@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmarks the token endpoint and the full login flow against PostgreSQL,
+# with the server in its own process so its peak RSS can be read.
+#
+#   scripts/bench.sh [RUNS] [DURATION]     (defaults: 3 runs of 8s each)
+#
+# Prints one JSON line per run and a median summary; BENCHMARKS.md quotes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+runs=${1:-3}
+dur=${2:-8s}
+out=bench-out
+mkdir -p "$out"
+scripts/ensure-postgres.sh
+
+go build -o "$out/latchkey" ./cmd/latchkey
+go build -o "$out/latchkey-load" ./cmd/latchkey-load
+
+db=latchkey_bench
+psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+export LATCHKEY_MODE=production
+export LATCHKEY_ISSUER=http://127.0.0.1:8090
+export LATCHKEY_LISTEN=127.0.0.1:8090
+export LATCHKEY_DATABASE_DSN="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+export LATCHKEY_DATABASE_MAX_CONNS=${LATCHKEY_DATABASE_MAX_CONNS:-16}
+export LATCHKEY_SECRETS_SYSTEM=$(head -c 32 /dev/urandom | base64)
+export LATCHKEY_SECRETS_ENCRYPTION_KEYS="b1:$(head -c 32 /dev/urandom | base64)"
+export LATCHKEY_LOG_LEVEL=warn
+export LATCHKEY_KEYS_ALGORITHM=${LATCHKEY_KEYS_ALGORITHM:-ES256}
+
+"$out/latchkey" migrate >/dev/null
+"$out/latchkey-load" -setup -dsn "$LATCHKEY_DATABASE_DSN" -users 4000 -state "$out/state.json"
+
+results="$out/results.jsonl"
+: > "$results"
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+run_one() { # scenario concurrency
+  "$out/latchkey" serve >"$out/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 50); do curl -sf "$LATCHKEY_ISSUER/health/ready" >/dev/null && break; sleep 0.1; done
+  local line
+  line=$("$out/latchkey-load" -issuer "$LATCHKEY_ISSUER" -state "$out/state.json" -scenario "$1" -c "$2" -d "$dur")
+  local rss
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill -TERM "$pid"; wait "$pid" || true
+  pid=
+  echo "${line%\}},\"peak_rss_mb\":$((rss / 1024))}" | tee -a "$results"
+}
+for scenario in client_credentials refresh authcode; do
+  for c in 1 16 32; do
+    for _ in $(seq 1 "$runs"); do run_one "$scenario" "$c"; done
+  done
+done
+for _ in $(seq 1 "$runs"); do
+  "$out/latchkey-load" -scenario argon2 -c 2 -d "$dur" | tee -a "$results"
+done
+
+python3 - "$results" <<'PY'
+import json, sys, statistics, collections
+rows = [json.loads(l) for l in open(sys.argv[1])]
+g = collections.defaultdict(list)
+for r in rows: g[(r["scenario"], r["concurrency"])].append(r)
+print("\n| scenario | concurrency | per second (median) | p50 ms | p99 ms | peak RSS MB | errors |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for (s, c), rs in g.items():
+    med = lambda k: statistics.median(r.get(k, 0) for r in rs)
+    print(f"| {s} | {c} | {med('per_second'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('peak_rss_mb'):.0f} | {sum(r['errors'] for r in rs)} |")
+PY
