@@ -24,18 +24,24 @@ type Argon2Params struct {
 // which keeps a login burst inside the server's memory budget.
 var DefaultArgon2 = Argon2Params{MemoryKiB: 9 * 1024, Time: 4, Threads: 1}
 
-// PasswordHasher hashes and verifies passwords with argon2id. It lets at most
-// one hash per CPU run at once: more would only queue on the cores while each
-// holds its memory, so a login burst would cost memory, not gain speed.
+// PasswordHasher hashes and verifies passwords with argon2id. It bounds how
+// many hashes run at once: more than the cores can run would only wait while
+// each holds its memory, so a login burst would cost memory, not gain speed.
 type PasswordHasher struct {
 	Params Argon2Params
 	sem    chan struct{}
 	dummy  string
 }
 
-// NewPasswordHasher returns a hasher with the given parameters.
-func NewPasswordHasher(p Argon2Params) *PasswordHasher {
-	h := &PasswordHasher{Params: p, sem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+// NewPasswordHasher returns a hasher with the given parameters that runs at
+// most concurrency hashes at once. 0 means half the CPUs (at least one):
+// a burst of sign-ins then cannot take every core from token requests, and
+// on a small machine the hashes' memory stays bounded.
+func NewPasswordHasher(p Argon2Params, concurrency int) *PasswordHasher {
+	if concurrency <= 0 {
+		concurrency = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	h := &PasswordHasher{Params: p, sem: make(chan struct{}, concurrency)}
 	h.dummy = h.Hash("latchkey dummy password for unknown users")
 	return h
 }

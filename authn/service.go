@@ -53,7 +53,7 @@ type Service struct {
 // NewService returns a Service; zero options get defaults.
 func NewService(o Options) *Service {
 	if o.Hasher == nil {
-		o.Hasher = NewPasswordHasher(DefaultArgon2)
+		o.Hasher = NewPasswordHasher(DefaultArgon2, 0)
 	}
 	if o.Lockout == (Lockout{}) {
 		o.Lockout = DefaultLockout
@@ -82,7 +82,8 @@ func ipKey(ip string) string { return "ip:" + ip }
 // and wrong passwords all return ErrInvalidCredentials after the same work.
 func (s *Service) CheckPassword(ctx context.Context, username, password, ip string) (store.User, error) {
 	keys := []string{accountKey(username), ipKey(ip)}
-	if locked, err := s.locked(ctx, keys...); err != nil {
+	locked, hadFailures, err := s.locked(ctx, keys...)
+	if err != nil {
 		return store.User{}, err
 	} else if locked {
 		s.o.Hasher.VerifyDummy(password)
@@ -95,7 +96,7 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 	case err != nil:
 		return store.User{}, fmt.Errorf("look up user: %w", err)
 	case !u.Disabled && s.o.Hasher.Verify(u.PasswordHash, password):
-		return u, s.o.Store.ResetAttempts(ctx, keys[0])
+		return u, s.reset(ctx, hadFailures, keys[0])
 	}
 	if err := s.fail(ctx, keys...); err != nil {
 		return store.User{}, err
@@ -108,7 +109,8 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 // recovery code is a one-time password too).
 func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string) (method string, err error) {
 	keys := []string{"mfa:" + userID, ipKey(ip)}
-	if locked, err := s.locked(ctx, keys...); err != nil {
+	locked, hadFailures, err := s.locked(ctx, keys...)
+	if err != nil {
 		return "", err
 	} else if locked {
 		return "", ErrLocked
@@ -124,7 +126,16 @@ func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string
 		}
 		return "", ErrInvalidCode
 	}
-	return method, s.o.Store.ResetAttempts(ctx, keys[0])
+	return method, s.reset(ctx, hadFailures, keys[0])
+}
+
+// reset clears an account's failure count after a success; most sign-ins
+// have none to clear, and skip the write.
+func (s *Service) reset(ctx context.Context, hadFailures map[string]bool, key string) error {
+	if !hadFailures[key] {
+		return nil
+	}
+	return s.o.Store.ResetAttempts(ctx, key)
 }
 
 func (s *Service) verifyCode(ctx context.Context, userID, code string) (bool, string, error) {
@@ -193,21 +204,20 @@ func (s *Service) EnrollTOTP(ctx context.Context, q store.Queries, userID, secre
 	return codes, nil
 }
 
-func (s *Service) locked(ctx context.Context, keys ...string) (bool, error) {
-	now := s.o.Now()
-	for _, k := range keys {
-		a, err := s.o.Store.GetAttempt(ctx, k)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		if now.Before(a.LockedUntil) {
-			return true, nil
-		}
+// locked reports whether any key is locked, and which keys have failures.
+func (s *Service) locked(ctx context.Context, keys ...string) (bool, map[string]bool, error) {
+	attempts, err := s.o.Store.GetAttempts(ctx, keys...)
+	if err != nil {
+		return false, nil, err
 	}
-	return false, nil
+	now := s.o.Now()
+	had := map[string]bool{}
+	locked := false
+	for _, a := range attempts {
+		had[a.Key] = true
+		locked = locked || now.Before(a.LockedUntil)
+	}
+	return locked, had, nil
 }
 
 // fail records one failure per key and locks keys past their threshold for

@@ -37,16 +37,24 @@ const (
 // environment variable for a field is LATCHKEY_ followed by its path in upper
 // case joined by underscores (database.dsn → LATCHKEY_DATABASE_DSN).
 type Config struct {
-	Mode     Mode     `yaml:"mode"`
-	Issuer   string   `yaml:"issuer"`
-	Listen   string   `yaml:"listen"`
-	Database Database `yaml:"database"`
-	Secrets  Secrets  `yaml:"secrets"`
-	Keys     Keys     `yaml:"keys"`
-	Tokens   Tokens   `yaml:"tokens"`
-	Sessions Sessions `yaml:"sessions"`
-	Lockout  Lockout  `yaml:"lockout"`
-	Log      Log      `yaml:"log"`
+	Mode      Mode      `yaml:"mode"`
+	Issuer    string    `yaml:"issuer"`
+	Listen    string    `yaml:"listen"`
+	Database  Database  `yaml:"database"`
+	Secrets   Secrets   `yaml:"secrets"`
+	Keys      Keys      `yaml:"keys"`
+	Tokens    Tokens    `yaml:"tokens"`
+	Sessions  Sessions  `yaml:"sessions"`
+	Lockout   Lockout   `yaml:"lockout"`
+	Passwords Passwords `yaml:"passwords"`
+	Log       Log       `yaml:"log"`
+}
+
+// Passwords tunes password hashing.
+type Passwords struct {
+	// HashConcurrency caps concurrent argon2id hashes (each holds 9 MiB);
+	// 0 means one per CPU.
+	HashConcurrency int `yaml:"hash_concurrency"`
 }
 
 // Database selects the store: the embedded SQLite file or PostgreSQL.
@@ -350,6 +358,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lockout.IPThreshold < 1 || c.Lockout.IPThreshold > 99 {
 		add("lockout.ip_threshold: must be between 1 and 99")
+	}
+	if c.Passwords.HashConcurrency < 0 || c.Passwords.HashConcurrency > 256 {
+		add("passwords.hash_concurrency: must be between 0 (one per CPU) and 256")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

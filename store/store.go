@@ -289,6 +289,8 @@ type Attempts interface {
 	RecordFailure(ctx context.Context, key string, at time.Time) (int, error)
 	SetLockedUntil(ctx context.Context, key string, until time.Time) error
 	GetAttempt(ctx context.Context, key string) (Attempt, error)
+	// GetAttempts returns the counters that exist among keys, in one read.
+	GetAttempts(ctx context.Context, keys ...string) ([]Attempt, error)
 	ResetAttempts(ctx context.Context, key string) error
 }
 

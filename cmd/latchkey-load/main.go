@@ -42,6 +42,7 @@ type options struct {
 	scenario string
 	conc     int
 	dur      time.Duration
+	warmup   time.Duration
 	setup    bool
 	dsn      string
 	users    int
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&o.scenario, "scenario", "client_credentials", "client_credentials, refresh, authcode or argon2")
 	flag.IntVar(&o.conc, "c", 16, "concurrent workers")
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration")
+	flag.DurationVar(&o.warmup, "warmup", 0, "run this long first without measuring (connection pools, caches)")
 	flag.BoolVar(&o.setup, "setup", false, "create the benchmark client and users, then exit")
 	flag.StringVar(&o.dsn, "dsn", "", "PostgreSQL DSN of the server's database (setup only)")
 	flag.IntVar(&o.users, "users", 2000, "users with TOTP to create (setup only)")
@@ -113,7 +115,7 @@ func run(o options) error {
 	case "authcode":
 		op = authCode(o, st)
 	case "argon2":
-		op = argon2Only()
+		op = argon2Only(o.conc)
 	default:
 		return fmt.Errorf("unknown scenario %q", o.scenario)
 	}
@@ -133,6 +135,20 @@ func measure(o options, prepare func(ctx context.Context, worker int) (func(ctx 
 		if ops[i], err = prepare(ctx, i); err != nil {
 			return fmt.Errorf("prepare worker %d: %w", i, err)
 		}
+	}
+	if o.warmup > 0 {
+		var wg sync.WaitGroup
+		end := time.Now().Add(o.warmup)
+		for _, fn := range ops {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					_ = fn(ctx)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -302,8 +318,8 @@ func fullFlow(ctx context.Context, o options, st benchState, conf *oauth2.Config
 
 // argon2Only measures the password hash alone, with the server's
 // parameters and its one-hash-per-core limit: the ceiling for logins.
-func argon2Only() func(context.Context, int) (func(context.Context) error, error) {
-	h := authn.NewPasswordHasher(authn.DefaultArgon2)
+func argon2Only(conc int) func(context.Context, int) (func(context.Context) error, error) {
+	h := authn.NewPasswordHasher(authn.DefaultArgon2, conc)
 	hash := h.Hash("benchmark password")
 	return func(context.Context, int) (func(context.Context) error, error) {
 		return func(context.Context) error {

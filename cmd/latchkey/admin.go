@@ -193,7 +193,7 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	}
 	now := time.Now().UTC()
 	u := store.User{ID: authn.NewID("user"), Username: *username, Email: *email, DisplayName: *name,
-		PasswordHash: authn.NewPasswordHasher(authn.DefaultArgon2).Hash(pw), CreatedAt: now, UpdatedAt: now}
+		PasswordHash: authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw), CreatedAt: now, UpdatedAt: now}
 	if err := c.st.CreateUser(ctx, u); err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.st.SetPassword(ctx, u.ID, authn.NewPasswordHasher(authn.DefaultArgon2).Hash(pw), time.Now()); err != nil {
+	if err := c.st.SetPassword(ctx, u.ID, authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw), time.Now()); err != nil {
 		return err
 	}
 	// A new password ends every existing browser session.

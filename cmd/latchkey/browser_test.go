@@ -39,7 +39,7 @@ func (s *testServer) totpNow() time.Time { return time.Now().Add(time.Duration(s
 func (s *testServer) nextTOTPStep() { s.totpSkew.Add(int64(30 * time.Second)) }
 
 // testHasher keeps argon2id real but cheap, so login-heavy tests stay fast.
-var testHasher = authn.NewPasswordHasher(authn.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1})
+var testHasher = authn.NewPasswordHasher(authn.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}, 0)
 
 func testConfig(issuer string) *config.Config {
 	c := config.Defaults()

@@ -131,7 +131,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		bo.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if bo.Hasher == nil {
-		bo.Hasher = authn.NewPasswordHasher(authn.DefaultArgon2)
+		bo.Hasher = authn.NewPasswordHasher(authn.DefaultArgon2, cfg.Passwords.HashConcurrency)
 	}
 	secure := strings.HasPrefix(cfg.Issuer, "https://")
 	keys, err := provider.NewKeyManager(ctx, provider.KeyOptions{Store: st, Keyring: ring, Algorithm: cfg.Keys.Algorithm,

@@ -458,14 +458,33 @@ func (q queries) SetLockedUntil(ctx context.Context, key string, until time.Time
 	return err
 }
 
-func (q queries) GetAttempt(ctx context.Context, key string) (store.Attempt, error) {
+func scanAttempt(r Row) (store.Attempt, error) {
 	var a store.Attempt
 	var lu *time.Time
-	err := q.c.QueryRow(ctx, `SELECT key, failures, last_failure, locked_until FROM login_attempts WHERE key = $1`, key).
-		Scan(&a.Key, &a.Failures, &a.LastFailure, &lu)
+	err := r.Scan(&a.Key, &a.Failures, &a.LastFailure, &lu)
 	a.LockedUntil = fromNull(lu)
 	utc(&a.LastFailure)
 	return a, err
+}
+
+func (q queries) GetAttempt(ctx context.Context, key string) (store.Attempt, error) {
+	return scanAttempt(q.c.QueryRow(ctx, `SELECT key, failures, last_failure, locked_until FROM login_attempts WHERE key = $1`, key))
+}
+
+func (q queries) GetAttempts(ctx context.Context, keys ...string) ([]store.Attempt, error) {
+	if len(keys) == 0 || len(keys) > 8 {
+		return nil, fmt.Errorf("get attempts: between 1 and 8 keys, got %d", len(keys))
+	}
+	ph := make([]string, len(keys))
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		ph[i], args[i] = fmt.Sprintf("$%d", i+1), k
+	}
+	rows, err := q.c.Query(ctx, `SELECT key, failures, last_failure, locked_until FROM login_attempts WHERE key IN (`+strings.Join(ph, ", ")+`)`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAttempt)
 }
 
 func (q queries) ResetAttempts(ctx context.Context, key string) error {

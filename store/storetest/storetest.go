@@ -445,6 +445,12 @@ func testAttempts(t *testing.T, s store.Store) {
 	if err != nil || a.Failures != 3 || !a.LockedUntil.Equal(base.Add(time.Minute)) {
 		t.Fatalf("attempt: %v %+v", err, a)
 	}
+	if _, err := s.RecordFailure(ctx, "ip:y", base); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := s.GetAttempts(ctx, "user:x", "ip:y", "ip:none"); err != nil || len(as) != 2 {
+		t.Fatalf("get attempts: %v %+v", err, as)
+	}
 	if err := s.ResetAttempts(ctx, "user:x"); err != nil {
 		t.Fatal(err)
 	}
