@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func pol(id string, mut func(*Policy)) Policy {
+	p := New(id, id)
+	if mut != nil {
+		mut(&p)
+	}
+	return p
+}
+
+var (
+	lowRisk = pol("LowRisk", func(p *Policy) {
+		p.AllowSelfServiceRemoval = true
+		p.StepUpMaxAge = 10 * time.Minute
+		p.Reenroll, p.GracePeriod = ReenrollGrace, 24*time.Hour
+	})
+	privileged = pol("Privileged", func(p *Policy) { p.StepUpMaxAge = 2 * time.Minute })
+	relaxed    = pol("Relaxed", func(p *Policy) {
+		p.RequireMFA = false
+		p.AllowSelfServiceRemoval = true
+		p.Reenroll, p.GracePeriod = ReenrollGrace, time.Hour
+	})
+	dflt = pol("Default", func(p *Policy) { p.IsDefault = true })
+)
+
+func TestEvaluate(t *testing.T) {
+	tests := []struct {
+		name        string
+		in          []Assignment
+		mfa, remove bool
+		stepUp      time.Duration
+		reenroll    string
+		grace       time.Duration
+		removeBy    []string // "policy/group" of AllowSelfServiceRemovalBy
+	}{
+		{"nothing applies: safe built-in defaults", nil, true, false, 5 * time.Minute, ReenrollImmediate, 0, []string{"built-in default/"}},
+		{"default policy only", []Assignment{{Policy: dflt}}, true, false, 5 * time.Minute, ReenrollImmediate, 0, []string{"Default/"}},
+		{"one low-risk group", []Assignment{{Policy: lowRisk, GroupName: "Staff"}}, true, true, 10 * time.Minute, ReenrollGrace, 24 * time.Hour, []string{"LowRisk/Staff"}},
+		{"low-risk and privileged: admin-only", []Assignment{{Policy: lowRisk, GroupName: "Staff"}, {Policy: privileged, GroupName: "Finance admins"}},
+			true, false, 2 * time.Minute, ReenrollImmediate, 0, []string{"Privileged/Finance admins"}},
+		{"two permissive groups: allowed by both", []Assignment{{Policy: lowRisk, GroupName: "Staff"}, {Policy: relaxed, GroupName: "Interns"}},
+			true, true, 5 * time.Minute, ReenrollGrace, time.Hour, []string{"LowRisk/Staff", "Relaxed/Interns"}},
+		{"mfa not required only when no policy requires it", []Assignment{{Policy: relaxed, GroupName: "Interns"}},
+			false, true, 5 * time.Minute, ReenrollGrace, time.Hour, []string{"Relaxed/Interns"}},
+		{"same policy through two groups", []Assignment{{Policy: privileged, GroupName: "A"}, {Policy: privileged, GroupName: "B"}},
+			true, false, 2 * time.Minute, ReenrollImmediate, 0, []string{"Privileged/A", "Privileged/B"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := Evaluate(tc.in)
+			if e.RequireMFA != tc.mfa || e.AllowSelfServiceRemoval != tc.remove || e.StepUpMaxAge != tc.stepUp || e.Reenroll != tc.reenroll || e.GracePeriod != tc.grace {
+				t.Fatalf("got mfa=%v remove=%v stepup=%v reenroll=%s grace=%v", e.RequireMFA, e.AllowSelfServiceRemoval, e.StepUpMaxAge, e.Reenroll, e.GracePeriod)
+			}
+			var by []string
+			for _, s := range e.AllowSelfServiceRemovalBy {
+				by = append(by, s.PolicyName+"/"+s.GroupName)
+			}
+			if strings.Join(by, ",") != strings.Join(tc.removeBy, ",") {
+				t.Fatalf("removal decided by %v, want %v", by, tc.removeBy)
+			}
+			if len(e.Applied) != max(1, len(tc.in)) {
+				t.Fatalf("applied %d", len(e.Applied))
+			}
+		})
+	}
+}
+
+func TestPrecedenceStory(t *testing.T) {
+	staff := Assignment{Policy: lowRisk, GroupID: "g1", GroupName: "Staff"}
+	finance := Assignment{Policy: privileged, GroupID: "g2", GroupName: "Finance admins"}
+	e := Evaluate([]Assignment{staff, finance})
+	if e.AllowSelfServiceRemoval {
+		t.Fatal("a privileged person in a low-risk group must stay admin-only")
+	}
+	if got := e.RemovalReason(); !strings.Contains(got, "policy Privileged, through group Finance admins") || strings.Contains(got, "Staff") {
+		t.Fatalf("reason must name the deciding policy and group only: %q", got)
+	}
+	// Leaving the privileged group makes removal allowed on the next evaluation.
+	if e := Evaluate([]Assignment{staff}); !e.AllowSelfServiceRemoval || !strings.Contains(e.RemovalReason(), "LowRisk") {
+		t.Fatalf("after leaving Finance admins: %+v", e)
+	}
+	// Step-up age reasons name the strictest.
+	if e.StepUpMaxAgeBy[0].PolicyName != "Privileged" {
+		t.Fatalf("step-up decided by %+v", e.StepUpMaxAgeBy)
+	}
+}
+
+func TestDefaultIsAdminOnly(t *testing.T) {
+	p := New("p", "Fresh")
+	if p.AllowSelfServiceRemoval || !p.RequireMFA || p.StepUpMaxAge != 5*time.Minute || p.Reenroll != ReenrollImmediate {
+		t.Fatalf("defaults: %+v", p)
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	p := New("p", "")
+	p.StepUpMaxAge = time.Second
+	p.Reenroll = "later"
+	err := p.Validate()
+	ve, ok := err.(*ValidationError)
+	if !ok || len(ve.Fields) != 3 {
+		t.Fatalf("want 3 field errors, got %v", err)
+	}
+	g := New("g", "Grace")
+	g.Reenroll = ReenrollGrace
+	if err := g.Validate(); err == nil {
+		t.Fatal("grace without a period must fail")
+	}
+	g.GracePeriod = time.Hour
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
