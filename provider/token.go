@@ -1,11 +1,14 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
 
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
@@ -159,4 +162,32 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 	// Short cache: a rotation must reach clients well inside the overlap.
 	w.Header().Set("Cache-Control", "public, max-age=60")
 	_, _ = w.Write(p.o.Keys.JWKS(r.Context()))
+}
+
+// TokenInfo describes a valid access token.
+type TokenInfo struct {
+	Subject  string
+	ClientID string
+	Scopes   []string
+	AuthTime time.Time
+	AMR      []string
+}
+
+// AccessTokenInfo validates an access token (active, unexpired, not
+// revoked) and returns whom it was issued to, for resource servers in the
+// same process such as the account API.
+func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo, error) {
+	sess := newSession()
+	_, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, sess)
+	if err != nil {
+		return TokenInfo{}, err
+	}
+	info := TokenInfo{Subject: ar.GetSession().GetSubject(), ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
+	if s, ok := ar.GetSession().(*openid.DefaultSession); ok && s.Claims != nil {
+		info.AuthTime, info.AMR = s.Claims.AuthTime, s.Claims.AuthenticationMethodsReferences
+	}
+	if info.Subject == "" {
+		return TokenInfo{}, errors.New("provider: token has no user")
+	}
+	return info, nil
 }

@@ -304,6 +304,9 @@ type Queries interface {
 	Keys
 	Tokens
 	Attempts
+	Policies
+	Account
+	Audit
 	// Lock serializes transactions that take the same named lock until the
 	// transaction ends; outside a transaction it is a no-op.
 	Lock(ctx context.Context, name string) error

@@ -1,0 +1,183 @@
+// Package audit is Latchkey's audit log: the event vocabulary, constructors
+// and Append, which writes an event inside the caller's transaction so the
+// change and its record commit together or not at all.
+//
+// Events form a hash chain: each stores the previous event's hash and its
+// own SHA-256 over a canonical encoding, so deleting or editing an event
+// breaks the chain at that point (Verify finds it). Appends take a
+// transaction-scoped lock on the chain head; keep them the last write of a
+// transaction so the lock is held briefly.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/latchkey/latchkey/store"
+)
+
+// Type names what happened, past tense, dotted.
+type Type string
+
+// The event vocabulary.
+const (
+	LoginSucceeded       Type = "auth.login.succeeded"
+	LoginFailed          Type = "auth.login.failed"
+	StepUpSucceeded      Type = "auth.step_up.succeeded"
+	MFAEnrolled          Type = "mfa.totp.enrolled"
+	MFARemoved           Type = "mfa.totp.removed"
+	MFAReplaced          Type = "mfa.totp.replaced"
+	MFARemovalDenied     Type = "mfa.removal.denied"
+	MFAResetRequested    Type = "mfa.reset.requested"
+	MFAResetApproved     Type = "mfa.reset.approved"
+	MFAResetDenied       Type = "mfa.reset.denied"
+	RecoveryCodeUsed     Type = "mfa.recovery_code.used"
+	RecoveryCodesRenewed Type = "mfa.recovery_codes.regenerated"
+	PolicyCreated        Type = "policy.created"
+	PolicyUpdated        Type = "policy.updated"
+	PolicyAssigned       Type = "policy.assigned"
+	PolicyUnassigned     Type = "policy.unassigned"
+	GroupMemberAdded     Type = "group.member.added"
+	ClientCreated        Type = "client.created"
+	ClientDeleted        Type = "client.deleted"
+	KeyRotated           Type = "key.rotated"
+)
+
+// Outcomes.
+const (
+	Success = "success"
+	Failure = "failure"
+	Denied  = "denied"
+)
+
+// Actor kinds.
+const (
+	ActorUser   = "user"
+	ActorAdmin  = "admin"
+	ActorClient = "client"
+	ActorSystem = "system"
+)
+
+// Request carries the request facts every event records.
+type Request struct {
+	IP        string
+	UserAgent string
+	RequestID string
+}
+
+// Event is one audit record before it is chained.
+type Event struct {
+	Type          Type
+	Outcome       string
+	ActorType     string
+	ActorID       string
+	SubjectID     string
+	ClientID      string
+	PolicyID      string
+	PolicyVersion int
+	Request       Request
+	Details       map[string]any
+	Time          time.Time
+}
+
+// Append chains e to the log inside q's transaction. It fails, and so
+// fails the caller's transaction, if the event cannot be written.
+func Append(ctx context.Context, q store.Queries, e Event) (store.AuditEvent, error) {
+	// Serializes appends across replicas until the transaction ends, so
+	// two writers cannot both link to the same predecessor.
+	if err := q.Lock(ctx, "audit-chain"); err != nil {
+		return store.AuditEvent{}, fmt.Errorf("audit: lock chain: %w", err)
+	}
+	prev, err := q.LastAuditHash(ctx)
+	if err != nil {
+		return store.AuditEvent{}, fmt.Errorf("audit: read chain head: %w", err)
+	}
+	rec, err := e.record(prev)
+	if err != nil {
+		return store.AuditEvent{}, err
+	}
+	id, err := q.InsertAuditEvent(ctx, rec)
+	if err != nil {
+		return store.AuditEvent{}, fmt.Errorf("audit: append %s: %w", e.Type, err)
+	}
+	rec.ID = id
+	return rec, nil
+}
+
+func (e Event) record(prev string) (store.AuditEvent, error) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Outcome == "" {
+		e.Outcome = Success
+	}
+	details := "{}"
+	if len(e.Details) > 0 {
+		b, err := json.Marshal(e.Details) // map keys are sorted: canonical
+		if err != nil {
+			return store.AuditEvent{}, fmt.Errorf("audit: details: %w", err)
+		}
+		details = string(b)
+	}
+	rec := store.AuditEvent{Time: e.Time.UTC().Truncate(time.Microsecond), Type: string(e.Type), Outcome: e.Outcome, ActorType: e.ActorType,
+		ActorID: e.ActorID, SubjectID: e.SubjectID, ClientID: e.ClientID, PolicyID: e.PolicyID, PolicyVersion: e.PolicyVersion,
+		IP: e.Request.IP, UserAgent: truncate(e.Request.UserAgent, 512), RequestID: e.Request.RequestID, Details: details, PrevHash: prev}
+	rec.Hash = Hash(rec)
+	return rec, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Hash is SHA-256 over the canonical encoding of an event: every field but
+// ID and Hash, in a fixed order, with the time in RFC 3339 at microsecond
+// precision (what both backends keep).
+func Hash(e store.AuditEvent) string {
+	canon, _ := json.Marshal([]any{e.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), e.Type, e.Outcome, e.ActorType, e.ActorID, e.SubjectID,
+		e.ClientID, e.PolicyID, e.PolicyVersion, e.IP, e.UserAgent, e.RequestID, e.Details, e.PrevHash})
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:])
+}
+
+// BrokenLink describes where the chain fails.
+type BrokenLink struct {
+	EventID int64
+	Reason  string
+}
+
+// Verify walks the whole log in id order and returns the first broken
+// link, or nil when the chain is intact. It returns how many events it
+// checked.
+func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
+	prev := ""
+	var after int64
+	n := 0
+	for {
+		evs, err := q.ListAuditEvents(ctx, store.AuditFilter{AfterID: after, Limit: 1000})
+		if err != nil {
+			return n, nil, err
+		}
+		for _, e := range evs {
+			n++
+			if e.PrevHash != prev {
+				return n, &BrokenLink{EventID: e.ID, Reason: "previous-hash link does not match the preceding event (an event was removed or reordered)"}, nil
+			}
+			if Hash(e) != e.Hash {
+				return n, &BrokenLink{EventID: e.ID, Reason: "content does not match its hash (the event was altered)"}, nil
+			}
+			prev = e.Hash
+			after = e.ID
+		}
+		if len(evs) < 1000 {
+			return n, nil, nil
+		}
+	}
+}

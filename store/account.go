@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Policy is a stored authentication policy (see package policy for the
+// meaning of each setting).
+type Policy struct {
+	ID                      string
+	Name                    string
+	Description             string
+	RequireMFA              bool
+	AllowSelfServiceRemoval bool
+	StepUpMaxAge            time.Duration
+	Reenroll                string
+	GracePeriod             time.Duration
+	Version                 int
+	IsDefault               bool
+	UpdatedAt               time.Time
+}
+
+// GroupPolicy is a group with the policy assigned to it.
+type GroupPolicy struct {
+	GroupID   string
+	GroupName string
+	Policy    Policy
+}
+
+// ResetRequest asks a user's admins to remove their 2SV.
+type ResetRequest struct {
+	ID        string
+	UserID    string
+	Status    string // open, approved, denied
+	Message   string
+	CreatedAt time.Time
+	DecidedAt time.Time
+	DecidedBy string
+}
+
+// Reset request states.
+const (
+	ResetOpen     = "open"
+	ResetApproved = "approved"
+	ResetDenied   = "denied"
+)
+
+// PendingTOTP is a new authenticator secret (sealed) not yet verified.
+type PendingTOTP struct {
+	UserID    string
+	ID        string
+	Secret    []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// UnlinkIntent is a started, unconfirmed 2SV removal.
+type UnlinkIntent struct {
+	ID        string
+	UserID    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// PortalSession is a signed-in account-portal browser. StepUp holds the
+// action a fresh step-up was made for ("" when none).
+type PortalSession struct {
+	IDHash    string
+	UserID    string
+	SID       string
+	AuthTime  time.Time
+	AMR       []string
+	ACR       string
+	IDToken   string
+	StepUp    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// AuditEvent is one entry of the hash-chained audit log.
+type AuditEvent struct {
+	ID            int64
+	Time          time.Time
+	Type          string
+	Outcome       string
+	ActorType     string
+	ActorID       string
+	SubjectID     string
+	ClientID      string
+	PolicyID      string
+	PolicyVersion int
+	IP            string
+	UserAgent     string
+	RequestID     string
+	Details       string // JSON object
+	PrevHash      string
+	Hash          string
+}
+
+// AuditFilter selects audit events; zero fields match everything.
+type AuditFilter struct {
+	ActorID    string
+	SubjectID  string
+	TypePrefix string
+	Outcome    string
+	Since      time.Time
+	Until      time.Time
+	AfterID    int64
+	Limit      int
+}
+
+// Policies stores policies, their versions and group assignments.
+type Policies interface {
+	CreatePolicy(ctx context.Context, p Policy) error
+	// UpdatePolicy writes p if the stored version is p.Version-1.
+	UpdatePolicy(ctx context.Context, p Policy) error
+	GetPolicy(ctx context.Context, id string) (Policy, error)
+	GetPolicyVersion(ctx context.Context, id string, version int) (Policy, error)
+	ListPolicies(ctx context.Context) ([]Policy, error)
+	DefaultPolicy(ctx context.Context) (Policy, error)
+	AssignPolicy(ctx context.Context, groupID, policyID string) error
+	UnassignPolicy(ctx context.Context, groupID string) error
+	// UserGroupPolicies returns the user's groups that carry a policy.
+	UserGroupPolicies(ctx context.Context, userID string) ([]GroupPolicy, error)
+	AddGroupAdmin(ctx context.Context, groupID, userID string) error
+	// UserAdminContacts returns the admins of the user's groups.
+	UserAdminContacts(ctx context.Context, userID string) ([]User, error)
+}
+
+// Account stores the state of self-service flows.
+type Account interface {
+	CreateResetRequest(ctx context.Context, r ResetRequest) error
+	OpenResetRequest(ctx context.Context, userID string) (ResetRequest, error)
+	ListResetRequests(ctx context.Context, status string) ([]ResetRequest, error)
+	DecideResetRequest(ctx context.Context, id, status, by string, at time.Time) error
+
+	SetMFARemoved(ctx context.Context, userID string, at time.Time) error
+	// MFARemovedAt returns when 2SV was last removed (zero if never or
+	// since re-enrolled).
+	MFARemovedAt(ctx context.Context, userID string) (time.Time, error)
+	ClearMFARemoved(ctx context.Context, userID string) error
+
+	PutPendingTOTP(ctx context.Context, p PendingTOTP) error
+	GetPendingTOTP(ctx context.Context, userID string) (PendingTOTP, error)
+	DeletePendingTOTP(ctx context.Context, userID string) error
+
+	CreateUnlinkIntent(ctx context.Context, u UnlinkIntent) error
+	// ConsumeUnlinkIntent deletes and returns the intent; ErrNotFound if it
+	// was already consumed (so one intent removes 2SV at most once).
+	ConsumeUnlinkIntent(ctx context.Context, id string) (UnlinkIntent, error)
+	GetUnlinkIntent(ctx context.Context, id string) (UnlinkIntent, error)
+
+	CreatePortalSession(ctx context.Context, s PortalSession) error
+	GetPortalSession(ctx context.Context, idHash string) (PortalSession, error)
+	SetPortalStepUp(ctx context.Context, idHash, action string) error
+	DeletePortalSession(ctx context.Context, idHash string) error
+	DeleteUserPortalSessions(ctx context.Context, userID string) error
+
+	// DeactivateUserTokens deactivates every active token row of the user
+	// and returns how many.
+	DeactivateUserTokens(ctx context.Context, userID string) (int, error)
+}
+
+// Audit stores the audit log.
+type Audit interface {
+	// LastAuditHash returns the newest event's hash ("" for an empty log).
+	LastAuditHash(ctx context.Context) (string, error)
+	InsertAuditEvent(ctx context.Context, e AuditEvent) (int64, error)
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}

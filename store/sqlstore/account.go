@@ -1,0 +1,337 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/store"
+)
+
+// --- policies --------------------------------------------------------------
+
+const policyCols = `id, name, description, require_mfa, allow_self_removal, step_up_max_age_ms, reenroll, grace_period_ms, version, is_default, updated_at`
+
+func scanPolicy(r Row) (store.Policy, error) {
+	var p store.Policy
+	var stepUp, grace int64
+	err := r.Scan(&p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp, &p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt)
+	p.StepUpMaxAge, p.GracePeriod = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond
+	utc(&p.UpdatedAt)
+	return p, err
+}
+
+func policyArgs(p store.Policy) []any {
+	return []any{p.ID, p.Name, p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge.Milliseconds(), p.Reenroll,
+		p.GracePeriod.Milliseconds(), p.Version, p.IsDefault, p.UpdatedAt.UTC()}
+}
+
+func (q queries) recordPolicyVersion(ctx context.Context, p store.Policy) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = q.c.Exec(ctx, `INSERT INTO policy_versions (policy_id, version, settings, created_at) VALUES ($1, $2, $3, $4)`,
+		p.ID, p.Version, string(b), p.UpdatedAt.UTC())
+	return err
+}
+
+func (q queries) CreatePolicy(ctx context.Context, p store.Policy) error {
+	if _, err := q.c.Exec(ctx, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, policyArgs(p)...); err != nil {
+		return fmt.Errorf("create policy %s: %w", p.Name, err)
+	}
+	return q.recordPolicyVersion(ctx, p)
+}
+
+// UpdatePolicy is an optimistic update: it applies only on top of the
+// version the caller read, so two admins editing at once cannot silently
+// overwrite each other.
+func (q queries) UpdatePolicy(ctx context.Context, p store.Policy) error {
+	n, err := q.c.Exec(ctx, `UPDATE policies SET name = $2, description = $3, require_mfa = $4, allow_self_removal = $5, step_up_max_age_ms = $6,
+		reenroll = $7, grace_period_ms = $8, version = $9, is_default = $10, updated_at = $11 WHERE id = $1 AND version = $9 - 1`, policyArgs(p)...)
+	if err := affected(n, err); err != nil {
+		return fmt.Errorf("update policy %s: %w", p.ID, err)
+	}
+	return q.recordPolicyVersion(ctx, p)
+}
+
+func (q queries) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
+	return scanPolicy(q.c.QueryRow(ctx, `SELECT `+policyCols+` FROM policies WHERE id = $1`, id))
+}
+
+func (q queries) GetPolicyVersion(ctx context.Context, id string, version int) (store.Policy, error) {
+	var raw string
+	if err := q.c.QueryRow(ctx, `SELECT settings FROM policy_versions WHERE policy_id = $1 AND version = $2`, id, version).Scan(&raw); err != nil {
+		return store.Policy{}, err
+	}
+	var p store.Policy
+	err := json.Unmarshal([]byte(raw), &p)
+	return p, err
+}
+
+func (q queries) ListPolicies(ctx context.Context) ([]store.Policy, error) {
+	rows, err := q.c.Query(ctx, `SELECT `+policyCols+` FROM policies ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanPolicy)
+}
+
+func (q queries) DefaultPolicy(ctx context.Context) (store.Policy, error) {
+	return scanPolicy(q.c.QueryRow(ctx, `SELECT `+policyCols+` FROM policies WHERE is_default = TRUE`))
+}
+
+func (q queries) AssignPolicy(ctx context.Context, groupID, policyID string) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO group_policies (group_id, policy_id) VALUES ($1, $2)
+		ON CONFLICT (group_id) DO UPDATE SET policy_id = excluded.policy_id`, groupID, policyID)
+	return err
+}
+
+func (q queries) UnassignPolicy(ctx context.Context, groupID string) error {
+	n, err := q.c.Exec(ctx, `DELETE FROM group_policies WHERE group_id = $1`, groupID)
+	return affected(n, err)
+}
+
+func (q queries) UserGroupPolicies(ctx context.Context, userID string) ([]store.GroupPolicy, error) {
+	cols := strings.ReplaceAll("p."+policyCols, ", ", ", p.")
+	rows, err := q.c.Query(ctx, `SELECT g.id, g.name, `+cols+` FROM group_members m
+		JOIN user_groups g ON g.id = m.group_id
+		JOIN group_policies gp ON gp.group_id = g.id
+		JOIN policies p ON p.id = gp.policy_id
+		WHERE m.user_id = $1 ORDER BY g.name`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r Row) (store.GroupPolicy, error) {
+		var gp store.GroupPolicy
+		var stepUp, grace int64
+		p := &gp.Policy
+		err := r.Scan(&gp.GroupID, &gp.GroupName, &p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp,
+			&p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt)
+		p.StepUpMaxAge, p.GracePeriod = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond
+		utc(&p.UpdatedAt)
+		return gp, err
+	})
+}
+
+func (q queries) AddGroupAdmin(ctx context.Context, groupID, userID string) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO group_admins (group_id, user_id) VALUES ($1, $2)`, groupID, userID)
+	return err
+}
+
+func (q queries) UserAdminContacts(ctx context.Context, userID string) ([]store.User, error) {
+	cols := strings.ReplaceAll("u."+userCols, ", ", ", u.")
+	rows, err := q.c.Query(ctx, `SELECT DISTINCT `+cols+` FROM group_members m
+		JOIN group_admins a ON a.group_id = m.group_id
+		JOIN users u ON u.id = a.user_id
+		WHERE m.user_id = $1 AND u.id <> $1 AND u.disabled = FALSE ORDER BY u.username`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanUser)
+}
+
+// --- self-service state ----------------------------------------------------
+
+const resetCols = `id, user_id, status, message, created_at, decided_at, decided_by`
+
+func scanReset(r Row) (store.ResetRequest, error) {
+	var rr store.ResetRequest
+	var decided *time.Time
+	err := r.Scan(&rr.ID, &rr.UserID, &rr.Status, &rr.Message, &rr.CreatedAt, &decided, &rr.DecidedBy)
+	rr.DecidedAt = fromNull(decided)
+	utc(&rr.CreatedAt)
+	return rr, err
+}
+
+func (q queries) CreateResetRequest(ctx context.Context, r store.ResetRequest) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO reset_requests (`+resetCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		r.ID, r.UserID, r.Status, r.Message, r.CreatedAt.UTC(), nullTime(r.DecidedAt), r.DecidedBy)
+	return err
+}
+
+func (q queries) OpenResetRequest(ctx context.Context, userID string) (store.ResetRequest, error) {
+	return scanReset(q.c.QueryRow(ctx, `SELECT `+resetCols+` FROM reset_requests WHERE user_id = $1 AND status = 'open'`, userID))
+}
+
+func (q queries) ListResetRequests(ctx context.Context, status string) ([]store.ResetRequest, error) {
+	rows, err := q.c.Query(ctx, `SELECT `+resetCols+` FROM reset_requests WHERE status = $1 ORDER BY created_at, id`, status)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanReset)
+}
+
+func (q queries) DecideResetRequest(ctx context.Context, id, status, by string, at time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE reset_requests SET status = $2, decided_by = $3, decided_at = $4 WHERE id = $1 AND status = 'open'`,
+		id, status, by, at.UTC())
+	return affected(n, err)
+}
+
+func (q queries) SetMFARemoved(ctx context.Context, userID string, at time.Time) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO mfa_removals (user_id, removed_at) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET removed_at = excluded.removed_at`, userID, at.UTC())
+	return err
+}
+
+func (q queries) MFARemovedAt(ctx context.Context, userID string) (time.Time, error) {
+	var t time.Time
+	err := q.c.QueryRow(ctx, `SELECT removed_at FROM mfa_removals WHERE user_id = $1`, userID).Scan(&t)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	return t.UTC(), err
+}
+
+func (q queries) ClearMFARemoved(ctx context.Context, userID string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM mfa_removals WHERE user_id = $1`, userID)
+	return err
+}
+
+func (q queries) PutPendingTOTP(ctx context.Context, p store.PendingTOTP) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO pending_totp (user_id, id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, secret = excluded.secret, created_at = excluded.created_at, expires_at = excluded.expires_at`,
+		p.UserID, p.ID, p.Secret, p.CreatedAt.UTC(), p.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) GetPendingTOTP(ctx context.Context, userID string) (store.PendingTOTP, error) {
+	var p store.PendingTOTP
+	err := q.c.QueryRow(ctx, `SELECT user_id, id, secret, created_at, expires_at FROM pending_totp WHERE user_id = $1`, userID).
+		Scan(&p.UserID, &p.ID, &p.Secret, &p.CreatedAt, &p.ExpiresAt)
+	utc(&p.CreatedAt, &p.ExpiresAt)
+	return p, err
+}
+
+func (q queries) DeletePendingTOTP(ctx context.Context, userID string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM pending_totp WHERE user_id = $1`, userID)
+	return err
+}
+
+func (q queries) CreateUnlinkIntent(ctx context.Context, u store.UnlinkIntent) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO unlink_intents (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+		u.ID, u.UserID, u.CreatedAt.UTC(), u.ExpiresAt.UTC())
+	return err
+}
+
+func scanIntent(r Row) (store.UnlinkIntent, error) {
+	var u store.UnlinkIntent
+	err := r.Scan(&u.ID, &u.UserID, &u.CreatedAt, &u.ExpiresAt)
+	utc(&u.CreatedAt, &u.ExpiresAt)
+	return u, err
+}
+
+func (q queries) ConsumeUnlinkIntent(ctx context.Context, id string) (store.UnlinkIntent, error) {
+	return scanIntent(q.c.QueryRow(ctx, `DELETE FROM unlink_intents WHERE id = $1 RETURNING id, user_id, created_at, expires_at`, id))
+}
+
+func (q queries) GetUnlinkIntent(ctx context.Context, id string) (store.UnlinkIntent, error) {
+	return scanIntent(q.c.QueryRow(ctx, `SELECT id, user_id, created_at, expires_at FROM unlink_intents WHERE id = $1`, id))
+}
+
+func (q queries) CreatePortalSession(ctx context.Context, s store.PortalSession) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO portal_sessions (id_hash, user_id, sid, auth_time, amr, acr, id_token, step_up, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, s.IDHash, s.UserID, s.SID, s.AuthTime.UTC(), list(s.AMR), s.ACR, s.IDToken, s.StepUp,
+		s.CreatedAt.UTC(), s.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) GetPortalSession(ctx context.Context, idHash string) (store.PortalSession, error) {
+	var s store.PortalSession
+	err := q.c.QueryRow(ctx, `SELECT id_hash, user_id, sid, auth_time, amr, acr, id_token, step_up, created_at, expires_at
+		FROM portal_sessions WHERE id_hash = $1`, idHash).
+		Scan(&s.IDHash, &s.UserID, &s.SID, &s.AuthTime, listDest{&s.AMR}, &s.ACR, &s.IDToken, &s.StepUp, &s.CreatedAt, &s.ExpiresAt)
+	utc(&s.AuthTime, &s.CreatedAt, &s.ExpiresAt)
+	return s, err
+}
+
+func (q queries) SetPortalStepUp(ctx context.Context, idHash, action string) error {
+	n, err := q.c.Exec(ctx, `UPDATE portal_sessions SET step_up = $2 WHERE id_hash = $1`, idHash, action)
+	return affected(n, err)
+}
+
+func (q queries) DeletePortalSession(ctx context.Context, idHash string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM portal_sessions WHERE id_hash = $1`, idHash)
+	return err
+}
+
+func (q queries) DeleteUserPortalSessions(ctx context.Context, userID string) error {
+	_, err := q.c.Exec(ctx, `DELETE FROM portal_sessions WHERE user_id = $1`, userID)
+	return err
+}
+
+func (q queries) DeactivateUserTokens(ctx context.Context, userID string) (int, error) {
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE subject = $1 AND active = TRUE`, userID)
+	return int(n), err
+}
+
+// --- audit -----------------------------------------------------------------
+
+const auditCols = `time, type, outcome, actor_type, actor_id, subject_id, client_id, policy_id, policy_version, ip, user_agent, request_id, details, prev_hash, hash`
+
+func (q queries) LastAuditHash(ctx context.Context) (string, error) {
+	var h string
+	err := q.c.QueryRow(ctx, `SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1`).Scan(&h)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return h, err
+}
+
+func (q queries) InsertAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
+	var id int64
+	err := q.c.QueryRow(ctx, `INSERT INTO audit_events (`+auditCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`,
+		e.Time.UTC(), e.Type, e.Outcome, e.ActorType, e.ActorID, e.SubjectID, e.ClientID, e.PolicyID, e.PolicyVersion, e.IP, e.UserAgent,
+		e.RequestID, e.Details, e.PrevHash, e.Hash).Scan(&id)
+	return id, err
+}
+
+func (q queries) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	add("id > $%d", f.AfterID)
+	if f.ActorID != "" {
+		add("actor_id = $%d", f.ActorID)
+	}
+	if f.SubjectID != "" {
+		add("subject_id = $%d", f.SubjectID)
+	}
+	if f.TypePrefix != "" {
+		// Prefix match without LIKE wildcards from user input.
+		add("substr(type, 1, length($%d)) = $"+fmt.Sprint(len(args)+1), f.TypePrefix)
+		args = append(args, f.TypePrefix)
+	}
+	if f.Outcome != "" {
+		add("outcome = $%d", f.Outcome)
+	}
+	if !f.Since.IsZero() {
+		add("time >= $%d", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		add("time < $%d", f.Until.UTC())
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r Row) (store.AuditEvent, error) {
+		var e store.AuditEvent
+		err := r.Scan(&e.ID, &e.Time, &e.Type, &e.Outcome, &e.ActorType, &e.ActorID, &e.SubjectID, &e.ClientID, &e.PolicyID, &e.PolicyVersion,
+			&e.IP, &e.UserAgent, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash)
+		utc(&e.Time)
+		return e, err
+	})
+}
