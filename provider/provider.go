@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -182,16 +183,8 @@ func (p *Provider) RunCleanup(ctx context.Context, interval, retention time.Dura
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		now := p.o.Now()
-		// Keep expired rows an hour, so a late replay is still recognised
-		// as reuse rather than as an unknown token.
-		if n, err := p.o.Store.DeleteExpiredTokens(ctx, now.Add(-time.Hour)); err != nil {
-			p.o.Logger.ErrorContext(ctx, "cleanup of expired tokens failed", "err", err)
-		} else if n > 0 {
-			p.o.Logger.InfoContext(ctx, "expired tokens deleted", "count", n)
-		}
-		if _, err := p.o.Store.DeleteTokenEvents(ctx, now.Add(-retention)); err != nil {
-			p.o.Logger.ErrorContext(ctx, "cleanup of token events failed", "err", err)
+		if err := p.Cleanup(ctx, retention); err != nil {
+			p.o.Logger.ErrorContext(ctx, "cleanup failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -199,6 +192,25 @@ func (p *Provider) RunCleanup(ctx context.Context, interval, retention time.Dura
 		case <-t.C:
 		}
 	}
+}
+
+// Cleanup runs one cleanup pass: tokens, sessions and login flows that
+// expired more than an hour ago (so a late replay is still recognised as
+// reuse rather than as an unknown token), and token events older than
+// retention.
+func (p *Provider) Cleanup(ctx context.Context, retention time.Duration) error {
+	now := p.o.Now()
+	n, err := p.o.Store.DeleteExpiredTokens(ctx, now.Add(-time.Hour))
+	if err != nil {
+		return fmt.Errorf("delete expired tokens: %w", err)
+	}
+	if n > 0 {
+		p.o.Logger.InfoContext(ctx, "expired tokens deleted", "count", n)
+	}
+	if _, err := p.o.Store.DeleteTokenEvents(ctx, now.Add(-retention)); err != nil {
+		return fmt.Errorf("delete old token events: %w", err)
+	}
+	return nil
 }
 
 // dict builds a map for passing several values to a sub-template.

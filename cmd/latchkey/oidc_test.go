@@ -319,6 +319,33 @@ func TestClientCredentialsAndKeyRotation(t *testing.T) {
 		if _, err := bad.Token(ctx); err == nil {
 			t.Fatal("wrong client secret accepted")
 		}
+		// Operations: metrics count grants by type and outcome; readiness
+		// checks the database.
+		metrics := newBrowser(t, srv.URL).get(srv.URL + "/metrics").Body
+		for _, want := range []string{`latchkey_token_grants_total{grant_type="client_credentials",outcome="ok"} 1`,
+			`latchkey_token_grants_total{grant_type="client_credentials",outcome="error"} 1`, `latchkey_http_requests_total{method="POST",route="/oauth2/token",status="200"} 1`} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		if p := newBrowser(t, srv.URL).get(srv.URL + "/health/ready"); p.Status != http.StatusOK {
+			t.Errorf("ready: %d", p.Status)
+		}
+		// Cleanup removes rows that expired over an hour ago, and nothing else.
+		old := store.TokenRecord{Kind: store.KindAccessToken, Signature: "expired-sig", RequestID: "r", ClientID: svc.ID, Active: true,
+			RequestedAt: time.Now().Add(-3 * time.Hour), ExpiresAt: time.Now().Add(-2 * time.Hour), Session: []byte("{}")}
+		if err := st.CreateToken(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.app.provider.Cleanup(ctx, 24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.GetToken(ctx, store.KindAccessToken, "expired-sig"); err == nil {
+			t.Error("expired token survived cleanup")
+		}
+		if got := srv.introspect(t, svc, tok.AccessToken); got["active"] != true {
+			t.Error("cleanup removed a live token")
+		}
 
 		// Key rotation: an ID token signed before rotation still verifies.
 		carol := srv.createUser(t, "carol", false)
