@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/hex"
 	"strings"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
+	qrcode "github.com/skip2/go-qrcode"
 )
 
 // TOTP parameters: RFC 6238 defaults every authenticator app supports.
@@ -42,6 +44,16 @@ func TOTPURI(issuer, account, secret string) string {
 func mustB32(s string) []byte {
 	b, _ := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.ToUpper(s))
 	return b
+}
+
+// QRDataURI renders uri (an otpauth:// URI) as a PNG QR code, generated
+// locally so the secret never leaves the server, as a data: URI.
+func QRDataURI(uri string) (string, error) {
+	png, err := qrcode.Encode(uri, qrcode.Medium, 240)
+	if err != nil {
+		return "", err
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), nil
 }
 
 // TOTPCode returns the code for secret at t (for tests and enrollment checks).

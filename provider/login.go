@@ -74,15 +74,24 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
+	next := PathLogin2SV
 	if !hasTOTP {
-		p.completeLogin(w, r, f, user.ID, []string{"pwd"}, ACRPassword)
-		return
+		enroll, err := p.mustEnroll(r, user.ID)
+		if err != nil {
+			p.serverError(w, r, err)
+			return
+		}
+		if !enroll {
+			p.completeLogin(w, r, f, user.ID, []string{"pwd"}, ACRPassword)
+			return
+		}
+		next = PathLoginSetup
 	}
 	if err := p.o.Store.SetFlowUser(r.Context(), f.ID, user.ID, p.o.Now()); err != nil {
 		p.serverError(w, r, err)
 		return
 	}
-	http.Redirect(w, r, PathLogin2SV+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+	http.Redirect(w, r, next+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }
 
 // passwordDone returns the flow if its password step is complete.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"time"
 
@@ -204,9 +205,9 @@ func (h *Handler) initiate(ctx context.Context, c caller) (Intent, *Problem, err
 
 // Registration is what an authenticator app needs to enroll.
 type Registration struct {
-	Secret     string `json:"secret"`
-	OTPAuthURI string `json:"otpauth_uri"`
-	QRPNG      string `json:"qr_png"` // data: URI
+	Secret     string       `json:"secret"`
+	OTPAuthURI string       `json:"otpauth_uri"`
+	QRPNG      template.URL `json:"qr_png"` // data: URI, generated locally
 }
 
 // Removed is the answer to a confirmed unlink.
@@ -324,11 +325,11 @@ func (h *Handler) registration(ctx context.Context, userID, secret string) (Regi
 		return Registration{}, err
 	}
 	uri := authn.TOTPURI(issuerLabel(h.o.Issuer), u.Username, secret)
-	png, err := qrPNG(uri)
+	png, err := authn.QRDataURI(uri)
 	if err != nil {
 		return Registration{}, err
 	}
-	return Registration{Secret: secret, OTPAuthURI: uri, QRPNG: png}, nil
+	return Registration{Secret: secret, OTPAuthURI: uri, QRPNG: template.URL(png)}, nil
 }
 
 // requestReset records one open reset request for the user's admins.

@@ -2,26 +2,14 @@ package selfservice
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 
-	qrcode "github.com/skip2/go-qrcode"
-
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 )
-
-// qrPNG renders uri as a PNG QR code, locally, as a data: URI.
-func qrPNG(uri string) (string, error) {
-	png, err := qrcode.Encode(uri, qrcode.Medium, 240)
-	if err != nil {
-		return "", err
-	}
-	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), nil
-}
 
 func issuerLabel(issuer string) string {
 	if u, err := url.Parse(issuer); err == nil && u.Hostname() != "" {

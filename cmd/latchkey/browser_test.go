@@ -102,6 +102,11 @@ func (s *testServer) createUser(t testing.TB, name string, withTOTP bool) user {
 	if err := s.app.store.CreateUser(ctx, u.User); err != nil {
 		t.Fatal(err)
 	}
+	if !withTOTP {
+		// The default policy requires 2SV; users without it are in a group
+		// whose policy does not, so their sign-in is password-only.
+		s.optional2SV(t, u.ID)
+	}
 	if withTOTP {
 		u.Secret = authn.NewTOTPSecret()
 		codes, err := s.app.authn.EnrollTOTP(ctx, s.app.store, u.ID, u.Secret)
@@ -111,6 +116,31 @@ func (s *testServer) createUser(t testing.TB, name string, withTOTP bool) user {
 		u.Recovery = codes
 	}
 	return u
+}
+
+func (s *testServer) optional2SV(t testing.TB, userID string) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := s.app.store.GetGroupByName(ctx, "optional-2sv")
+	if errors.Is(err, store.ErrNotFound) {
+		p := store.Policy{ID: "policy_optional", Name: "Optional 2SV", StepUpMaxAge: 5 * time.Minute, Reenroll: "immediate", Version: 1, UpdatedAt: time.Now()}
+		g = store.Group{ID: "group_optional", Name: "optional-2sv", CreatedAt: time.Now()}
+		err = s.app.store.InTx(ctx, func(q store.Queries) error {
+			if err := q.CreatePolicy(ctx, p); err != nil {
+				return err
+			}
+			if err := q.CreateGroup(ctx, g); err != nil {
+				return err
+			}
+			return q.AssignPolicy(ctx, g.ID, p.ID)
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.app.store.AddMember(ctx, g.ID, userID); err != nil {
+		t.Fatal(err)
+	}
 }
 
 type client struct {
@@ -195,7 +225,14 @@ func (b *browser) post(u string, form url.Values) page {
 // action (resolved against the page URL).
 func (b *browser) submit(p page, values map[string]string) page {
 	b.t.Helper()
-	action, fields, err := parseForm(p.Body)
+	return b.submitForm(p, "", values)
+}
+
+// submitForm is submit for the form whose action is action ("" for the
+// first form).
+func (b *browser) submitForm(p page, action string, values map[string]string) page {
+	b.t.Helper()
+	action, fields, err := parseFormAction(p.Body, action)
 	if err != nil {
 		b.t.Fatalf("no form on %s (status %d): %v\n%s", p.URL, p.Status, err, p.Body)
 	}
@@ -209,7 +246,9 @@ func (b *browser) submit(p page, values map[string]string) page {
 	return b.post(target.String(), fields)
 }
 
-func parseForm(body string) (string, url.Values, error) {
+func parseForm(body string) (string, url.Values, error) { return parseFormAction(body, "") }
+
+func parseFormAction(body, want string) (string, url.Values, error) {
 	doc, err := html.Parse(strings.NewReader(body))
 	if err != nil {
 		return "", nil, err
@@ -218,8 +257,12 @@ func parseForm(body string) (string, url.Values, error) {
 	var find func(*html.Node)
 	find = func(n *html.Node) {
 		if form == nil && n.Type == html.ElementNode && n.Data == "form" {
-			form = n
-			return
+			for _, a := range n.Attr {
+				if a.Key == "action" && (want == "" || a.Val == want) {
+					form = n
+					return
+				}
+			}
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
 			find(c)

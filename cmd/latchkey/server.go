@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/provider"
+	"github.com/latchkey/latchkey/selfservice"
 	"github.com/latchkey/latchkey/store"
 	"github.com/latchkey/latchkey/store/postgres"
 	"github.com/latchkey/latchkey/store/sqlite"
@@ -112,6 +114,8 @@ type buildOptions struct {
 	// AuthnNow, when set, is the clock of code verification alone, so tests
 	// can step TOTP time without waiting for it.
 	AuthnNow func() time.Time
+	// HTTPClient is what the account portal uses to reach the provider.
+	HTTPClient *http.Client
 }
 
 // build wires every component. It is the only place that knows them all.
@@ -169,6 +173,15 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	})
 	r.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
 	prov.Mount(r)
+	if err := ensurePortalClient(ctx, st, cfg.Issuer); err != nil {
+		return nil, err
+	}
+	portal, err := selfservice.New(selfservice.Options{Issuer: cfg.Issuer, ClientID: portalClientID, Store: st, Authn: an,
+		Tokens: tokenVerifier{prov}, CSRF: csrf, Keyring: ring, Secure: secure, Logger: log, Now: bo.Now, HTTPClient: bo.HTTPClient})
+	if err != nil {
+		return nil, err
+	}
+	portal.Mount(r)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
 	})
@@ -176,6 +189,47 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
 	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, provider: prov, router: r, log: log}, nil
+}
+
+// portalClientID is the account portal's own first-party client.
+const portalClientID = "latchkey-account"
+
+// ensurePortalClient registers the account portal as a public, first-party
+// client of this issuer (PKCE, no secret), or corrects its redirect URIs
+// when the issuer changed.
+func ensurePortalClient(ctx context.Context, st store.Store, issuer string) error {
+	want := store.Client{ID: portalClientID, Name: "Latchkey account", Public: true, FirstParty: true,
+		RedirectURIs: []string{issuer + selfservice.PathCallback}, PostLogoutRedirectURIs: []string{issuer + selfservice.PathAccount},
+		GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile", "email"}, CreatedAt: time.Now().UTC()}
+	return st.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "portal-client"); err != nil {
+			return err
+		}
+		got, err := q.GetClient(ctx, portalClientID)
+		if err == nil && slices.Equal(got.RedirectURIs, want.RedirectURIs) && slices.Equal(got.PostLogoutRedirectURIs, want.PostLogoutRedirectURIs) {
+			return nil
+		}
+		if err == nil {
+			if err := q.DeleteClient(ctx, portalClientID); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return q.CreateClient(ctx, want)
+	})
+}
+
+// tokenVerifier lets the account API accept the provider's access tokens
+// without either package importing the other.
+type tokenVerifier struct{ p *provider.Provider }
+
+func (v tokenVerifier) VerifyAccessToken(ctx context.Context, token string) (selfservice.Principal, error) {
+	i, err := v.p.AccessTokenInfo(ctx, token)
+	if err != nil {
+		return selfservice.Principal{}, err
+	}
+	return selfservice.Principal{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR}, nil
 }
 
 // derive gives each use of the system secret its own key.

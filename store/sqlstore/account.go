@@ -304,9 +304,8 @@ func (q queries) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]st
 		add("subject_id = $%d", f.SubjectID)
 	}
 	if f.TypePrefix != "" {
-		// Prefix match without LIKE wildcards from user input.
-		add("substr(type, 1, length($%d)) = $"+fmt.Sprint(len(args)+1), f.TypePrefix)
-		args = append(args, f.TypePrefix)
+		// Prefix match without LIKE, so user input has no wildcards.
+		add("substr(type, 1, length(CAST($%[1]d AS text))) = CAST($%[1]d AS text)", f.TypePrefix)
 	}
 	if f.Outcome != "" {
 		add("outcome = $%d", f.Outcome)
