@@ -32,6 +32,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Attempts", testAttempts},
 		{"TxCommitRollback", testTx},
 		{"RemovalRollsBackTogether", testRemovalAtomic},
+		{"PoliciesAndAssignments", testPolicies},
+		{"AccountState", testAccountState},
+		{"AuditEvents", testAuditEvents},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -523,5 +526,223 @@ func testRemovalAtomic(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetTOTP(ctx, u.ID); err != nil {
 		t.Fatalf("credential removed although the transaction failed: %v", err)
+	}
+}
+
+func testPolicies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d, err := s.DefaultPolicy(ctx)
+	if err != nil || !d.IsDefault || !d.RequireMFA || d.AllowSelfServiceRemoval || d.StepUpMaxAge != 5*time.Minute {
+		t.Fatalf("a fresh store has the default policy at SPEC defaults: %v %+v", err, d)
+	}
+	p := store.Policy{ID: "p-low", Name: "Low risk", RequireMFA: true, AllowSelfServiceRemoval: true, StepUpMaxAge: 10 * time.Minute,
+		Reenroll: "grace", GracePeriod: 24 * time.Hour, Version: 1, UpdatedAt: base}
+	if err := s.CreatePolicy(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreatePolicy(ctx, store.Policy{ID: "p-dup", Name: "Low risk", Version: 1, UpdatedAt: base}); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	if got, err := s.GetPolicy(ctx, "p-low"); err != nil || got != p {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, p)
+	}
+	p2 := p
+	p2.AllowSelfServiceRemoval, p2.Version, p2.UpdatedAt = false, 2, base.Add(time.Hour)
+	if err := s.UpdatePolicy(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	stale := p2
+	stale.Version = 2 // built on version 1 again: lost update
+	if err := s.UpdatePolicy(ctx, stale); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("update on a stale version must fail: %v", err)
+	}
+	if v1, err := s.GetPolicyVersion(ctx, "p-low", 1); err != nil || !v1.AllowSelfServiceRemoval || v1.Version != 1 {
+		t.Fatalf("old version readable: %v %+v", err, v1)
+	}
+	u := mustUser(t, s, "policy-user")
+	admin := mustUser(t, s, "policy-admin")
+	for _, g := range []string{"staff", "finance"} {
+		if err := s.CreateGroup(ctx, store.Group{ID: "g-" + g, Name: g, CreatedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddMember(ctx, "g-"+g, u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AssignPolicy(ctx, "g-staff", "p-low"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AssignPolicy(ctx, "g-staff", "policy_default"); err != nil { // reassign: one policy per group
+		t.Fatal(err)
+	}
+	if err := s.AssignPolicy(ctx, "g-finance", "p-low"); err != nil {
+		t.Fatal(err)
+	}
+	gps, err := s.UserGroupPolicies(ctx, u.ID)
+	if err != nil || len(gps) != 2 || gps[0].GroupName != "finance" || gps[0].Policy.ID != "p-low" || gps[0].Policy.Version != 2 || gps[1].Policy.ID != "policy_default" {
+		t.Fatalf("user group policies: %v %+v", err, gps)
+	}
+	if err := s.UnassignPolicy(ctx, "g-finance"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnassignPolicy(ctx, "g-finance"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unassign twice: %v", err)
+	}
+	if err := s.AddGroupAdmin(ctx, "g-staff", admin.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddGroupAdmin(ctx, "g-finance", admin.ID); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.UserAdminContacts(ctx, u.ID)
+	if err != nil || len(cs) != 1 || cs[0].ID != admin.ID {
+		t.Fatalf("admin contacts (distinct): %v %+v", err, cs)
+	}
+	if cs, _ := s.UserAdminContacts(ctx, admin.ID); len(cs) != 0 {
+		t.Fatalf("an admin is not their own contact: %+v", cs)
+	}
+}
+
+func testAccountState(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u := mustUser(t, s, "acct")
+	rr := store.ResetRequest{ID: "rr1", UserID: u.ID, Status: store.ResetOpen, Message: "new phone", CreatedAt: base}
+	if err := s.CreateResetRequest(ctx, rr); err != nil {
+		t.Fatal(err)
+	}
+	dup := rr
+	dup.ID = "rr2"
+	if err := s.CreateResetRequest(ctx, dup); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("one open request per user: %v", err)
+	}
+	if got, err := s.OpenResetRequest(ctx, u.ID); err != nil || got != rr {
+		t.Fatalf("open request: %v %+v", err, got)
+	}
+	if err := s.DecideResetRequest(ctx, "rr1", store.ResetApproved, "admin", base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DecideResetRequest(ctx, "rr1", store.ResetDenied, "admin", base.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a decided request cannot be decided again: %v", err)
+	}
+	if err := s.CreateResetRequest(ctx, dup); err != nil {
+		t.Fatalf("after a decision a new request may open: %v", err)
+	}
+	if rs, _ := s.ListResetRequests(ctx, store.ResetApproved); len(rs) != 1 || rs[0].DecidedBy != "admin" || !rs[0].DecidedAt.Equal(base.Add(time.Hour)) {
+		t.Fatalf("decided list: %+v", rs)
+	}
+
+	if at, err := s.MFARemovedAt(ctx, u.ID); err != nil || !at.IsZero() {
+		t.Fatalf("never removed: %v %v", at, err)
+	}
+	if err := s.SetMFARemoved(ctx, u.ID, base); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.MFARemovedAt(ctx, u.ID); !at.Equal(base) {
+		t.Fatalf("removed at: %v", at)
+	}
+	if err := s.ClearMFARemoved(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	p := store.PendingTOTP{UserID: u.ID, ID: "pt1", Secret: []byte("sealed"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)}
+	if err := s.PutPendingTOTP(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	p.ID = "pt2"
+	if err := s.PutPendingTOTP(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetPendingTOTP(ctx, u.ID); err != nil || got.ID != "pt2" {
+		t.Fatalf("pending replaces: %v %+v", err, got)
+	}
+
+	in := store.UnlinkIntent{ID: "ul1", UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(5 * time.Minute)}
+	if err := s.CreateUnlinkIntent(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if got, err := s.ConsumeUnlinkIntent(ctx, "ul1"); err == nil && got == in {
+				wins.Add(1)
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("consume: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("an unlink confirmation must be consumed exactly once, got %d", wins.Load())
+	}
+
+	ps := store.PortalSession{IDHash: "ph", UserID: u.ID, SID: "sid", AuthTime: base, AMR: []string{"pwd", "otp"}, ACR: "aal2", IDToken: "tok",
+		CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	if err := s.CreatePortalSession(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPortalStepUp(ctx, "ph", "unlink"); err != nil {
+		t.Fatal(err)
+	}
+	ps.StepUp = "unlink"
+	if got, err := s.GetPortalSession(ctx, "ph"); err != nil || fmt.Sprint(got) != fmt.Sprint(ps) {
+		t.Fatalf("portal session: %v\n got %+v\nwant %+v", err, got, ps)
+	}
+	if err := s.DeleteUserPortalSessions(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetPortalSession(ctx, "ph"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+
+	tok := token(store.KindRefreshToken, "user-rt", "req-u")
+	tok.Subject = u.ID
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeactivateUserTokens(ctx, u.ID); err != nil || n != 1 {
+		t.Fatalf("deactivate user tokens: %v %d", err, n)
+	}
+}
+
+func testAuditEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if h, err := s.LastAuditHash(ctx); err != nil || h != "" {
+		t.Fatalf("empty log: %q %v", h, err)
+	}
+	types := []string{"mfa.totp.removed", "mfa.removal.denied", "auth.login.succeeded", "mfa.totp.enrolled"}
+	for i, typ := range types {
+		e := store.AuditEvent{Time: base.Add(time.Duration(i) * time.Minute), Type: typ, Outcome: "success", ActorType: "user", ActorID: "a",
+			SubjectID: fmt.Sprintf("s%d", i%2), PolicyID: "p", PolicyVersion: 2, Details: "{}", PrevHash: fmt.Sprint(i), Hash: fmt.Sprint(i + 1)}
+		if _, err := s.InsertAuditEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, _ := s.LastAuditHash(ctx); h != "4" {
+		t.Fatalf("head: %q", h)
+	}
+	for _, tc := range []struct {
+		f    store.AuditFilter
+		want int
+	}{
+		{store.AuditFilter{TypePrefix: "mfa."}, 3},
+		{store.AuditFilter{TypePrefix: "mfa.totp"}, 2},
+		{store.AuditFilter{TypePrefix: "mfa%"}, 0}, // no wildcards from input
+		{store.AuditFilter{SubjectID: "s1"}, 2},
+		{store.AuditFilter{Since: base.Add(time.Minute), Until: base.Add(3 * time.Minute)}, 2},
+		{store.AuditFilter{ActorID: "nobody"}, 0},
+		{store.AuditFilter{Limit: 1}, 1},
+	} {
+		evs, err := s.ListAuditEvents(ctx, tc.f)
+		if err != nil || len(evs) != tc.want {
+			t.Errorf("filter %+v: want %d, got %d (%v)", tc.f, tc.want, len(evs), err)
+		}
+	}
+	all, _ := s.ListAuditEvents(ctx, store.AuditFilter{})
+	page, _ := s.ListAuditEvents(ctx, store.AuditFilter{AfterID: all[1].ID})
+	if len(page) != 2 || page[0].ID != all[2].ID || !all[0].Time.Equal(base) {
+		t.Fatalf("cursor: %+v", page)
 	}
 }
