@@ -9,5 +9,13 @@ export PATH="$PATH:/usr/local/go/bin"
 
 scripts/ensure-postgres.sh
 
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test.sh: installing chromium for the browser tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null || echo "test.sh: could not install chromium" >&2
+fi
+
 # -p 2: the machines have two cores; the PostgreSQL-backed packages share one server.
+# Screenshots of the main pages land in artifacts/screenshots/.
 go test -count=1 -p 2 -timeout 30m "$@" ./...
