@@ -2,6 +2,7 @@ package provider
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -205,6 +206,12 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	sess.Claims.AuthenticationContextClassReference = bs.ACR
 	sess.Claims.AuthenticationMethodsReferences = bs.AMR
 	sess.Claims.Extra["sid"] = bs.SID
+	claims, err := p.policyClaims(r, user.ID, ar.GetGrantedScopes())
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	maps.Copy(sess.Claims.Extra, claims)
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
+	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
 )
@@ -104,7 +106,41 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, p.o.Logger, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, p.userClaims(u, ar.GetGrantedScopes()))
+	claims := p.userClaims(u, ar.GetGrantedScopes())
+	// Userinfo answers from the database now, so it reflects a policy
+	// changed since sign-in; the ID token carries the policy at sign-in.
+	pc, err := p.policyClaims(r, u.ID, ar.GetGrantedScopes())
+	if err != nil {
+		httpx.WriteError(w, r, p.o.Logger, err)
+		return
+	}
+	maps.Copy(claims, pc)
+	httpx.WriteJSON(w, http.StatusOK, claims)
+}
+
+// policyClaims are the effective-policy claims (SPEC §4): mfa_policy
+// always, groups with scope "groups". Apps use them to show or hide
+// actions; the server never trusts them, and re-evaluates at removal.
+func (p *Provider) policyClaims(r *http.Request, userID string, scopes []string) (map[string]any, error) {
+	ctx := r.Context()
+	eff, err := authn.EffectivePolicy(ctx, p.o.Store, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{"mfa_policy": map[string]any{"require_mfa": eff.RequireMFA, "self_service_removal": eff.AllowSelfServiceRemoval,
+		"step_up_max_age": int(eff.StepUpMaxAge.Seconds())}}
+	if slices.Contains(scopes, "groups") {
+		gs, err := p.o.Store.UserGroups(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(gs))
+		for i, g := range gs {
+			names[i] = g.Name
+		}
+		out["groups"] = names
+	}
+	return out, nil
 }
 
 func (p *Provider) userClaims(u store.User, scopes []string) map[string]any {
@@ -145,7 +181,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
 		"code_challenge_methods_supported":               []string{"S256"},
-		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "preferred_username", "name", "email", "email_verified"},
+		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "preferred_username", "name", "email", "email_verified", "groups", "mfa_policy"},
 		"acr_values_supported":                           []string{ACRPassword, ACRMFA},
 		"prompt_values_supported":                        []string{"none", "login", "consent"},
 		"claims_parameter_supported":                     false,

@@ -155,7 +155,7 @@ func (s *testServer) createClient(t testing.TB, id string, public, firstParty bo
 	c := client{ID: id, Redirect: "http://127.0.0.1:9/" + id + "/callback"}
 	sc := store.Client{ID: id, Name: "App " + id, Public: public, FirstParty: firstParty, RedirectURIs: []string{c.Redirect},
 		PostLogoutRedirectURIs: []string{"http://127.0.0.1:9/" + id + "/bye"}, GrantTypes: grants, ResponseTypes: []string{"code"},
-		Scopes: []string{"openid", "profile", "email", "offline_access"}, CreatedAt: time.Now().UTC()}
+		Scopes: []string{"openid", "profile", "email", "offline_access", "groups"}, CreatedAt: time.Now().UTC()}
 	if !public {
 		c.Secret, sc.SecretHash = authn.NewClientSecret()
 	}

@@ -8,11 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/testdb"
@@ -594,3 +597,63 @@ func mustDigest(secret string) []byte {
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 func testdbSQLite(t *testing.T) store.Store { return testdb.SQLite(t) }
+
+// TestPolicyClaims: ID tokens and userinfo carry groups and mfa_policy; a
+// policy change shows at the next sign-in (ID token) and at once in
+// userinfo.
+func TestPolicyClaims(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		srv := startServer(t, st)
+		xena := srv.createUser(t, "xena", true)
+		_, pol := srv.policyGroup(t, "Staff", true, xena)
+		r := newRP(t, srv, srv.createClient(t, "claims", false, true))
+		r.conf.Scopes = append(r.conf.Scopes, "groups")
+		type policyClaims struct {
+			Groups    []string `json:"groups"`
+			MFAPolicy struct {
+				RequireMFA         bool `json:"require_mfa"`
+				SelfServiceRemoval bool `json:"self_service_removal"`
+				StepUpMaxAge       int  `json:"step_up_max_age"`
+			} `json:"mfa_policy"`
+		}
+		signIn := func() (policyClaims, *oauth2Token) {
+			b := newBrowser(t, srv.URL)
+			authURL, res := r.authURL()
+			srv.nextTOTPStep()
+			tok, idt := r.exchange(login(t, b, r, authURL, res, xena))
+			var c policyClaims
+			if err := idt.Claims(&c); err != nil {
+				t.Fatal(err)
+			}
+			return c, tok
+		}
+		var disc struct {
+			Claims []string `json:"claims_supported"`
+			Scopes []string `json:"scopes_supported"`
+		}
+		if err := r.provider.Claims(&disc); err != nil || !slices.Contains(disc.Claims, "mfa_policy") || !slices.Contains(disc.Claims, "groups") || !slices.Contains(disc.Scopes, "groups") {
+			t.Fatalf("discovery must publish the policy claims: %v %+v", err, disc)
+		}
+		c, tok := signIn()
+		if len(c.Groups) != 1 || c.Groups[0] != "Staff" || !c.MFAPolicy.SelfServiceRemoval || !c.MFAPolicy.RequireMFA || c.MFAPolicy.StepUpMaxAge != 300 {
+			t.Fatalf("ID token policy claims: %+v", c)
+		}
+		pol.AllowSelfServiceRemoval, pol.Version = false, 2
+		if err := st.UpdatePolicy(ctx, pol); err != nil {
+			t.Fatal(err)
+		}
+		var info policyClaims
+		ui, err := r.provider.UserInfo(ctx, oauth2StaticSource(tok))
+		if err != nil || ui.Claims(&info) != nil || info.MFAPolicy.SelfServiceRemoval || len(info.Groups) != 1 {
+			t.Fatalf("userinfo after the change: %v %+v", err, info)
+		}
+		if c, _ := signIn(); c.MFAPolicy.SelfServiceRemoval {
+			t.Fatalf("next sign-in must carry the changed policy: %+v", c)
+		}
+	})
+}
+
+type oauth2Token = oauth2.Token
+
+func oauth2StaticSource(t *oauth2.Token) oauth2.TokenSource { return oauth2.StaticTokenSource(t) }
