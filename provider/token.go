@@ -176,7 +176,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials"},
 		"subject_types_supported":                        []string{"public"},
 		"id_token_signing_alg_values_supported":          []string{p.o.Keys.Algorithm()},
-		"scopes_supported":                               []string{"openid", "profile", "email", "offline_access"},
+		"scopes_supported":                               []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
