@@ -94,3 +94,27 @@ func (s *Service) CompleteEnrollment(ctx context.Context, userID, code string, e
 	}
 	return codes, replaced, nil
 }
+
+// RemoveMFA removes the user's authenticator and recovery codes on q (the
+// caller's transaction, which also writes the audit event), records when,
+// so sign-in enforces re-enrollment, and revokes everything issued on the
+// strength of the removed factor: tokens, provider sessions and portal
+// sessions. removed is false if there was nothing to remove.
+func (s *Service) RemoveMFA(ctx context.Context, q store.Queries, userID string) (removed bool, tokensRevoked int, err error) {
+	if removed, err = q.DeleteTOTP(ctx, userID); err != nil || !removed {
+		return removed, 0, err
+	}
+	if err = q.SetMFARemoved(ctx, userID, s.o.Now().UTC()); err != nil {
+		return false, 0, err
+	}
+	if tokensRevoked, err = q.DeactivateUserTokens(ctx, userID); err != nil {
+		return false, 0, err
+	}
+	if err = q.DeleteUserSessions(ctx, userID); err != nil {
+		return false, 0, err
+	}
+	if err = q.DeleteUserPortalSessions(ctx, userID); err != nil {
+		return false, 0, err
+	}
+	return true, tokensRevoked, nil
+}

@@ -122,6 +122,12 @@ func (km *KeyManager) create(ctx context.Context, q store.Queries) (string, erro
 // the JWKS after the overlap, so tokens they signed still verify until they
 // expire.
 func (km *KeyManager) Rotate(ctx context.Context) (string, error) {
+	return km.RotateWith(ctx, nil)
+}
+
+// RotateWith is Rotate that also calls record, with the new key id, inside
+// the rotation's transaction (for its audit event).
+func (km *KeyManager) RotateWith(ctx context.Context, record func(ctx context.Context, q store.Queries, kid string) error) (string, error) {
 	var kid string
 	err := km.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.Lock(ctx, "signing-keys"); err != nil {
@@ -139,8 +145,10 @@ func (km *KeyManager) Rotate(ctx context.Context) (string, error) {
 				}
 			}
 		}
-		kid, err = km.create(ctx, q)
-		return err
+		if kid, err = km.create(ctx, q); err != nil || record == nil {
+			return err
+		}
+		return record(ctx, q, kid)
 	})
 	if err != nil {
 		return "", fmt.Errorf("provider: rotate keys: %w", err)

@@ -211,7 +211,8 @@ type TokenInfo struct {
 
 // AccessTokenInfo validates an access token (active, unexpired, not
 // revoked) and returns whom it was issued to, for resource servers in the
-// same process such as the account API.
+// same process such as the account and admin APIs. Subject is empty for
+// client-credentials tokens.
 func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo, error) {
 	sess := newSession()
 	_, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, sess)
@@ -221,9 +222,6 @@ func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo
 	info := TokenInfo{Subject: ar.GetSession().GetSubject(), ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
 	if s, ok := ar.GetSession().(*openid.DefaultSession); ok && s.Claims != nil {
 		info.AuthTime, info.AMR = s.Claims.AuthTime, s.Claims.AuthenticationMethodsReferences
-	}
-	if info.Subject == "" {
-		return TokenInfo{}, errors.New("provider: token has no user")
 	}
 	return info, nil
 }

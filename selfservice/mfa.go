@@ -267,7 +267,7 @@ func (h *Handler) remove(ctx context.Context, c caller, unlinkID string) (Regist
 		if err != nil {
 			return err
 		}
-		removed, err := q.DeleteTOTP(ctx, c.UserID)
+		removed, revoked, err := h.o.Authn.RemoveMFA(ctx, q, c.UserID)
 		if err != nil {
 			return err
 		}
@@ -275,20 +275,6 @@ func (h *Handler) remove(ctx context.Context, c caller, unlinkID string) (Regist
 			return &Problem{Status: http.StatusConflict, State: "mfa_not_active", Message: "Two-step verification is not active on this account."}
 		}
 		now := h.o.Now().UTC()
-		if err := q.SetMFARemoved(ctx, c.UserID, now); err != nil {
-			return err
-		}
-		// Everything issued on the strength of the removed factor goes.
-		revoked, err := q.DeactivateUserTokens(ctx, c.UserID)
-		if err != nil {
-			return err
-		}
-		if err := q.DeleteUserSessions(ctx, c.UserID); err != nil {
-			return err
-		}
-		if err := q.DeleteUserPortalSessions(ctx, c.UserID); err != nil {
-			return err
-		}
 		if c.Session != nil {
 			// This browser keeps its portal session, to set up the new
 			// authenticator, but its step-up is spent.

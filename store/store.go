@@ -307,6 +307,7 @@ type Queries interface {
 	Policies
 	Account
 	Audit
+	Admins
 	// Lock serializes transactions that take the same named lock until the
 	// transaction ends; outside a transaction it is a no-op.
 	Lock(ctx context.Context, name string) error

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
 	case "clients", "users", "groups", "keys":
-		return admin(ctx, cfg, log, cmd, rest, stdin, stdout, stderr)
+		return runCLI(ctx, cfg, log, cmd, rest, stdin, stdout, stderr)
 	default:
 		fs.Usage()
 		return fmt.Errorf("unknown command %q", cmd)

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/httpx"
@@ -182,6 +183,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	portal.Mount(r)
+	admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Logger: log, Now: bo.Now}).Mount(r)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
 	})
@@ -229,7 +231,35 @@ func (v tokenVerifier) VerifyAccessToken(ctx context.Context, token string) (sel
 	if err != nil {
 		return selfservice.Principal{}, err
 	}
+	if i.Subject == "" {
+		return selfservice.Principal{}, errors.New("account API: the token has no user")
+	}
 	return selfservice.Principal{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR}, nil
+}
+
+// VerifyAdminToken lets the admin API accept the provider's access tokens.
+func (v tokenVerifier) VerifyAdminToken(ctx context.Context, token string) (admin.Token, error) {
+	i, err := v.p.AccessTokenInfo(ctx, token)
+	if err != nil {
+		return admin.Token{}, err
+	}
+	return admin.Token{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes}, nil
+}
+
+// adminKeys adapts the key manager to the admin API.
+type adminKeys struct{ km *provider.KeyManager }
+
+func (k adminKeys) ListKeys(ctx context.Context) ([]admin.Key, error) {
+	ks, err := k.km.List(ctx)
+	out := make([]admin.Key, len(ks))
+	for i, x := range ks {
+		out[i] = admin.Key(x)
+	}
+	return out, err
+}
+
+func (k adminKeys) RotateKey(ctx context.Context, record func(context.Context, store.Queries, string) error) (string, error) {
+	return k.km.RotateWith(ctx, record)
 }
 
 // derive gives each use of the system secret its own key.

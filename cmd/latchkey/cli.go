@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/store"
@@ -23,8 +24,8 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// admin runs the bootstrap subcommands that work without the admin API.
-func admin(ctx context.Context, cfg *config.Config, log *slog.Logger, group string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// runCLI runs the bootstrap subcommands that work without the admin API.
+func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%s: missing subcommand", group)
 	}
@@ -107,7 +108,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 		problems = append(problems, "--redirect-uri is required for the authorization_code grant")
 	}
 	for _, u := range append(append([]string{}, redirects...), logoutRedirects...) {
-		if err := validRedirect(u, c.cfg.Mode == config.ModeDev); err != nil {
+		if err := admin.ValidRedirectURI(u, c.cfg.Mode == config.ModeDev); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}

@@ -1,0 +1,268 @@
+// Package admin is the admin API: JSON under /admin/ for users, groups and
+// their admin contacts, policies and their assignment, users' 2SV and
+// reset requests, OAuth clients and signing keys.
+//
+// Every call needs a bearer access token with scope "admin", issued either
+// to a user who is an admin or, for automation, to a client-credentials
+// client registered with the admin scope. Every change writes its audit
+// event in the same transaction. It depends on store, policy, audit and
+// authn, and on small interfaces for what the provider owns (token checks,
+// signing keys); it never imports provider.
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/store"
+)
+
+// Token is a verified access token.
+type Token struct {
+	UserID   string // empty for client credentials
+	ClientID string
+	Scopes   []string
+}
+
+// TokenVerifier checks bearer tokens (the provider implements it).
+type TokenVerifier interface {
+	VerifyAdminToken(ctx context.Context, token string) (Token, error)
+}
+
+// Key describes a signing key.
+type Key struct {
+	ID        string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	CreatedAt time.Time `json:"created_at"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	Signing   bool      `json:"signing"`
+}
+
+// Keys lists and rotates signing keys (the provider's key manager).
+type Keys interface {
+	ListKeys(ctx context.Context) ([]Key, error)
+	// RotateKey rotates and calls record inside the rotation's transaction.
+	RotateKey(ctx context.Context, record func(ctx context.Context, q store.Queries, kid string) error) (string, error)
+}
+
+// Options configures the admin API.
+type Options struct {
+	Store  store.Store
+	Authn  *authn.Service
+	Tokens TokenVerifier
+	Keys   Keys
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Handler serves /admin/.
+type Handler struct{ o Options }
+
+// New returns the admin API handler.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{o: o}
+}
+
+// Mount adds the /admin routes. The OpenAPI document is public; every other
+// route requires an admin token.
+func (h *Handler) Mount(r chi.Router) {
+	r.Get("/admin/openapi.json", h.openAPI)
+	r.Route("/admin", func(r chi.Router) {
+		r.Use(httpx.NoStore, h.authenticate)
+		r.Get("/users", h.listUsers)
+		r.Post("/users", h.createUser)
+		r.Get("/users/{id}", h.getUser)
+		r.Patch("/users/{id}", h.updateUser)
+		r.Get("/users/{id}/mfa", h.getUserMFA)
+		r.Delete("/users/{id}/mfa", h.removeUserMFA)
+		r.Get("/groups", h.listGroups)
+		r.Post("/groups", h.createGroup)
+		r.Get("/groups/{id}", h.getGroup)
+		r.Post("/groups/{id}/members", h.addMember)
+		r.Delete("/groups/{id}/members/{userID}", h.removeMember)
+		r.Post("/groups/{id}/admins", h.addGroupAdmin)
+		r.Delete("/groups/{id}/admins/{userID}", h.removeGroupAdmin)
+		r.Put("/groups/{id}/policy", h.assignPolicy)
+		r.Delete("/groups/{id}/policy", h.unassignPolicy)
+		r.Get("/policies", h.listPolicies)
+		r.Post("/policies", h.createPolicy)
+		r.Get("/policies/{id}", h.getPolicy)
+		r.Put("/policies/{id}", h.updatePolicy)
+		r.Delete("/policies/{id}", h.deletePolicy)
+		r.Get("/reset-requests", h.listResetRequests)
+		r.Post("/reset-requests/{id}/approve", h.approveReset)
+		r.Post("/reset-requests/{id}/deny", h.denyReset)
+		r.Get("/clients", h.listClients)
+		r.Post("/clients", h.createClient)
+		r.Patch("/clients/{id}", h.updateClient)
+		r.Delete("/clients/{id}", h.deleteClient)
+		r.Get("/keys", h.listKeys)
+		r.Post("/keys/rotate", h.rotateKey)
+	})
+}
+
+type ctxKey struct{}
+
+// actor is who is calling.
+type actor struct {
+	Token
+	req audit.Request
+}
+
+func (a actor) id() string {
+	if a.UserID != "" {
+		return a.UserID
+	}
+	return "client:" + a.ClientID
+}
+
+func (a actor) event(typ audit.Type, subject string, details map[string]any) audit.Event {
+	return audit.Event{Type: typ, ActorType: audit.ActorAdmin, ActorID: a.id(), SubjectID: subject, ClientID: a.ClientID, Request: a.req, Details: details}
+}
+
+func actorOf(r *http.Request) actor { return r.Context().Value(ctxKey{}).(actor) }
+
+// authenticate admits a bearer token with scope admin whose user is an
+// admin (or a client token, whose admin scope the client was granted).
+func (h *Handler) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
+			h.fail(w, r, &httpx.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "A bearer access token with scope admin is required."})
+			return
+		}
+		t, err := h.o.Tokens.VerifyAdminToken(r.Context(), strings.TrimSpace(tok))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="admin", error="invalid_token"`)
+			h.fail(w, r, &httpx.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "The access token is invalid, expired or revoked."})
+			return
+		}
+		if !slices.Contains(t.Scopes, "admin") {
+			h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "insufficient_scope", Message: "The access token lacks the admin scope."})
+			return
+		}
+		if t.UserID != "" {
+			isAdmin, err := h.o.Store.IsAdmin(r.Context(), t.UserID)
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			if !isAdmin {
+				h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "not_admin", Message: "Only admins may use the admin API."})
+				return
+			}
+		}
+		a := actor{Token: t, req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
+	})
+}
+
+// fail maps store sentinels to HTTP errors; the one place that does.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpx.Error
+	switch {
+	case errors.As(err, &he):
+	case errors.Is(err, store.ErrNotFound):
+		err = &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "No such resource."}
+	case errors.Is(err, store.ErrAlreadyExists):
+		err = &httpx.Error{Status: http.StatusConflict, Code: "conflict", Message: "It already exists.", Err: err}
+	}
+	httpx.WriteError(w, r, h.o.Logger, err)
+}
+
+func notFound(what string) error {
+	return &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "No such " + what + "."}
+}
+
+func conflict(code, msg string) error {
+	return &httpx.Error{Status: http.StatusConflict, Code: code, Message: msg}
+}
+
+func invalid(fields map[string]string) error {
+	return &httpx.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Message: "Some fields are invalid.", Fields: fields}
+}
+
+const maxBody = 64 << 10
+
+// decode reads one JSON object into v: application/json only, at most
+// 64 KiB, no unknown fields, no trailing data; type errors name the field.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return &httpx.Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Send application/json."}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "Could not read the body."}
+	}
+	if len(body) > maxBody {
+		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("The body exceeds %d bytes.", maxBody)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te):
+			return invalid(map[string]string{te.Field: "must be " + jsonType(te.Type.String())})
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return invalid(map[string]string{strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`): "unknown field"})
+		}
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: "The body must be one JSON object."}
+	}
+	if dec.More() {
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "invalid_json", Message: "The body must be one JSON object."}
+	}
+	return nil
+}
+
+func jsonType(goType string) string {
+	switch {
+	case strings.Contains(goType, "string"):
+		return "a string"
+	case strings.Contains(goType, "bool"):
+		return "a boolean"
+	case strings.Contains(goType, "int"), strings.Contains(goType, "float"):
+		return "a number"
+	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
+		return "an array"
+	}
+	return "a different type"
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
+
+// inTx runs fn in a transaction and answers with its error.
+func (h *Handler) inTx(w http.ResponseWriter, r *http.Request, fn func(q store.Queries) error) bool {
+	if err := h.o.Store.InTx(r.Context(), fn); err != nil {
+		h.fail(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (h *Handler) appendAudit(ctx context.Context, q store.Queries, e audit.Event) error {
+	e.Time = h.o.Now()
+	_, err := audit.Append(ctx, q, e)
+	return err
+}

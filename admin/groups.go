@@ -1,0 +1,239 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/store"
+)
+
+// Group is the admin view of a group.
+type Group struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	PolicyID    string    `json:"policy_id,omitempty"`
+	Members     []User    `json:"members,omitempty"`
+	Admins      []User    `json:"admin_contacts,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) {
+	gs, err := h.o.Store.ListGroups(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]Group, 0, len(gs))
+	for _, g := range gs {
+		pid, err := h.o.Store.GroupPolicyID(r.Context(), g.ID)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		out = append(out, Group{ID: g.ID, Name: g.Name, Description: g.Description, PolicyID: pid, CreatedAt: g.CreatedAt})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+}
+
+func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	if err := decode(r, &b); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	fields := map[string]string{}
+	if b.Name = strings.TrimSpace(b.Name); b.Name == "" || len(b.Name) > 100 {
+		fields["name"] = "required, at most 100 characters"
+	}
+	if len(b.Description) > 1000 {
+		fields["description"] = "at most 1000 characters"
+	}
+	if len(fields) > 0 {
+		h.fail(w, r, invalid(fields))
+		return
+	}
+	a := actorOf(r)
+	g := store.Group{ID: authn.NewID("group"), Name: b.Name, Description: b.Description, CreatedAt: h.o.Now().UTC()}
+	if !h.inTx(w, r, func(q store.Queries) error {
+		if err := q.CreateGroup(r.Context(), g); errors.Is(err, store.ErrAlreadyExists) {
+			return conflict("name_taken", "A group with that name exists.")
+		} else if err != nil {
+			return err
+		}
+		return h.appendAudit(r.Context(), q, a.event(audit.GroupCreated, "", map[string]any{"group_id": g.ID, "name": g.Name}))
+	}) {
+		return
+	}
+	writeJSON(w, http.StatusCreated, Group{ID: g.ID, Name: g.Name, Description: g.Description, CreatedAt: g.CreatedAt})
+}
+
+func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	g, err := h.o.Store.GetGroup(ctx, chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v := Group{ID: g.ID, Name: g.Name, Description: g.Description, CreatedAt: g.CreatedAt, Members: []User{}, Admins: []User{}}
+	if v.PolicyID, err = h.o.Store.GroupPolicyID(ctx, g.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ms, err := h.o.Store.GroupMembers(ctx, g.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, m := range ms {
+		v.Members = append(v.Members, viewUser(m))
+	}
+	as, err := h.o.Store.GroupAdmins(ctx, g.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, m := range as {
+		v.Admins = append(v.Admins, viewUser(m))
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+type userRef struct {
+	UserID string `json:"user_id"`
+}
+
+// membership runs one group/user change with its audit event.
+func (h *Handler) membership(w http.ResponseWriter, r *http.Request, userID string, typ audit.Type, change func(q store.Queries, groupID, userID string) error) {
+	a := actorOf(r)
+	ctx := r.Context()
+	groupID := chi.URLParam(r, "id")
+	if !h.inTx(w, r, func(q store.Queries) error {
+		if _, err := q.GetGroup(ctx, groupID); errors.Is(err, store.ErrNotFound) {
+			return notFound("group")
+		} else if err != nil {
+			return err
+		}
+		if _, err := q.GetUser(ctx, userID); errors.Is(err, store.ErrNotFound) {
+			return notFound("user")
+		} else if err != nil {
+			return err
+		}
+		if err := change(q, groupID, userID); errors.Is(err, store.ErrAlreadyExists) {
+			return conflict("already_member", "The user is already in that role for this group.")
+		} else if errors.Is(err, store.ErrNotFound) {
+			return notFound("membership")
+		} else if err != nil {
+			return err
+		}
+		return h.appendAudit(ctx, q, a.event(typ, userID, map[string]any{"group_id": groupID}))
+	}) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) readUserRef(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var b userRef
+	if err := decode(r, &b); err != nil {
+		h.fail(w, r, err)
+		return "", false
+	}
+	if b.UserID == "" {
+		h.fail(w, r, invalid(map[string]string{"user_id": "required"}))
+		return "", false
+	}
+	return b.UserID, true
+}
+
+func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
+	if id, ok := h.readUserRef(w, r); ok {
+		h.membership(w, r, id, audit.GroupMemberAdded, func(q store.Queries, g, u string) error { return q.AddMember(r.Context(), g, u) })
+	}
+}
+
+func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
+	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupMemberRemoved, func(q store.Queries, g, u string) error { return q.RemoveMember(r.Context(), g, u) })
+}
+
+func (h *Handler) addGroupAdmin(w http.ResponseWriter, r *http.Request) {
+	if id, ok := h.readUserRef(w, r); ok {
+		h.membership(w, r, id, audit.GroupAdminAdded, func(q store.Queries, g, u string) error { return q.AddGroupAdmin(r.Context(), g, u) })
+	}
+}
+
+func (h *Handler) removeGroupAdmin(w http.ResponseWriter, r *http.Request) {
+	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupAdminRemoved, func(q store.Queries, g, u string) error { return q.RemoveGroupAdmin(r.Context(), g, u) })
+}
+
+func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		PolicyID string `json:"policy_id"`
+	}
+	if err := decode(r, &b); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if b.PolicyID == "" {
+		h.fail(w, r, invalid(map[string]string{"policy_id": "required"}))
+		return
+	}
+	a := actorOf(r)
+	ctx := r.Context()
+	groupID := chi.URLParam(r, "id")
+	if !h.inTx(w, r, func(q store.Queries) error {
+		if _, err := q.GetGroup(ctx, groupID); errors.Is(err, store.ErrNotFound) {
+			return notFound("group")
+		} else if err != nil {
+			return err
+		}
+		p, err := q.GetPolicy(ctx, b.PolicyID)
+		if errors.Is(err, store.ErrNotFound) {
+			return invalid(map[string]string{"policy_id": "no such policy"})
+		} else if err != nil {
+			return err
+		}
+		if err := q.AssignPolicy(ctx, groupID, p.ID); err != nil {
+			return err
+		}
+		e := a.event(audit.PolicyAssigned, "", map[string]any{"group_id": groupID})
+		e.PolicyID, e.PolicyVersion = p.ID, p.Version
+		return h.appendAudit(ctx, q, e)
+	}) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {
+	a := actorOf(r)
+	ctx := r.Context()
+	groupID := chi.URLParam(r, "id")
+	if !h.inTx(w, r, func(q store.Queries) error {
+		pid, err := q.GroupPolicyID(ctx, groupID)
+		if err != nil {
+			return err
+		}
+		if pid == "" {
+			return notFound("policy assignment")
+		}
+		if err := q.UnassignPolicy(ctx, groupID); err != nil {
+			return err
+		}
+		e := a.event(audit.PolicyUnassigned, "", map[string]any{"group_id": groupID})
+		e.PolicyID = pid
+		return h.appendAudit(ctx, q, e)
+	}) {
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

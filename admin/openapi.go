@@ -1,0 +1,89 @@
+package admin
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Route is one documented operation.
+type Route struct {
+	Method, Path, Summary, Tag string
+}
+
+// Routes documents the admin API and the account JSON API. The OpenAPI
+// test checks it against the mounted router in both directions.
+var Routes = []Route{
+	{"GET", "/admin/users", "Search users (q, after cursor, limit)", "users"},
+	{"POST", "/admin/users", "Create a user", "users"},
+	{"GET", "/admin/users/{id}", "A user with groups, 2SV and effective policy", "users"},
+	{"PATCH", "/admin/users/{id}", "Update email, display name, disabled", "users"},
+	{"GET", "/admin/users/{id}/mfa", "A user's 2SV state", "users"},
+	{"DELETE", "/admin/users/{id}/mfa", "Remove a user's 2SV (audited, admin as actor)", "users"},
+	{"GET", "/admin/groups", "List groups", "groups"},
+	{"POST", "/admin/groups", "Create a group", "groups"},
+	{"GET", "/admin/groups/{id}", "A group with members and admin contacts", "groups"},
+	{"POST", "/admin/groups/{id}/members", "Add a member", "groups"},
+	{"DELETE", "/admin/groups/{id}/members/{userID}", "Remove a member", "groups"},
+	{"POST", "/admin/groups/{id}/admins", "Add an admin contact", "groups"},
+	{"DELETE", "/admin/groups/{id}/admins/{userID}", "Remove an admin contact", "groups"},
+	{"PUT", "/admin/groups/{id}/policy", "Assign a policy to the group", "groups"},
+	{"DELETE", "/admin/groups/{id}/policy", "Unassign the group's policy", "groups"},
+	{"GET", "/admin/policies", "List policies with their groups", "policies"},
+	{"POST", "/admin/policies", "Create a policy (self-service removal off by default)", "policies"},
+	{"GET", "/admin/policies/{id}", "A policy", "policies"},
+	{"PUT", "/admin/policies/{id}", "Change a policy (send the version you read)", "policies"},
+	{"DELETE", "/admin/policies/{id}", "Delete an unassigned, non-default policy", "policies"},
+	{"GET", "/admin/reset-requests", "List reset requests (status=open|approved|denied)", "reset requests"},
+	{"POST", "/admin/reset-requests/{id}/approve", "Approve: removes the user's 2SV", "reset requests"},
+	{"POST", "/admin/reset-requests/{id}/deny", "Deny", "reset requests"},
+	{"GET", "/admin/clients", "List OAuth clients", "clients"},
+	{"POST", "/admin/clients", "Create a client (secret shown once)", "clients"},
+	{"PATCH", "/admin/clients/{id}", "Update redirect URIs", "clients"},
+	{"DELETE", "/admin/clients/{id}", "Delete a client", "clients"},
+	{"GET", "/admin/keys", "List signing keys", "keys"},
+	{"POST", "/admin/keys/rotate", "Rotate signing keys", "keys"},
+	{"GET", "/admin/openapi.json", "This document", "meta"},
+	{"GET", "/account/mfa", "The caller's 2SV state and effective policy", "account"},
+	{"POST", "/account/mfa/disable", "Start unlinking (returns choice_required and an unlink_id)", "account"},
+	{"PUT", "/account/mfa/disable", `Answer the unlink: {"unlink_id", "choice": "yes"|"no"}`, "account"},
+	{"PUT", "/account/mfa/disable/successful", "Confirm 2SV is disabled (409 while active)", "account"},
+	{"POST", "/account/mfa/setup", "Start enrolling an authenticator", "account"},
+	{"PUT", "/account/mfa/setup", `Activate it: {"code"}`, "account"},
+	{"POST", "/account/mfa/reset-request", "Ask the caller's admins for a reset", "account"},
+}
+
+func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
+	paths := map[string]map[string]any{}
+	for _, rt := range Routes {
+		op := map[string]any{"summary": rt.Summary, "tags": []string{rt.Tag},
+			"responses": map[string]any{"default": map[string]any{"description": "JSON; errors carry a stable error/state code"}}}
+		if strings.HasPrefix(rt.Path, "/admin/") && rt.Path != "/admin/openapi.json" {
+			op["security"] = []map[string][]string{{"bearer": {"admin"}}}
+		}
+		if strings.HasPrefix(rt.Path, "/account/") {
+			op["security"] = []map[string][]string{{"bearer": {"account"}}, {"portalSession": {}}}
+		}
+		var params []map[string]any
+		for _, seg := range strings.Split(rt.Path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]string{"type": "string"}})
+			}
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if paths[rt.Path] == nil {
+			paths[rt.Path] = map[string]any{}
+		}
+		paths[rt.Path][strings.ToLower(rt.Method)] = op
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"openapi": "3.0.3",
+		"info":    map[string]any{"title": "Latchkey admin and account API", "version": "1"},
+		"paths":   paths,
+		"components": map[string]any{"securitySchemes": map[string]any{
+			"bearer":        map[string]any{"type": "http", "scheme": "bearer"},
+			"portalSession": map[string]any{"type": "apiKey", "in": "cookie", "name": "latchkey_account", "description": "plus the X-CSRF-Token header on changes"},
+		}},
+	})
+}

@@ -1,0 +1,279 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/policy"
+	"github.com/latchkey/latchkey/store"
+)
+
+// User is the admin view of a user.
+type User struct {
+	ID          string    `json:"id"`
+	Username    string    `json:"username"`
+	Email       string    `json:"email"`
+	DisplayName string    `json:"display_name"`
+	Disabled    bool      `json:"disabled"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+func viewUser(u store.User) User {
+	return User{ID: u.ID, Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 50
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			h.fail(w, r, invalid(map[string]string{"limit": "must be a number from 1 to 500"}))
+			return
+		}
+		limit = n
+	}
+	if len(q.Get("q")) > 200 {
+		h.fail(w, r, invalid(map[string]string{"q": "at most 200 characters"}))
+		return
+	}
+	us, err := h.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), limit+1)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"users": []User{}}
+	views := make([]User, 0, len(us))
+	for i, u := range us {
+		if i == limit {
+			out["next"] = views[len(views)-1].Username // cursor: pass as ?after=
+			break
+		}
+		views = append(views, viewUser(u))
+	}
+	out["users"] = views
+	writeJSON(w, http.StatusOK, out)
+}
+
+type createUserBody struct {
+	Username    string `json:"username"`
+	Email       string `json:"email"`
+	DisplayName string `json:"display_name"`
+	Password    string `json:"password"`
+}
+
+func validEmail(e string) bool {
+	if e == "" {
+		return true
+	}
+	a, err := mail.ParseAddress(e)
+	return err == nil && a.Address == e && len(e) <= 254
+}
+
+func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
+	var b createUserBody
+	if err := decode(r, &b); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	fields := map[string]string{}
+	if b.Username = strings.TrimSpace(b.Username); b.Username == "" || len(b.Username) > 256 || strings.ContainsAny(b.Username, " \t\r\n") {
+		fields["username"] = "required, no spaces, at most 256 characters"
+	}
+	if !validEmail(b.Email) {
+		fields["email"] = "must be an email address"
+	}
+	if len(b.DisplayName) > 200 {
+		fields["display_name"] = "at most 200 characters"
+	}
+	if len(b.Password) < 8 || len(b.Password) > 1024 {
+		fields["password"] = "required, 8 to 1024 characters"
+	}
+	if len(fields) > 0 {
+		h.fail(w, r, invalid(fields))
+		return
+	}
+	a := actorOf(r)
+	now := h.o.Now().UTC()
+	u := store.User{ID: authn.NewID("user"), Username: b.Username, Email: b.Email, DisplayName: b.DisplayName,
+		PasswordHash: h.o.Authn.Hasher().Hash(b.Password), CreatedAt: now, UpdatedAt: now}
+	if !h.inTx(w, r, func(q store.Queries) error {
+		if err := q.CreateUser(r.Context(), u); errors.Is(err, store.ErrAlreadyExists) {
+			return conflict("username_taken", "That username is taken.")
+		} else if err != nil {
+			return err
+		}
+		return h.appendAudit(r.Context(), q, a.event(audit.UserCreated, u.ID, map[string]any{"username": u.Username}))
+	}) {
+		return
+	}
+	writeJSON(w, http.StatusCreated, viewUser(u))
+}
+
+// UserDetail is GET /admin/users/{id}.
+type UserDetail struct {
+	User
+	Groups    []string      `json:"groups"`
+	IsAdmin   bool          `json:"is_admin"`
+	MFA       MFA           `json:"mfa"`
+	Effective EffectiveView `json:"effective_policy"`
+}
+
+// MFA is a user's 2SV state.
+type MFA struct {
+	Active            bool       `json:"active"`
+	Method            string     `json:"method,omitempty"`
+	EnrolledAt        *time.Time `json:"enrolled_at,omitempty"`
+	RecoveryCodesLeft int        `json:"recovery_codes_left"`
+	RemovedAt         *time.Time `json:"removed_at,omitempty"`
+}
+
+// EffectiveView explains a user's effective policy.
+type EffectiveView struct {
+	RequireMFA         bool            `json:"require_mfa"`
+	SelfServiceRemoval bool            `json:"self_service_removal"`
+	StepUpMaxAge       int             `json:"step_up_max_age"`
+	Reenroll           string          `json:"reenroll"`
+	GracePeriod        int             `json:"grace_period"`
+	Reason             string          `json:"reason"`
+	DecidedBy          []policy.Source `json:"decided_by"`
+	Applied            []policy.Source `json:"applied"`
+}
+
+func viewEffective(e policy.Effective) EffectiveView {
+	return EffectiveView{RequireMFA: e.RequireMFA, SelfServiceRemoval: e.AllowSelfServiceRemoval, StepUpMaxAge: int(e.StepUpMaxAge.Seconds()),
+		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy, Applied: e.Applied}
+}
+
+func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MFA, error) {
+	var m MFA
+	cred, err := q.GetTOTP(ctx, userID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return m, err
+	default:
+		m.Active, m.Method = true, "totp"
+		t := cred.VerifiedAt
+		m.EnrolledAt = &t
+		if m.RecoveryCodesLeft, err = q.CountRecoveryCodes(ctx, userID); err != nil {
+			return m, err
+		}
+	}
+	removed, err := q.MFARemovedAt(ctx, userID)
+	if err != nil {
+		return m, err
+	}
+	if !removed.IsZero() {
+		m.RemovedAt = &removed
+	}
+	return m, nil
+}
+
+func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := h.o.Store
+	u, err := q.GetUser(ctx, chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d := UserDetail{User: viewUser(u), Groups: []string{}}
+	gs, err := q.UserGroups(ctx, u.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for _, g := range gs {
+		d.Groups = append(d.Groups, g.Name)
+	}
+	if d.IsAdmin, err = q.IsAdmin(ctx, u.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if d.MFA, err = h.mfaOf(ctx, q, u.ID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	eff, err := authn.EffectivePolicy(ctx, q, u.ID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	d.Effective = viewEffective(eff)
+	writeJSON(w, http.StatusOK, d)
+}
+
+type updateUserBody struct {
+	Email       *string `json:"email"`
+	DisplayName *string `json:"display_name"`
+	Disabled    *bool   `json:"disabled"`
+}
+
+func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
+	var b updateUserBody
+	if err := decode(r, &b); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	fields := map[string]string{}
+	if b.Email != nil && !validEmail(*b.Email) {
+		fields["email"] = "must be an email address"
+	}
+	if b.DisplayName != nil && len(*b.DisplayName) > 200 {
+		fields["display_name"] = "at most 200 characters"
+	}
+	if len(fields) > 0 {
+		h.fail(w, r, invalid(fields))
+		return
+	}
+	a := actorOf(r)
+	ctx := r.Context()
+	var u store.User
+	if !h.inTx(w, r, func(q store.Queries) error {
+		var err error
+		if u, err = q.GetUser(ctx, chi.URLParam(r, "id")); err != nil {
+			return err
+		}
+		changes := map[string]any{}
+		if b.Email != nil {
+			u.Email, changes["email"] = *b.Email, *b.Email
+		}
+		if b.DisplayName != nil {
+			u.DisplayName, changes["display_name"] = *b.DisplayName, *b.DisplayName
+		}
+		if b.Disabled != nil {
+			u.Disabled, changes["disabled"] = *b.Disabled, *b.Disabled
+		}
+		u.UpdatedAt = h.o.Now().UTC()
+		if err := q.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		if b.Disabled != nil && *b.Disabled {
+			// A disabled account keeps nothing it was issued.
+			if err := q.DeleteUserSessions(ctx, u.ID); err != nil {
+				return err
+			}
+			if err := q.DeleteUserPortalSessions(ctx, u.ID); err != nil {
+				return err
+			}
+			if _, err := q.DeactivateUserTokens(ctx, u.ID); err != nil {
+				return err
+			}
+		}
+		return h.appendAudit(ctx, q, a.event(audit.UserUpdated, u.ID, changes))
+	}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, viewUser(u))
+}
