@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/admin"
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -42,6 +44,8 @@ func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group str
 		"users add-to-group": cli.usersAddToGroup, "users enroll-totp": cli.usersEnrollTOTP,
 		"groups create": cli.groupsCreate, "groups list": cli.groupsList,
 		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
+		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
+		"admins add": cli.adminsAdd,
 	}
 	fn, ok := cmds[group+" "+sub]
 	if !ok {
@@ -353,5 +357,119 @@ func (c *cli) keysRotate(ctx context.Context, _ []string) error {
 		return err
 	}
 	fmt.Fprintf(c.out, "new signing key %s; previous keys stay published until their tokens expire\n", kid)
+	return nil
+}
+
+// audited runs fn and its audit event (actor: system, via the CLI) in one
+// transaction.
+func (c *cli) audited(ctx context.Context, e audit.Event, fn func(q store.Queries) error) error {
+	return c.st.InTx(ctx, func(q store.Queries) error {
+		if err := fn(q); err != nil {
+			return err
+		}
+		e.ActorType, e.ActorID = audit.ActorSystem, "cli"
+		if e.Details == nil {
+			e.Details = map[string]any{}
+		}
+		e.Details["via"] = "cli"
+		_, err := audit.Append(ctx, q, e)
+		return err
+	})
+}
+
+func (c *cli) policiesCreate(ctx context.Context, args []string) error {
+	fs := c.flags("policies create")
+	desc := fs.String("description", "", "description")
+	requireMFA := fs.Bool("require-mfa", true, "members must have 2SV")
+	allow := fs.Bool("allow-self-removal", false, "members may remove their own 2SV after a step-up")
+	stepUp := fs.Duration("step-up-max-age", policy.DefaultStepUpMaxAge, "how recent the step-up must be")
+	grace := fs.Duration("grace", 0, "re-enrollment grace period (0: immediate)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: policies create [flags] NAME")
+	}
+	p := policy.New(authn.NewID("policy"), fs.Arg(0))
+	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge = *desc, *requireMFA, *allow, *stepUp
+	if *grace > 0 {
+		p.Reenroll, p.GracePeriod = policy.ReenrollGrace, *grace
+	}
+	p.UpdatedAt = time.Now().UTC()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	e := audit.Event{Type: audit.PolicyCreated, PolicyID: p.ID, PolicyVersion: p.Version, Details: map[string]any{"name": p.Name}}
+	if err := c.audited(ctx, e, func(q store.Queries) error { return q.CreatePolicy(ctx, authn.PolicyToStore(p)) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "policy %s created with id %s\n", p.Name, p.ID)
+	return nil
+}
+
+func (c *cli) policiesList(ctx context.Context, _ []string) error {
+	ps, err := c.st.ListPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tREQUIRE 2SV\tSELF-REMOVAL\tSTEP-UP\tRE-ENROLL\tVERSION\tGROUPS")
+	for _, p := range ps {
+		gs, err := c.st.PolicyGroups(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		names := make([]string, len(gs))
+		for i, g := range gs {
+			names[i] = g.Name
+		}
+		if p.IsDefault {
+			names = append(names, "(default)")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%d\t%s\n", p.ID, p.Name, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.Reenroll, p.Version, strings.Join(names, ", "))
+	}
+	return tw.Flush()
+}
+
+func (c *cli) policiesAssign(ctx context.Context, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: policies assign POLICY_NAME_OR_ID GROUP")
+	}
+	g, err := c.st.GetGroupByName(ctx, args[1])
+	if err != nil {
+		return fmt.Errorf("group %s: %w", args[1], err)
+	}
+	ps, err := c.st.ListPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.ID == args[0] || p.Name == args[0] {
+			e := audit.Event{Type: audit.PolicyAssigned, PolicyID: p.ID, PolicyVersion: p.Version, Details: map[string]any{"group_id": g.ID}}
+			if err := c.audited(ctx, e, func(q store.Queries) error { return q.AssignPolicy(ctx, g.ID, p.ID) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "policy %s assigned to %s\n", p.Name, g.Name)
+			return nil
+		}
+	}
+	return fmt.Errorf("policy %s: %w", args[0], store.ErrNotFound)
+}
+
+// adminsAdd makes a user an admin, so a deployment has someone who can
+// sign in to the admin API before any admin exists.
+func (c *cli) adminsAdd(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: admins add USERNAME")
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[0], err)
+	}
+	e := audit.Event{Type: audit.AdminAdded, SubjectID: u.ID}
+	if err := c.audited(ctx, e, func(q store.Queries) error { return q.AddAdmin(ctx, u.ID, time.Now()) }); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s is now an admin\n", u.Username)
 	return nil
 }

@@ -30,6 +30,8 @@ Commands:
   clients create|list|delete    manage OAuth clients
   users create|list|set-password|add-to-group|enroll-totp
   groups create|list
+  policies create|list|assign   authentication policies
+  admins add USERNAME           grant admin (for the admin API)
   keys list|rotate              signing keys
 
 The configuration comes from FILE (or $LATCHKEY_CONFIG) and LATCHKEY_*
@@ -75,7 +77,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		st.Close()
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
-	case "clients", "users", "groups", "keys":
+	case "clients", "users", "groups", "keys", "policies", "admins":
 		return runCLI(ctx, cfg, log, cmd, rest, stdin, stdout, stderr)
 	default:
 		fs.Usage()

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/latchkey/latchkey/admin"
+	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/store"
+)
+
+// adminFixture is a server with an admin, a non-admin, and a console client
+// allowed the admin scope.
+type adminFixture struct {
+	srv        *testServer
+	admin      user
+	adminToken string
+	userToken  string // a non-admin's token that carries the admin scope
+	bob        user
+}
+
+func newAdminFixture(t *testing.T, st store.Store) *adminFixture {
+	srv := startServer(t, st)
+	f := &adminFixture{srv: srv, admin: srv.createUser(t, "ada", true), bob: srv.createUser(t, "bob", true)}
+	if err := st.AddAdmin(context.Background(), f.admin.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	console := srv.createClient(t, "console", false, true)
+	c, _ := st.GetClient(context.Background(), console.ID)
+	if err := st.DeleteClient(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Scopes = append(c.Scopes, "admin")
+	if err := st.CreateClient(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	r := newRP(t, srv, console)
+	r.conf.Scopes = []string{"openid", "admin"}
+	for _, u := range []struct {
+		u   user
+		dst *string
+	}{{f.admin, &f.adminToken}, {f.bob, &f.userToken}} {
+		b := newBrowser(t, srv.URL)
+		authURL, res := r.authURL()
+		srv.nextTOTPStep()
+		tok, _ := r.exchange(login(t, b, r, authURL, res, u.u))
+		*u.dst = tok.AccessToken
+	}
+	return f
+}
+
+func (f *adminFixture) call(t *testing.T, token, method, path string, body any) apiResp {
+	t.Helper()
+	h := map[string]string{}
+	if token != "" {
+		h["Authorization"] = "Bearer " + token
+	}
+	return newBrowser(t, f.srv.URL).api(t, method, f.srv.URL+path, body, h)
+}
+
+func errCode(r apiResp) string { s, _ := r.Body["error"].(string); return s }
+
+// adminRoutes lists the mounted /admin routes from the real router.
+func adminRoutes(t *testing.T, srv *testServer) []admin.Route {
+	var out []admin.Route
+	err := chi.Walk(srv.app.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if strings.HasPrefix(route, "/admin/") || strings.HasPrefix(route, "/account/mfa") {
+			out = append(out, admin.Route{Method: method, Path: strings.TrimSuffix(route, "/")})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestAdminAuthorization: without a token 401; a non-admin's token (even
+// with the admin scope) 403 on every /admin route, generated from the
+// router's route list.
+func TestAdminAuthorization(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	routes := adminRoutes(t, f.srv)
+	if len(routes) < 25 {
+		t.Fatalf("only %d routes found", len(routes))
+	}
+	before := auditCount(t, f.srv, "", "")
+	for _, rt := range routes {
+		if !strings.HasPrefix(rt.Path, "/admin/") || rt.Path == "/admin/openapi.json" {
+			continue
+		}
+		path := strings.NewReplacer("{id}", "x", "{userID}", "y").Replace(rt.Path)
+		if r := f.call(t, "", rt.Method, path, map[string]any{}); r.Status != http.StatusUnauthorized || errCode(r) != "unauthenticated" {
+			t.Errorf("%s %s without token: %d %v", rt.Method, rt.Path, r.Status, r.Body)
+		}
+		if r := f.call(t, f.userToken, rt.Method, path, map[string]any{}); r.Status != http.StatusForbidden || errCode(r) != "not_admin" {
+			t.Errorf("%s %s as non-admin: %d %v", rt.Method, rt.Path, r.Status, r.Body)
+		}
+		if r := f.call(t, "garbage", rt.Method, path, map[string]any{}); r.Status != http.StatusUnauthorized {
+			t.Errorf("%s %s with a bad token: %d", rt.Method, rt.Path, r.Status)
+		}
+	}
+	if auditCount(t, f.srv, "", "") != before {
+		t.Fatal("refused calls changed the audit log")
+	}
+	if r := f.call(t, f.adminToken, "GET", "/admin/users", nil); r.Status != 200 {
+		t.Fatalf("admin: %d %v", r.Status, r.Body)
+	}
+}
+
+// TestAdminRemovalAndResetApproval: both write an audit event naming the
+// admin; approval closes the request.
+func TestAdminRemovalAndResetApproval(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		f := newAdminFixture(t, st)
+		ctx := context.Background()
+		r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa", nil)
+		if r.Status != http.StatusNoContent || hasTOTP(t, f.srv, f.bob) {
+			t.Fatalf("admin removal: %d %v", r.Status, r.Body)
+		}
+		evs, _ := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "mfa.totp.removed", SubjectID: f.bob.ID})
+		if len(evs) != 1 || evs[0].ActorType != "admin" || evs[0].ActorID != f.admin.ID || !strings.Contains(evs[0].Details, `"by":"admin"`) {
+			t.Fatalf("audit of admin removal: %+v", evs)
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa", nil); r.Status != http.StatusConflict {
+			t.Fatalf("second removal: %d", r.Status)
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/nobody/mfa", nil); r.Status != http.StatusNotFound {
+			t.Fatalf("unknown user: %d", r.Status)
+		}
+
+		carl := f.srv.createUser(t, "carl", true)
+		if err := st.CreateResetRequest(ctx, store.ResetRequest{ID: "rr-1", UserID: carl.ID, Status: store.ResetOpen, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		list := f.call(t, f.adminToken, "GET", "/admin/reset-requests", nil)
+		if rs, _ := list.Body["reset_requests"].([]any); len(rs) != 1 {
+			t.Fatalf("open requests: %v", list.Body)
+		}
+		if r := f.call(t, f.adminToken, "POST", "/admin/reset-requests/rr-1/approve", nil); r.Status != http.StatusNoContent {
+			t.Fatalf("approve: %d %v", r.Status, r.Body)
+		}
+		if hasTOTP(t, f.srv, carl) {
+			t.Fatal("approval must remove the 2SV")
+		}
+		rr, _ := st.GetResetRequest(ctx, "rr-1")
+		evs, _ = st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "mfa.reset.approved", SubjectID: carl.ID})
+		if rr.Status != store.ResetApproved || rr.DecidedBy != f.admin.ID || len(evs) != 1 || evs[0].ActorID != f.admin.ID {
+			t.Fatalf("request closed and audited: %+v %+v", rr, evs)
+		}
+		if r := f.call(t, f.adminToken, "POST", "/admin/reset-requests/rr-1/deny", nil); r.Status != http.StatusConflict {
+			t.Fatalf("deciding twice: %d", r.Status)
+		}
+	})
+}
+
+// TestAdminPoliciesAndGroups: default off; assignment changes effective
+// policy; conflicts and optimistic versions.
+func TestAdminPoliciesAndGroups(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	tok := f.adminToken
+	// A fresh deployment allows no self-removal.
+	if r := f.call(t, tok, "GET", "/admin/users/"+f.bob.ID, nil); r.Body["effective_policy"].(map[string]any)["self_service_removal"] != false {
+		t.Fatalf("fresh deployment: %v", r.Body)
+	}
+	p := f.call(t, tok, "POST", "/admin/policies", map[string]any{"name": "Low risk"})
+	if p.Status != http.StatusCreated || p.Body["allow_self_service_mfa_removal"] != false || p.Body["require_mfa"] != true || p.Body["step_up_max_age"] != float64(300) {
+		t.Fatalf("new policy defaults: %d %v", p.Status, p.Body)
+	}
+	pid := p.Body["id"].(string)
+	g := f.call(t, tok, "POST", "/admin/groups", map[string]any{"name": "Staff"})
+	gid := g.Body["id"].(string)
+	if r := f.call(t, tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"user_id": f.bob.ID}); r.Status != http.StatusNoContent {
+		t.Fatalf("add member: %d %v", r.Status, r.Body)
+	}
+	if r := f.call(t, tok, "POST", "/admin/groups/"+gid+"/members", map[string]any{"user_id": f.bob.ID}); r.Status != http.StatusConflict {
+		t.Fatalf("add member twice: %d", r.Status)
+	}
+	if r := f.call(t, tok, "PUT", "/admin/groups/"+gid+"/policy", map[string]any{"policy_id": pid}); r.Status != http.StatusNoContent {
+		t.Fatalf("assign: %d %v", r.Status, r.Body)
+	}
+	up := f.call(t, tok, "PUT", "/admin/policies/"+pid, map[string]any{"version": 1, "allow_self_service_mfa_removal": true})
+	if up.Status != 200 || up.Body["version"] != float64(2) || up.Body["allow_self_service_mfa_removal"] != true {
+		t.Fatalf("update: %d %v", up.Status, up.Body)
+	}
+	if r := f.call(t, tok, "PUT", "/admin/policies/"+pid, map[string]any{"version": 1, "name": "Stale"}); r.Status != http.StatusConflict || errCode(r) != "version_conflict" {
+		t.Fatalf("stale update: %d %v", r.Status, r.Body)
+	}
+	eff := f.call(t, tok, "GET", "/admin/users/"+f.bob.ID, nil).Body["effective_policy"].(map[string]any)
+	if eff["self_service_removal"] != true || !strings.Contains(eff["reason"].(string), "Low risk, through group Staff") {
+		t.Fatalf("effective policy after assignment: %v", eff)
+	}
+	if r := f.call(t, tok, "DELETE", "/admin/policies/"+pid, nil); r.Status != http.StatusConflict || errCode(r) != "policy_assigned" {
+		t.Fatalf("delete assigned: %d %v", r.Status, r.Body)
+	}
+	if r := f.call(t, tok, "DELETE", "/admin/policies/policy_default", nil); r.Status != http.StatusConflict {
+		t.Fatalf("delete default: %d", r.Status)
+	}
+	if r := f.call(t, tok, "DELETE", "/admin/groups/"+gid+"/policy", nil); r.Status != http.StatusNoContent {
+		t.Fatalf("unassign: %d", r.Status)
+	}
+	if r := f.call(t, tok, "DELETE", "/admin/policies/"+pid, nil); r.Status != http.StatusNoContent {
+		t.Fatalf("delete: %d %v", r.Status, r.Body)
+	}
+	for _, typ := range []string{"policy.created", "policy.updated", "policy.assigned", "policy.unassigned", "policy.deleted", "group.created", "group.member.added"} {
+		if auditCount(t, f.srv, typ, "") != 1 {
+			t.Errorf("want one %s audit event", typ)
+		}
+	}
+}
+
+// TestAdminBadInput: every write endpoint refuses malformed input with 4xx
+// and field details, and changes nothing.
+func TestAdminBadInput(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	tok := f.adminToken
+	g := f.call(t, tok, "POST", "/admin/groups", map[string]any{"name": "G"})
+	gid := g.Body["id"].(string)
+	pid := f.call(t, tok, "POST", "/admin/policies", map[string]any{"name": "P"}).Body["id"].(string)
+	cid := f.call(t, tok, "POST", "/admin/clients", map[string]any{"name": "C", "redirect_uris": []string{"https://c.example.com/cb"}}).Body["client_id"].(string)
+	huge := strings.Repeat("x", 70<<10)
+	cases := []struct {
+		method, path string
+		body         any
+		status       int
+		field        string
+	}{
+		{"POST", "/admin/users", map[string]any{}, 422, "username"},
+		{"POST", "/admin/users", map[string]any{"username": "x", "password": "short"}, 422, "password"},
+		{"POST", "/admin/users", map[string]any{"username": 5, "password": "longenough"}, 422, "username"},
+		{"POST", "/admin/users", map[string]any{"username": "x", "password": "longenough", "role": "root"}, 422, "role"},
+		{"POST", "/admin/users", map[string]any{"username": "x", "password": "longenough", "email": "not-an-email"}, 422, "email"},
+		{"POST", "/admin/users", map[string]any{"username": huge, "password": "longenough"}, 413, ""},
+		{"PATCH", "/admin/users/" + f.bob.ID, map[string]any{"disabled": "yes"}, 422, "disabled"},
+		{"POST", "/admin/groups", map[string]any{"name": ""}, 422, "name"},
+		{"POST", "/admin/groups/" + gid + "/members", map[string]any{}, 422, "user_id"},
+		{"POST", "/admin/groups/" + gid + "/members", map[string]any{"user_id": "nobody"}, 404, ""},
+		{"PUT", "/admin/groups/" + gid + "/policy", map[string]any{"policy_id": "nope"}, 422, "policy_id"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "step_up_max_age": 1}, 422, "step_up_max_age"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "reenroll": "later"}, 422, "reenroll"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "require_mfa": "true"}, 422, "require_mfa"},
+		{"PUT", "/admin/policies/" + pid, map[string]any{"name": "Q"}, 422, "version"},
+		{"PUT", "/admin/policies/nope", map[string]any{"version": 1}, 404, ""},
+		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"http://evil.example.com/cb"}}, 422, "redirect_uris"},
+		{"POST", "/admin/clients", map[string]any{"name": "D", "grant_types": []string{"password"}, "redirect_uris": []string{"https://d/cb"}}, 422, "grant_types"},
+		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"https://d/cb"}, "scopes": []string{"superuser"}}, 422, "scopes"},
+		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{"https://ok/cb#frag"}}, 422, "redirect_uris"},
+		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{}}, 422, "redirect_uris"},
+	}
+	before := auditCount(t, f.srv, "", "")
+	for _, tc := range cases {
+		r := f.call(t, tok, tc.method, tc.path, tc.body)
+		fields, _ := r.Body["fields"].(map[string]any)
+		if r.Status != tc.status || (tc.field != "" && fields[tc.field] == nil) {
+			t.Errorf("%s %s %v: want %d with field %q, got %d %v", tc.method, tc.path, tc.body, tc.status, tc.field, r.Status, r.Body)
+		}
+	}
+	// Malformed JSON and the wrong content type.
+	req, _ := http.NewRequest("POST", f.srv.URL+"/admin/groups", strings.NewReader(`{"name": "x"`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed JSON: %d", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("POST", f.srv.URL+"/admin/groups", strings.NewReader(`name=x`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, _ := http.DefaultClient.Do(req); resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("form body: %d", resp.StatusCode)
+	}
+	if auditCount(t, f.srv, "", "") != before {
+		t.Fatal("bad input changed something")
+	}
+	if gs := f.call(t, tok, "GET", "/admin/groups", nil).Body["groups"].([]any); len(gs) != 1 { // only G
+		t.Fatalf("groups: %v", gs)
+	}
+}
+
+// TestAdminAutomationAndClients: a client-credentials client with the admin
+// scope uses the API; created secrets are shown once and work.
+func TestAdminAutomationAndClients(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	ctx := context.Background()
+	c := f.call(t, f.adminToken, "POST", "/admin/clients", map[string]any{"name": "Automation", "grant_types": []string{"client_credentials"}, "scopes": []string{"admin"}})
+	secret, _ := c.Body["client_secret"].(string)
+	if c.Status != http.StatusCreated || len(secret) < 43 {
+		t.Fatalf("create client: %d %v", c.Status, c.Body)
+	}
+	if list := f.call(t, f.adminToken, "GET", "/admin/clients", nil); strings.Contains(mustJSON(list.Body), secret) {
+		t.Fatal("the secret must be shown only once")
+	}
+	cc := clientcredentials.Config{ClientID: c.Body["client_id"].(string), ClientSecret: secret, TokenURL: f.srv.URL + "/oauth2/token", Scopes: []string{"admin"}}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := f.call(t, tok.AccessToken, "POST", "/admin/users", map[string]any{"username": "robot-made", "password": "a-long-password"})
+	if u.Status != http.StatusCreated {
+		t.Fatalf("automation: %d %v", u.Status, u.Body)
+	}
+	evs, _ := f.srv.app.store.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "user.created"})
+	if len(evs) != 1 || evs[0].ActorID != "client:"+cc.ClientID {
+		t.Fatalf("audit actor for automation: %+v", evs)
+	}
+	keys := f.call(t, f.adminToken, "POST", "/admin/keys/rotate", nil)
+	if keys.Status != 200 || auditCount(t, f.srv, "key.rotated", "") != 1 {
+		t.Fatalf("rotate: %d %v", keys.Status, keys.Body)
+	}
+	list := f.call(t, f.adminToken, "GET", "/admin/keys", nil).Body["keys"].([]any)
+	if len(list) != 2 || list[0].(map[string]any)["kid"] != keys.Body["kid"] {
+		t.Fatalf("keys: %v", list)
+	}
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestOpenAPIMatchesRouter: every documented route is mounted and every
+// mounted admin or account API route is documented.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	mounted := adminRoutes(t, srv)
+	key := func(r admin.Route) string { return r.Method + " " + r.Path }
+	var have, doc []string
+	for _, r := range mounted {
+		have = append(have, key(r))
+	}
+	for _, r := range admin.Routes {
+		doc = append(doc, key(r))
+	}
+	for _, d := range doc {
+		if !slices.Contains(have, d) {
+			t.Errorf("documented but not mounted: %s", d)
+		}
+	}
+	for _, h := range have {
+		if !slices.Contains(doc, h) {
+			t.Errorf("mounted but not documented: %s", h)
+		}
+	}
+	var spec struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	p := newBrowser(t, srv.URL).get(srv.URL + "/admin/openapi.json")
+	if err := json.Unmarshal([]byte(p.Body), &spec); err != nil || spec.OpenAPI != "3.0.3" || len(spec.Paths) < 20 {
+		t.Fatalf("openapi.json: %v %v", err, spec.OpenAPI)
+	}
+	if _, ok := spec.Paths["/account/mfa/disable"]["put"]; !ok {
+		t.Fatal("the account API is documented")
+	}
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/latchkey/latchkey/store"
+	"github.com/latchkey/latchkey/store/sqlite"
+)
+
+// TestCLIBootstrap: a deployment can be set up from the command line
+// before any admin can sign in.
+func TestCLIBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "cli.db")
+	t.Setenv("LATCHKEY_DATABASE_PATH", db)
+	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
+	cli := func(stdin string, args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut); err != nil {
+			t.Fatalf("latchkey %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+	cli("", "migrate")
+	cli("a-good-password\n", "users", "create", "-username", "yuki", "-email", "yuki@example.com")
+	cli("", "groups", "create", "Staff")
+	cli("", "users", "add-to-group", "yuki", "Staff")
+	cli("", "policies", "create", "-allow-self-removal", "-step-up-max-age", "2m", "Low risk")
+	cli("", "policies", "assign", "Low risk", "Staff")
+	cli("", "admins", "add", "yuki")
+	if out := cli("", "policies", "list"); !strings.Contains(out, "Low risk") || !strings.Contains(out, "Staff") || !strings.Contains(out, "2m0s") {
+		t.Fatalf("policies list:\n%s", out)
+	}
+	out := cli("", "clients", "create", "-name", "Wiki", "-redirect-uri", "https://wiki.example.com/cb")
+	secret := strings.TrimSpace(strings.SplitN(strings.SplitN(out, "client_secret:", 2)[1], "\n", 2)[0])
+	if len(secret) != 64 || strings.Contains(cli("", "clients", "list"), secret) {
+		t.Fatalf("secret printed once: %q", out)
+	}
+	var errOut bytes.Buffer
+	if err := run(context.Background(), []string{"clients", "create", "-name", "Bad", "-redirect-uri", "https://wiki.example.com/cb#fragment"}, nil, &bytes.Buffer{}, &errOut); err == nil {
+		t.Fatal("a redirect URI with a fragment must be refused")
+	}
+	if err := run(context.Background(), []string{"users", "create", "-username", "zed"}, strings.NewReader("short\n"), &bytes.Buffer{}, &errOut); err == nil {
+		t.Fatal("a short password must be refused")
+	}
+
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	u, _ := st.GetUserByUsername(ctx, "yuki")
+	if ok, _ := st.IsAdmin(ctx, u.ID); !ok {
+		t.Fatal("admins add did not grant admin")
+	}
+	gps, _ := st.UserGroupPolicies(ctx, u.ID)
+	if len(gps) != 1 || !gps[0].Policy.AllowSelfServiceRemoval {
+		t.Fatalf("policy assignment: %+v", gps)
+	}
+	evs, _ := st.ListAuditEvents(ctx, storeFilter("policy."))
+	if len(evs) != 2 || evs[0].ActorType != "system" {
+		t.Fatalf("CLI changes are audited: %+v", evs)
+	}
+}
+
+func storeFilter(prefix string) store.AuditFilter { return store.AuditFilter{TypePrefix: prefix} }
