@@ -39,8 +39,11 @@ func TestDependencyRules(t *testing.T) {
 	forbidden := map[string][]string{
 		"store":       {mod + "provider", mod + "selfservice", mod + "authn", mod + "policy", mod + "config", "github.com/ory/fosite"},
 		"policy":      {mod + "store", mod + "provider", mod + "selfservice", "net/http", "github.com/ory/fosite"},
-		"authn":       {mod + "provider", mod + "selfservice", mod + "config", "github.com/ory/fosite", "github.com/go-chi/chi/v5"},
-		"selfservice": {mod + "provider", mod + "config", "github.com/ory/fosite"},
+		"authn":       {mod + "provider", mod + "selfservice", mod + "admin", mod + "config", "github.com/ory/fosite", "github.com/go-chi/chi/v5"},
+		"provider":    {mod + "selfservice", mod + "admin", mod + "config"},
+		"selfservice": {mod + "provider", mod + "admin", mod + "config", "github.com/ory/fosite"},
+		"admin":       {mod + "provider", mod + "selfservice", mod + "config", "github.com/ory/fosite"},
+		"audit":       {mod + "provider", mod + "selfservice", mod + "admin", mod + "authn", mod + "config", "net/http"},
 		"internal":    {mod + "provider", mod + "selfservice", mod + "config", "github.com/ory/fosite"},
 		"migrations":  {mod + "store", mod + "provider"},
 		"config":      {mod + "store", mod + "provider", mod + "authn"},

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PoliciesAndAssignments", testPolicies},
 		{"AccountState", testAccountState},
 		{"AuditEvents", testAuditEvents},
+		{"AdminQueries", testAdminQueries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -744,5 +745,76 @@ func testAuditEvents(t *testing.T, s store.Store) {
 	page, _ := s.ListAuditEvents(ctx, store.AuditFilter{AfterID: all[1].ID})
 	if len(page) != 2 || page[0].ID != all[2].ID || !all[0].Time.Equal(base) {
 		t.Fatalf("cursor: %+v", page)
+	}
+}
+
+func testAdminQueries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ann := mustUser(t, s, "ann_smith")
+	mustUser(t, s, "bert")
+	percent := store.User{ID: "u-pct", Username: "pct", Email: "100%@example.com", CreatedAt: base, UpdatedAt: base}
+	if err := s.CreateUser(ctx, percent); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		q    string
+		want int
+	}{{"ANN", 1}, {"example.com", 3}, {"user b", 1}, {"%", 1}, {"_", 1}, {"nobody", 0}} {
+		us, err := s.SearchUsers(ctx, tc.q, "", 10)
+		if err != nil || len(us) != tc.want {
+			t.Errorf("search %q: want %d, got %d (%v)", tc.q, tc.want, len(us), err)
+		}
+	}
+	if us, _ := s.SearchUsers(ctx, "", "ann_smith", 10); len(us) != 2 {
+		t.Errorf("search cursor: %+v", us)
+	}
+	ann.Email, ann.Disabled, ann.UpdatedAt = "new@example.com", true, base.Add(time.Hour)
+	if err := s.UpdateUser(ctx, ann); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetUser(ctx, ann.ID); got.Email != "new@example.com" || !got.Disabled {
+		t.Fatalf("update user: %+v", got)
+	}
+	if err := s.AddAdmin(ctx, ann.ID, base); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.IsAdmin(ctx, ann.ID); ok {
+		t.Fatal("a disabled user is not an admin")
+	}
+	if err := s.CreateGroup(ctx, store.Group{ID: "g1", Name: "g1", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, "g1", "u-bert"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddGroupAdmin(ctx, "g1", "u-pct"); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := s.GroupMembers(ctx, "g1"); len(ms) != 1 || ms[0].ID != "u-bert" {
+		t.Fatalf("members: %+v", ms)
+	}
+	if as, _ := s.GroupAdmins(ctx, "g1"); len(as) != 1 || as[0].ID != "u-pct" {
+		t.Fatalf("admins: %+v", as)
+	}
+	if err := s.RemoveMember(ctx, "g1", "u-bert"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveMember(ctx, "g1", "u-bert"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("remove twice: %v", err)
+	}
+	if pid, err := s.GroupPolicyID(ctx, "g1"); err != nil || pid != "" {
+		t.Fatalf("no policy: %q %v", pid, err)
+	}
+	if err := s.DeletePolicy(ctx, "policy_default"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the default policy cannot be deleted: %v", err)
+	}
+	if err := s.CreateClient(ctx, store.Client{ID: "c1", RedirectURIs: []string{"https://a/cb"}, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateClientRedirects(ctx, "c1", []string{"https://b/cb"}, []string{"https://b/bye"}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.GetClient(ctx, "c1"); c.RedirectURIs[0] != "https://b/cb" || c.PostLogoutRedirectURIs[0] != "https://b/bye" {
+		t.Fatalf("client redirects: %+v", c)
 	}
 }
