@@ -163,7 +163,7 @@ func TestSessionsTimeoutsAndRotation(t *testing.T) {
 		for _, c := range cookies {
 			r.AddCookie(c)
 		}
-		if _, err := m.Start(context.Background(), w, r, "u1", now, []string{"pwd"}, "aal1"); err != nil {
+		if _, err := m.Start(context.Background(), st, w, r, "u1", now, []string{"pwd"}, "aal1"); err != nil {
 			t.Fatal(err)
 		}
 		c := w.Result().Cookies()[0]

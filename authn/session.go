@@ -46,9 +46,12 @@ func hashID(v string) string {
 // Start creates a session for a completed sign-in and sets its cookie. Any
 // session the browser already had is deleted first: the id rotates at every
 // sign-in, so a session id planted before login is worthless after it.
-func (m *Sessions) Start(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, authTime time.Time, amr []string, acr string) (store.BrowserSession, error) {
+//
+// It writes on q, so a caller can record the sign-in in the same
+// transaction.
+func (m *Sessions) Start(ctx context.Context, q store.Queries, w http.ResponseWriter, r *http.Request, userID string, authTime time.Time, amr []string, acr string) (store.BrowserSession, error) {
 	if c, err := r.Cookie(m.o.CookieName); err == nil {
-		if err := m.st.DeleteSession(ctx, hashID(c.Value)); err != nil {
+		if err := q.DeleteSession(ctx, hashID(c.Value)); err != nil {
 			return store.BrowserSession{}, err
 		}
 	}
@@ -56,7 +59,7 @@ func (m *Sessions) Start(ctx context.Context, w http.ResponseWriter, r *http.Req
 	now := m.o.Now().UTC()
 	s := store.BrowserSession{IDHash: hashID(raw), SID: RandomToken(16), UserID: userID, AuthTime: authTime.UTC(),
 		AMR: amr, ACR: acr, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(m.o.AbsoluteTimeout)}
-	if err := m.st.CreateSession(ctx, s); err != nil {
+	if err := q.CreateSession(ctx, s); err != nil {
 		return store.BrowserSession{}, err
 	}
 	http.SetCookie(w, &http.Cookie{Name: m.o.CookieName, Value: raw, Path: "/", HttpOnly: true, Secure: m.o.Secure,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
@@ -56,6 +57,9 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, err := p.o.Authn.CheckPassword(r.Context(), username, r.PostFormValue("password"), httpx.ClientIP(r))
+	if errors.Is(err, authn.ErrInvalidCredentials) || errors.Is(err, authn.ErrLocked) {
+		p.recordFailure(r, f, "", map[string]any{"step": "password", "username": username, "reason": reason(err)})
+	}
 	switch {
 	case errors.Is(err, authn.ErrInvalidCredentials):
 		data["Error"] = msgBadCredentials
@@ -129,7 +133,14 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
 		return
 	}
-	_, err := p.o.Authn.CheckSecondFactor(r.Context(), f.UserID, code, httpx.ClientIP(r))
+	method, err := p.o.Authn.CheckSecondFactor(r.Context(), f.UserID, code, httpx.ClientIP(r))
+	if errors.Is(err, authn.ErrInvalidCode) || errors.Is(err, authn.ErrLocked) {
+		p.recordFailure(r, f, f.UserID, map[string]any{"step": "second_factor", "reason": reason(err)})
+	}
+	if err == nil && method == "recovery_code" {
+		left, _ := p.o.Store.CountRecoveryCodes(r.Context(), f.UserID)
+		p.record(r, p.event(r, audit.RecoveryCodeUsed, f.UserID, "", map[string]any{"remaining": left}))
+	}
 	switch {
 	case errors.Is(err, authn.ErrInvalidCode):
 		data["Error"] = msgBadCode
@@ -156,7 +167,17 @@ func (p *Provider) completeLogin(w http.ResponseWriter, r *http.Request, f store
 			return
 		}
 	}
-	if _, err := p.o.Sessions.Start(r.Context(), w, r, userID, p.o.Now(), amr, acr); err != nil {
+	ctx := r.Context()
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	err := p.o.Store.InTx(ctx, func(tx store.Queries) error {
+		bs, err := p.o.Sessions.Start(ctx, tx, w, r, userID, p.o.Now(), amr, acr)
+		if err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx, p.event(r, audit.LoginSucceeded, userID, q.Get("client_id"), map[string]any{"amr": amr, "acr": acr, "sid": bs.SID}))
+		return err
+	})
+	if err != nil {
 		p.serverError(w, r, err)
 		return
 	}
@@ -192,4 +213,36 @@ func (p *Provider) csrfFailed(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	p.o.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", httpx.RequestID(r.Context()))
 	p.errorPage(w, r, http.StatusInternalServerError, "server_error", "Something went wrong on our side. Request id: "+httpx.RequestID(r.Context()))
+}
+
+func reason(err error) string {
+	if errors.Is(err, authn.ErrLocked) {
+		return "locked"
+	}
+	return "invalid"
+}
+
+// event builds an audit event about a sign-in by this browser.
+func (p *Provider) event(r *http.Request, typ audit.Type, userID, clientID string, details map[string]any) audit.Event {
+	return audit.Event{Type: typ, ActorType: audit.ActorUser, ActorID: userID, SubjectID: userID, ClientID: clientID, Time: p.o.Now(),
+		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}, Details: details}
+}
+
+// record appends an event that stands alone (a refusal changes nothing
+// else); a failure to record is logged, never shown.
+func (p *Provider) record(r *http.Request, e audit.Event) {
+	ctx := r.Context()
+	if err := p.o.Store.InTx(ctx, func(q store.Queries) error {
+		_, err := audit.Append(ctx, q, e)
+		return err
+	}); err != nil {
+		p.o.Logger.ErrorContext(ctx, "audit append failed", "type", e.Type, "err", err)
+	}
+}
+
+func (p *Provider) recordFailure(r *http.Request, f store.LoginFlow, userID string, details map[string]any) {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	e := p.event(r, audit.LoginFailed, userID, q.Get("client_id"), details)
+	e.Outcome = audit.Failure
+	p.record(r, e)
 }

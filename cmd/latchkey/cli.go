@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,7 +46,8 @@ func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group str
 		"groups create": cli.groupsCreate, "groups list": cli.groupsList,
 		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
 		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
-		"admins add": cli.adminsAdd,
+		"admins add":   cli.adminsAdd,
+		"audit verify": cli.auditVerify, "audit export": cli.auditExport,
 	}
 	fn, ok := cmds[group+" "+sub]
 	if !ok {
@@ -472,4 +474,54 @@ func (c *cli) adminsAdd(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.out, "%s is now an admin\n", u.Username)
 	return nil
+}
+
+// errChainBroken makes `audit verify` exit non-zero.
+var errChainBroken = errors.New("audit chain is broken")
+
+func (c *cli) auditVerify(ctx context.Context, _ []string) error {
+	n, broken, err := audit.Verify(ctx, c.st)
+	if err != nil {
+		return err
+	}
+	if broken != nil {
+		fmt.Fprintf(c.out, "BROKEN at event %d after %d events: %s\n", broken.EventID, n, broken.Reason)
+		return errChainBroken
+	}
+	fmt.Fprintf(c.out, "ok: %d events, chain intact\n", n)
+	return nil
+}
+
+// auditExport writes the audit log as JSON Lines to standard output.
+func (c *cli) auditExport(ctx context.Context, args []string) error {
+	fs := c.flags("audit export")
+	since := fs.String("since", "", "only events at or after this RFC 3339 time")
+	typ := fs.String("type", "", "only events whose type starts with this")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f := store.AuditFilter{TypePrefix: *typ, Limit: 1000}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			return fmt.Errorf("-since: %w", err)
+		}
+		f.Since = t
+	}
+	enc := json.NewEncoder(c.out)
+	for {
+		evs, err := c.st.ListAuditEvents(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+		}
+		if len(evs) < f.Limit {
+			return nil
+		}
+		f.AfterID = evs[len(evs)-1].ID
+	}
 }

@@ -33,6 +33,7 @@ Commands:
   policies create|list|assign   authentication policies
   admins add USERNAME           grant admin (for the admin API)
   keys list|rotate              signing keys
+  audit verify|export           check the audit hash chain; export JSON Lines
 
 The configuration comes from FILE (or $LATCHKEY_CONFIG) and LATCHKEY_*
 environment variables. Run "latchkey COMMAND -h" for a command's flags.
@@ -77,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		st.Close()
 		fmt.Fprintln(stdout, "migrations applied")
 		return nil
-	case "clients", "users", "groups", "keys", "policies", "admins":
+	case "clients", "users", "groups", "keys", "policies", "admins", "audit":
 		return runCLI(ctx, cfg, log, cmd, rest, stdin, stdout, stderr)
 	default:
 		fs.Usage()
