@@ -166,8 +166,11 @@ type BrokenLink struct {
 // link, or nil when the chain is intact. It returns how many events it
 // checked.
 func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
-	prev := ""
-	var after int64
+	// After pruning, the chain starts at the last checkpoint.
+	after, prev, err := q.LastAuditCheckpoint(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	n := 0
 	for {
 		evs, err := q.ListAuditEvents(ctx, store.AuditFilter{AfterID: after, Limit: 1000})
@@ -189,4 +192,37 @@ func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 			return n, nil, nil
 		}
 	}
+}
+
+// Prune deletes events older than before, keeping the chain verifiable: the
+// hash of the last deleted event becomes a checkpoint the rest links to.
+// It returns how many events were deleted.
+func Prune(ctx context.Context, s store.Store, before time.Time) (int, error) {
+	var n int
+	err := s.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "audit-chain"); err != nil {
+			return err
+		}
+		after, _, err := q.LastAuditCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		var last store.AuditEvent
+		for {
+			evs, err := q.ListAuditEvents(ctx, store.AuditFilter{AfterID: after, Until: before, Limit: 1000})
+			if err != nil {
+				return err
+			}
+			if len(evs) == 0 {
+				break
+			}
+			last, after = evs[len(evs)-1], evs[len(evs)-1].ID
+		}
+		if last.ID == 0 {
+			return nil
+		}
+		n, err = q.PruneAuditEvents(ctx, last.ID, last.Hash, time.Now())
+		return err
+	})
+	return n, err
 }

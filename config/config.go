@@ -47,7 +47,15 @@ type Config struct {
 	Sessions  Sessions  `yaml:"sessions"`
 	Lockout   Lockout   `yaml:"lockout"`
 	Passwords Passwords `yaml:"passwords"`
+	Audit     Audit     `yaml:"audit"`
 	Log       Log       `yaml:"log"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// Retention prunes events older than this (0: keep forever). Pruning
+	// leaves a checkpoint, so the chain still verifies.
+	Retention Duration `yaml:"retention"`
 }
 
 // Passwords tunes password hashing.
@@ -358,6 +366,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lockout.IPThreshold < 1 || c.Lockout.IPThreshold > 99 {
 		add("lockout.ip_threshold: must be between 1 and 99")
+	}
+	if c.Audit.Retention != 0 && c.Audit.Retention < Duration(24*time.Hour) {
+		add("audit.retention: 0 (keep) or at least 24h")
 	}
 	if c.Passwords.HashConcurrency < 0 || c.Passwords.HashConcurrency > 256 {
 		add("passwords.hash_concurrency: must be between 0 (one per CPU) and 256")

@@ -17,6 +17,7 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
@@ -38,6 +39,8 @@ type Options struct {
 	AuthorizeCodeLifespan time.Duration
 	// LoginFlowLifespan bounds how long a sign-in page stays usable.
 	LoginFlowLifespan time.Duration
+	// AuditRetention prunes older audit events in the cleanup job (0: keep).
+	AuditRetention time.Duration
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -212,6 +215,15 @@ func (p *Provider) Cleanup(ctx context.Context, retention time.Duration) error {
 	}
 	if _, err := p.o.Store.DeleteTokenEvents(ctx, now.Add(-retention)); err != nil {
 		return fmt.Errorf("delete old token events: %w", err)
+	}
+	if p.o.AuditRetention > 0 {
+		n, err := audit.Prune(ctx, p.o.Store, now.Add(-p.o.AuditRetention))
+		if err != nil {
+			return fmt.Errorf("prune audit events: %w", err)
+		}
+		if n > 0 {
+			p.o.Logger.InfoContext(ctx, "audit events pruned behind a checkpoint", "count", n)
+		}
 	}
 	return nil
 }

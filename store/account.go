@@ -168,4 +168,9 @@ type Audit interface {
 	LastAuditHash(ctx context.Context) (string, error)
 	InsertAuditEvent(ctx context.Context, e AuditEvent) (int64, error)
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAuditEvents deletes events up to and including throughID and
+	// records a checkpoint with that event's hash, on q's transaction.
+	PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error)
+	// LastAuditCheckpoint returns the newest checkpoint (zero if none).
+	LastAuditCheckpoint(ctx context.Context) (throughID int64, hash string, err error)
 }

@@ -447,3 +447,114 @@ func TestAuditQueryExportVerify(t *testing.T) {
 		}
 	})
 }
+
+// TestEveryAdminMutationIsAudited enumerates the mutating /admin routes
+// from the router; each must have a valid call here (so a new route cannot
+// be forgotten) and that call must add an audit event.
+func TestEveryAdminMutationIsAudited(t *testing.T) {
+	type call struct {
+		path string
+		body any
+	}
+	// Each builds a valid call on a fresh fixture.
+	calls := map[string]func(t *testing.T, f *adminFixture) call{
+		"POST /admin/users": func(*testing.T, *adminFixture) call {
+			return call{"/admin/users", map[string]any{"username": "new-user", "password": "a-long-password"}}
+		},
+		"PATCH /admin/users/{id}": func(_ *testing.T, f *adminFixture) call {
+			return call{"/admin/users/" + f.bob.ID, map[string]any{"display_name": "Robert"}}
+		},
+		"DELETE /admin/users/{id}/mfa": func(_ *testing.T, f *adminFixture) call { return call{"/admin/users/" + f.bob.ID + "/mfa", nil} },
+		"POST /admin/groups":           func(*testing.T, *adminFixture) call { return call{"/admin/groups", map[string]any{"name": "Ops"}} },
+		"POST /admin/groups/{id}/members": func(t *testing.T, f *adminFixture) call {
+			return call{"/admin/groups/" + mkGroup(t, f) + "/members", map[string]any{"user_id": f.bob.ID}}
+		},
+		"DELETE /admin/groups/{id}/members/{userID}": func(t *testing.T, f *adminFixture) call {
+			g := mkGroup(t, f)
+			f.call(t, f.adminToken, "POST", "/admin/groups/"+g+"/members", map[string]any{"user_id": f.bob.ID})
+			return call{"/admin/groups/" + g + "/members/" + f.bob.ID, nil}
+		},
+		"POST /admin/groups/{id}/admins": func(t *testing.T, f *adminFixture) call {
+			return call{"/admin/groups/" + mkGroup(t, f) + "/admins", map[string]any{"user_id": f.admin.ID}}
+		},
+		"DELETE /admin/groups/{id}/admins/{userID}": func(t *testing.T, f *adminFixture) call {
+			g := mkGroup(t, f)
+			f.call(t, f.adminToken, "POST", "/admin/groups/"+g+"/admins", map[string]any{"user_id": f.admin.ID})
+			return call{"/admin/groups/" + g + "/admins/" + f.admin.ID, nil}
+		},
+		"PUT /admin/groups/{id}/policy": func(t *testing.T, f *adminFixture) call {
+			return call{"/admin/groups/" + mkGroup(t, f) + "/policy", map[string]any{"policy_id": "policy_default"}}
+		},
+		"DELETE /admin/groups/{id}/policy": func(t *testing.T, f *adminFixture) call {
+			g := mkGroup(t, f)
+			f.call(t, f.adminToken, "PUT", "/admin/groups/"+g+"/policy", map[string]any{"policy_id": "policy_default"})
+			return call{"/admin/groups/" + g + "/policy", nil}
+		},
+		"POST /admin/policies": func(*testing.T, *adminFixture) call { return call{"/admin/policies", map[string]any{"name": "P"}} },
+		"PUT /admin/policies/{id}": func(*testing.T, *adminFixture) call {
+			return call{"/admin/policies/policy_default", map[string]any{"version": 1, "step_up_max_age": 120}}
+		},
+		"DELETE /admin/policies/{id}": func(t *testing.T, f *adminFixture) call {
+			p := f.call(t, f.adminToken, "POST", "/admin/policies", map[string]any{"name": "Doomed"})
+			return call{"/admin/policies/" + p.Body["id"].(string), nil}
+		},
+		"POST /admin/reset-requests/{id}/approve": func(t *testing.T, f *adminFixture) call {
+			return call{"/admin/reset-requests/" + mkReset(t, f) + "/approve", nil}
+		},
+		"POST /admin/reset-requests/{id}/deny": func(t *testing.T, f *adminFixture) call {
+			return call{"/admin/reset-requests/" + mkReset(t, f) + "/deny", nil}
+		},
+		"POST /admin/clients": func(*testing.T, *adminFixture) call {
+			return call{"/admin/clients", map[string]any{"name": "X", "redirect_uris": []string{"https://x.example.com/cb"}}}
+		},
+		"PATCH /admin/clients/{id}": func(*testing.T, *adminFixture) call {
+			return call{"/admin/clients/console", map[string]any{"redirect_uris": []string{"https://console.example.com/cb"}}}
+		},
+		"DELETE /admin/clients/{id}": func(*testing.T, *adminFixture) call { return call{"/admin/clients/claims-free", nil} },
+		"POST /admin/keys/rotate":    func(*testing.T, *adminFixture) call { return call{"/admin/keys/rotate", nil} },
+	}
+	st := testdb.SQLite(t)
+	f := newAdminFixture(t, st)
+	f.srv.createClient(t, "claims-free", false, true)
+	for _, rt := range adminRoutes(t, f.srv) {
+		if rt.Method == "GET" || !strings.HasPrefix(rt.Path, "/admin/") {
+			continue
+		}
+		key := rt.Method + " " + rt.Path
+		mk, ok := calls[key]
+		if !ok {
+			t.Errorf("mutating route %s has no audit check: add one", key)
+			continue
+		}
+		c := mk(t, f)
+		before := auditCount(t, f.srv, "", "")
+		r := f.call(t, f.adminToken, rt.Method, c.path, c.body)
+		if r.Status >= 300 {
+			t.Errorf("%s: %d %v", key, r.Status, r.Body)
+			continue
+		}
+		if after := auditCount(t, f.srv, "", ""); after <= before {
+			t.Errorf("%s changed state without an audit event", key)
+		}
+	}
+}
+
+func mkGroup(t *testing.T, f *adminFixture) string {
+	t.Helper()
+	g := f.call(t, f.adminToken, "POST", "/admin/groups", map[string]any{"name": "g-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")})
+	id, ok := g.Body["id"].(string)
+	if !ok {
+		t.Fatalf("create group: %v", g.Body)
+	}
+	return id
+}
+
+func mkReset(t *testing.T, f *adminFixture) string {
+	t.Helper()
+	u := f.srv.createUser(t, "r"+strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", ""), true)
+	id := "rr-" + u.ID
+	if err := f.srv.app.store.CreateResetRequest(context.Background(), store.ResetRequest{ID: id, UserID: u.ID, Status: store.ResetOpen, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

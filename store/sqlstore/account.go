@@ -334,3 +334,21 @@ func (q queries) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]st
 		return e, err
 	})
 }
+
+func (q queries) PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error) {
+	if _, err := q.c.Exec(ctx, `INSERT INTO audit_checkpoints (through_id, hash, created_at) VALUES ($1, $2, $3)`, throughID, hash, at.UTC()); err != nil {
+		return 0, err
+	}
+	n, err := q.c.Exec(ctx, `DELETE FROM audit_events WHERE id <= $1`, throughID)
+	return int(n), err
+}
+
+func (q queries) LastAuditCheckpoint(ctx context.Context) (int64, string, error) {
+	var id int64
+	var h string
+	err := q.c.QueryRow(ctx, `SELECT through_id, hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&id, &h)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, "", nil
+	}
+	return id, h, err
+}
