@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -184,35 +183,18 @@ func (p *Provider) completeLogin(w http.ResponseWriter, r *http.Request, f store
 	http.Redirect(w, r, PathResume+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }
 
-// render writes an HTML page; every page gets the CSRF token.
 func (p *Provider) render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
-	if data == nil {
-		data = map[string]any{}
-	}
-	r = p.o.CSRF.Ensure(w, r)
-	data["CSRF"] = p.o.CSRF.Token(r)
-	var buf bytes.Buffer
-	if err := p.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
-		p.o.Logger.ErrorContext(r.Context(), "render failed", "template", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	p.pages.Render(w, r, status, name, data)
 }
 
 func (p *Provider) errorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	p.render(w, r, status, "error.html", map[string]any{"Code": code, "Message": msg})
+	p.pages.Error(w, r, status, code, msg)
 }
 
-func (p *Provider) csrfFailed(w http.ResponseWriter, r *http.Request) {
-	p.errorPage(w, r, http.StatusForbidden, "csrf_failed", "This form expired or did not come from this site. Go back, reload the page and try again.")
-}
+func (p *Provider) csrfFailed(w http.ResponseWriter, r *http.Request) { p.pages.CSRFFailed(w, r) }
 
 func (p *Provider) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	p.o.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", httpx.RequestID(r.Context()))
-	p.errorPage(w, r, http.StatusInternalServerError, "server_error", "Something went wrong on our side. Request id: "+httpx.RequestID(r.Context()))
+	p.pages.ServerError(w, r, err)
 }
 
 func reason(err error) string {

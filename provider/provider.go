@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/internal/ui"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -52,7 +52,7 @@ type Provider struct {
 	o      Options
 	oauth  fosite.OAuth2Provider
 	fstore *fositeStore
-	tmpl   *template.Template
+	pages  *ui.Pages
 	grants *prometheus.CounterVec
 }
 
@@ -78,7 +78,7 @@ const (
 	ACRMFA      = "aal2" // password and a second factor
 )
 
-//go:embed templates/*.html static/*
+//go:embed templates/*.html
 var assets embed.FS
 
 // New builds the provider.
@@ -140,7 +140,7 @@ func New(o Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{o: o, oauth: oauth, fstore: fs, tmpl: tmpl,
+	p := &Provider{o: o, oauth: oauth, fstore: fs, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
 		grants: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "latchkey_token_grants_total", Help: "Token endpoint grants by grant type and outcome."},
 			[]string{"grant_type", "outcome"}),
 	}
@@ -175,7 +175,6 @@ func (p *Provider) Mount(r chi.Router) {
 		r.Get(PathLogout, p.logout)
 		r.Post(PathLogout, p.logoutSubmit)
 	})
-	r.Handle("/static/*", http.StripPrefix("/", http.FileServerFS(assets)))
 }
 
 // newSession is the fosite session every request starts from.

@@ -1,14 +1,12 @@
 package selfservice
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/latchkey/latchkey/authn"
-	"github.com/latchkey/latchkey/internal/httpx"
 )
 
 func issuerLabel(issuer string) string {
@@ -19,33 +17,17 @@ func issuerLabel(issuer string) string {
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
-	if data == nil {
-		data = map[string]any{}
-	}
-	r = h.o.CSRF.Ensure(w, r)
-	data["CSRF"] = h.o.CSRF.Token(r)
-	var buf bytes.Buffer
-	if err := h.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
-		h.o.Logger.ErrorContext(r.Context(), "render failed", "template", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	h.pages.Render(w, r, status, name, data)
 }
 
 func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	h.render(w, r, status, "error.html", map[string]any{"Code": code, "Message": msg})
+	h.pages.Error(w, r, status, code, msg)
 }
 
-func (h *Handler) csrfFailed(w http.ResponseWriter, r *http.Request) {
-	h.errorPage(w, r, http.StatusForbidden, "csrf_failed", "This form expired or did not come from this site. Go back, reload the page and try again.")
-}
+func (h *Handler) csrfFailed(w http.ResponseWriter, r *http.Request) { h.pages.CSRFFailed(w, r) }
 
 func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, err error) {
-	h.o.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", httpx.RequestID(r.Context()))
-	h.errorPage(w, r, http.StatusInternalServerError, "server_error", "Something went wrong on our side. Request id: "+httpx.RequestID(r.Context()))
+	h.pages.ServerError(w, r, err)
 }
 
 // accountPage is Account → Edit Account.

@@ -25,6 +25,7 @@ import (
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/seal"
+	"github.com/latchkey/latchkey/internal/ui"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -66,7 +67,7 @@ type Handler struct {
 	o        Options
 	oauth    *oauth2.Config
 	verifier *oidc.IDTokenVerifier
-	tmpl     *template.Template
+	pages    *ui.Pages
 }
 
 // Paths.
@@ -124,7 +125,7 @@ func New(o Options) (*Handler, error) {
 			Endpoint: oauth2.Endpoint{AuthURL: o.Issuer + "/oauth2/auth", TokenURL: o.Issuer + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams},
 			Scopes:   []string{oidc.ScopeOpenID, "profile", "email"}},
 		verifier: oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SupportedSigningAlgs: []string{"RS256", "ES256"}}),
-		tmpl:     tmpl,
+		pages:    &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
 	}, nil
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/seal"
+	"github.com/latchkey/latchkey/internal/ui"
 	"github.com/latchkey/latchkey/provider"
 	"github.com/latchkey/latchkey/selfservice"
 	"github.com/latchkey/latchkey/store"
@@ -173,6 +174,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
+	r.Handle("/static/*", ui.Static())
 	prov.Mount(r)
 	if err := ensurePortalClient(ctx, st, cfg.Issuer); err != nil {
 		return nil, err
