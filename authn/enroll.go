@@ -43,6 +43,16 @@ func (s *Service) PendingSecret(ctx context.Context, q store.Queries, userID str
 	return string(secret), err
 }
 
+// SetupSecret returns the pending secret, starting a new one if none is
+// pending, for the setup screens.
+func (s *Service) SetupSecret(ctx context.Context, q store.Queries, userID string) (string, error) {
+	secret, err := s.PendingSecret(ctx, q, userID)
+	if errors.Is(err, ErrNoPendingSetup) {
+		return s.StartEnrollment(ctx, q, userID)
+	}
+	return secret, err
+}
+
 // CompleteEnrollment verifies code against the pending secret and, in one
 // transaction, makes it the user's authenticator (replacing the old one, if
 // any), issues new recovery codes, clears the re-enrollment requirement and

@@ -46,6 +46,21 @@ func mustB32(s string) []byte {
 	return b
 }
 
+// Enrollment is what an authenticator app needs: the secret, its
+// otpauth:// URI and the URI as a QR code (PNG data: URI).
+type Enrollment struct {
+	Secret string
+	URI    string
+	QR     string
+}
+
+// NewEnrollment describes secret for account under issuer.
+func NewEnrollment(issuer, account, secret string) (Enrollment, error) {
+	uri := TOTPURI(issuer, account, secret)
+	qr, err := QRDataURI(uri)
+	return Enrollment{Secret: secret, URI: uri, QR: qr}, err
+}
+
 // QRDataURI renders uri (an otpauth:// URI) as a PNG QR code, generated
 // locally so the secret never leaves the server, as a data: URI.
 func QRDataURI(uri string) (string, error) {

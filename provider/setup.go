@@ -74,10 +74,7 @@ func (p *Provider) loginSetupPage(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f store.LoginFlow, status int, errMsg string) {
 	ctx := r.Context()
-	secret, err := p.o.Authn.PendingSecret(ctx, p.o.Store, f.UserID)
-	if errors.Is(err, authn.ErrNoPendingSetup) {
-		secret, err = p.o.Authn.StartEnrollment(ctx, p.o.Store, f.UserID)
-	}
+	secret, err := p.o.Authn.SetupSecret(ctx, p.o.Store, f.UserID)
 	if err != nil {
 		p.serverError(w, r, err)
 		return
@@ -87,15 +84,14 @@ func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f st
 		p.serverError(w, r, err)
 		return
 	}
-	uri := authn.TOTPURI("Latchkey", u.Username, secret)
-	qr, err := authn.QRDataURI(uri)
+	en, err := authn.NewEnrollment("Latchkey", u.Username, secret)
 	if err != nil {
 		p.serverError(w, r, err)
 		return
 	}
 	removed, _ := p.o.Store.MFARemovedAt(ctx, f.UserID)
 	// The data: URI is generated here, not taken from input.
-	p.render(w, r, status, "login_setup.html", map[string]any{"Flow": f.ID, "QR": template.URL(qr), //nolint:gosec
+	p.render(w, r, status, "login_setup.html", map[string]any{"Flow": f.ID, "QR": template.URL(en.QR), //nolint:gosec
 		"Secret": spaced(secret), "Error": errMsg,
 		"Client": p.clientName(r, f), "Reenroll": !removed.IsZero()})
 }

@@ -310,12 +310,12 @@ func (h *Handler) registration(ctx context.Context, userID, secret string) (Regi
 	if err != nil {
 		return Registration{}, err
 	}
-	uri := authn.TOTPURI(issuerLabel(h.o.Issuer), u.Username, secret)
-	png, err := authn.QRDataURI(uri)
+	en, err := authn.NewEnrollment(issuerLabel(h.o.Issuer), u.Username, secret)
 	if err != nil {
 		return Registration{}, err
 	}
-	return Registration{Secret: secret, OTPAuthURI: uri, QRPNG: template.URL(png)}, nil
+	// The data: URI is generated here, never taken from input.
+	return Registration{Secret: en.Secret, OTPAuthURI: en.URI, QRPNG: template.URL(en.QR)}, nil
 }
 
 // requestReset records one open reset request for the user's admins.

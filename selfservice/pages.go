@@ -30,6 +30,15 @@ func (h *Handler) serverError(w http.ResponseWriter, r *http.Request, err error)
 	h.pages.ServerError(w, r, err)
 }
 
+// formCaller checks a form post's CSRF token, then its session.
+func (h *Handler) formCaller(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	if !h.o.CSRF.Valid(r) {
+		h.csrfFailed(w, r)
+		return caller{}, false
+	}
+	return h.pageCaller(w, r)
+}
+
 // accountPage is Account → Edit Account.
 func (h *Handler) accountPage(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.pageCaller(w, r)
@@ -85,11 +94,7 @@ func (h *Handler) renderSecurity(w http.ResponseWriter, r *http.Request, c calle
 // unlinkPage runs the checks and shows the "2-step verification will be
 // disabled" confirmation.
 func (h *Handler) unlinkPage(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}
@@ -125,11 +130,7 @@ func (h *Handler) pageProblem(w http.ResponseWriter, r *http.Request, c caller, 
 
 // unlinkDecide handles Yes / No on the confirmation.
 func (h *Handler) unlinkDecide(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}
@@ -184,14 +185,13 @@ func (h *Handler) renderSetup(w http.ResponseWriter, r *http.Request, c caller, 
 		h.serverError(w, r, err)
 		return
 	}
-	secret, err := h.o.Authn.PendingSecret(ctx, h.o.Store, c.UserID)
-	if errors.Is(err, authn.ErrNoPendingSetup) {
-		if has { // replacing needs the step-up path first
+	if has { // replacing: only after replaceStart (with its step-up) made a secret
+		if _, err := h.o.Authn.PendingSecret(ctx, h.o.Store, c.UserID); errors.Is(err, authn.ErrNoPendingSetup) {
 			http.Redirect(w, r, PathSecurity, http.StatusSeeOther)
 			return
 		}
-		secret, err = h.o.Authn.StartEnrollment(ctx, h.o.Store, c.UserID)
 	}
+	secret, err := h.o.Authn.SetupSecret(ctx, h.o.Store, c.UserID)
 	if err != nil {
 		h.serverError(w, r, err)
 		return
@@ -217,11 +217,7 @@ func groups(s string) string {
 }
 
 func (h *Handler) setupSubmit(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}
@@ -247,11 +243,7 @@ func (h *Handler) setupSubmit(w http.ResponseWriter, r *http.Request) {
 // hand): after a step-up for this action, a new secret is shown; the old
 // authenticator keeps working until a code from the new one is verified.
 func (h *Handler) replaceStart(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}
@@ -273,11 +265,7 @@ func (h *Handler) replaceStart(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) resetRequestSubmit(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}

@@ -92,11 +92,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 
 // stepUp starts a fresh sign-in for one action.
 func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request) {
-	if !h.o.CSRF.Valid(r) {
-		h.csrfFailed(w, r)
-		return
-	}
-	c, ok := h.pageCaller(w, r)
+	c, ok := h.formCaller(w, r)
 	if !ok {
 		return
 	}

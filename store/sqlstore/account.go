@@ -290,39 +290,29 @@ func (q queries) InsertAuditEvent(ctx context.Context, e store.AuditEvent) (int6
 }
 
 func (q queries) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	add("id > $%d", f.AfterID)
+	var w where
+	w.add("id > $%d", f.AfterID)
 	if f.ActorID != "" {
-		add("actor_id = $%d", f.ActorID)
+		w.add("actor_id = $%d", f.ActorID)
 	}
 	if f.SubjectID != "" {
-		add("subject_id = $%d", f.SubjectID)
+		w.add("subject_id = $%d", f.SubjectID)
 	}
 	if f.TypePrefix != "" {
 		// Prefix match without LIKE, so user input has no wildcards.
-		add("substr(type, 1, length(CAST($%[1]d AS text))) = CAST($%[1]d AS text)", f.TypePrefix)
+		w.add("substr(type, 1, length(CAST($%[1]d AS text))) = CAST($%[1]d AS text)", f.TypePrefix)
 	}
 	if f.Outcome != "" {
-		add("outcome = $%d", f.Outcome)
+		w.add("outcome = $%d", f.Outcome)
 	}
 	if !f.Since.IsZero() {
-		add("time >= $%d", f.Since.UTC())
+		w.add("time >= $%d", f.Since.UTC())
 	}
 	if !f.Until.IsZero() {
-		add("time < $%d", f.Until.UTC())
+		w.add("time < $%d", f.Until.UTC())
 	}
-	limit := f.Limit
-	if limit <= 0 || limit > 1000 {
-		limit = 1000
-	}
-	args = append(args, limit)
-	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	tail := w.tail(f.Limit)
+	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+` FROM audit_events`+tail, w.args...)
 	if err != nil {
 		return nil, err
 	}

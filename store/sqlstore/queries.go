@@ -379,36 +379,48 @@ func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error
 	return err
 }
 
-func (q queries) ListTokenEvents(ctx context.Context, f store.TokenEventFilter) ([]store.TokenEvent, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	add("id > $%d", f.AfterID)
-	if f.ClientID != "" {
-		add("client_id = $%d", f.ClientID)
-	}
-	if f.Subject != "" {
-		add("subject = $%d", f.Subject)
-	}
-	if f.RequestID != "" {
-		add("request_id = $%d", f.RequestID)
-	}
-	if f.Type != "" {
-		add("type = $%d", string(f.Type))
-	}
-	if !f.Since.IsZero() {
-		add("time >= $%d", f.Since.UTC())
-	}
-	limit := f.Limit
+// where collects AND-ed conditions with numbered placeholders, for the
+// filtered, id-ordered, cursor-paged list queries.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// add appends cond, whose %[1]d stands for the new value's placeholder.
+func (w *where) add(cond string, v any) {
+	w.args = append(w.args, v)
+	w.conds = append(w.conds, fmt.Sprintf(cond, len(w.args)))
+}
+
+// tail closes the query: the conditions, id order and a limit of 1–1000.
+func (w *where) tail(limit int) string {
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	args = append(args, limit)
-	rows, err := q.c.Query(ctx, `SELECT id, time, type, token_type, request_id, client_id, subject, grant_type FROM token_events
-		WHERE `+strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	w.args = append(w.args, limit)
+	return " WHERE " + strings.Join(w.conds, " AND ") + fmt.Sprintf(" ORDER BY id LIMIT $%d", len(w.args))
+}
+
+func (q queries) ListTokenEvents(ctx context.Context, f store.TokenEventFilter) ([]store.TokenEvent, error) {
+	var w where
+	w.add("id > $%d", f.AfterID)
+	if f.ClientID != "" {
+		w.add("client_id = $%d", f.ClientID)
+	}
+	if f.Subject != "" {
+		w.add("subject = $%d", f.Subject)
+	}
+	if f.RequestID != "" {
+		w.add("request_id = $%d", f.RequestID)
+	}
+	if f.Type != "" {
+		w.add("type = $%d", string(f.Type))
+	}
+	if !f.Since.IsZero() {
+		w.add("time >= $%d", f.Since.UTC())
+	}
+	tail := w.tail(f.Limit)
+	rows, err := q.c.Query(ctx, `SELECT id, time, type, token_type, request_id, client_id, subject, grant_type FROM token_events`+tail, w.args...)
 	if err != nil {
 		return nil, err
 	}
