@@ -54,6 +54,7 @@ var Routes = []Route{
 	{"POST", "/account/mfa/setup", "Start enrolling an authenticator", "account"},
 	{"PUT", "/account/mfa/setup", `Activate it: {"code"}`, "account"},
 	{"POST", "/account/mfa/reset-request", "Ask the caller's admins for a reset", "account"},
+	{"POST", "/account/mfa/recovery-codes", "Replace the recovery codes (step-up for this action)", "account"},
 }
 
 func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {

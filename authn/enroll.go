@@ -128,3 +128,25 @@ func (s *Service) RemoveMFA(ctx context.Context, q store.Queries, userID string)
 	}
 	return true, tokensRevoked, nil
 }
+
+// RegenerateRecoveryCodes replaces the user's recovery codes with a new set
+// (the old ones stop working at once) and records the audit event, in one
+// transaction. The caller enforces the step-up.
+func (s *Service) RegenerateRecoveryCodes(ctx context.Context, userID string, ev audit.Event) ([]string, error) {
+	codes, digests := s.newRecoveryCodes()
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if _, err := q.GetTOTP(ctx, userID); err != nil {
+			return err
+		}
+		if err := q.ReplaceRecoveryCodes(ctx, userID, digests, s.o.Now()); err != nil {
+			return err
+		}
+		ev.Type, ev.SubjectID = audit.RecoveryCodesRenewed, userID
+		_, err := audit.Append(ctx, q, ev)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return codes, nil
+}

@@ -193,11 +193,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, q store.Queries, userID, secre
 	if err := q.CreateTOTP(ctx, cred); err != nil {
 		return nil, err
 	}
-	codes := NewRecoveryCodes()
-	digests := make([]string, len(codes))
-	for i, c := range codes {
-		digests[i] = recoveryDigest(s.o.Pepper, c)
-	}
+	codes, digests := s.newRecoveryCodes()
 	if err := q.ReplaceRecoveryCodes(ctx, userID, digests, now); err != nil {
 		return nil, err
 	}
@@ -205,6 +201,16 @@ func (s *Service) EnrollTOTP(ctx context.Context, q store.Queries, userID, secre
 }
 
 // locked reports whether any key is locked, and which keys have failures.
+// newRecoveryCodes returns fresh codes and their stored digests.
+func (s *Service) newRecoveryCodes() (codes, digests []string) {
+	codes = NewRecoveryCodes()
+	digests = make([]string, len(codes))
+	for i, c := range codes {
+		digests[i] = recoveryDigest(s.o.Pepper, c)
+	}
+	return codes, digests
+}
+
 func (s *Service) locked(ctx context.Context, keys ...string) (bool, map[string]bool, error) {
 	attempts, err := s.o.Store.GetAttempts(ctx, keys...)
 	if err != nil {

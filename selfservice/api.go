@@ -348,3 +348,20 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusCreated, map[string]any{"state": "reset_requested"})
 	}
 }
+
+// POST /account/mfa/recovery-codes
+func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.apiCaller(w, r, true)
+	if !ok {
+		return
+	}
+	codes, p, err := h.newCodes(r.Context(), c)
+	switch {
+	case err != nil:
+		h.apiError(w, r, err)
+	case p != nil:
+		writeProblem(w, p)
+	default:
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes})
+	}
+}

@@ -353,3 +353,29 @@ func (h *Handler) requestReset(ctx context.Context, c caller, message string) (*
 	}
 	return nil, err
 }
+
+// newCodes issues a new set of recovery codes after a step-up for this
+// action; the old set stops working, and the step-up is spent.
+func (h *Handler) newCodes(ctx context.Context, c caller) ([]string, *Problem, error) {
+	eff, err := authn.EffectivePolicy(ctx, h.o.Store, c.UserID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if has, err := h.o.Authn.HasTOTP(ctx, c.UserID); err != nil {
+		return nil, nil, err
+	} else if !has {
+		return nil, &Problem{Status: http.StatusConflict, State: "mfa_not_active", Message: "Two-step verification is not active on this account."}, nil
+	}
+	if !c.fresh(ActionCodes, eff.StepUpMaxAge, h.o.Now()) {
+		return nil, &Problem{Status: http.StatusUnauthorized, State: "step_up_required", Message: "Sign in again with your authenticator to get new recovery codes.",
+			Extra: map[string]any{"step_up_url": h.o.Issuer + PathStepUp, "action": ActionCodes, "max_age": int(eff.StepUpMaxAge.Seconds())}}, nil
+	}
+	codes, err := h.o.Authn.RegenerateRecoveryCodes(ctx, c.UserID, audit.Event{ActorType: audit.ActorUser, ActorID: c.UserID, ClientID: c.ClientID, Request: c.Request})
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.Session != nil {
+		_ = h.o.Store.SetPortalStepUp(ctx, c.Session.IDHash, "")
+	}
+	return codes, nil, nil
+}

@@ -284,3 +284,19 @@ func (h *Handler) resetRequestSubmit(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, PathAccount+"?notice=reset_requested", http.StatusSeeOther)
 	}
 }
+
+func (h *Handler) newCodesSubmit(w http.ResponseWriter, r *http.Request) {
+	c, ok := h.formCaller(w, r)
+	if !ok {
+		return
+	}
+	codes, p, err := h.newCodes(r.Context(), c)
+	switch {
+	case err != nil:
+		h.serverError(w, r, err)
+	case p != nil:
+		h.pageProblem(w, r, c, p, ActionCodes)
+	default:
+		h.render(w, r, http.StatusOK, "codes.html", map[string]any{"Codes": codes})
+	}
+}

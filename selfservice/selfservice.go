@@ -83,17 +83,20 @@ const (
 	PathUnlinkDecide = "/account/security/unlink/decide"
 	PathResetRequest = "/account/security/reset-request"
 	PathReplace      = "/account/security/replace"
+	PathNewCodes     = "/account/security/recovery-codes"
 	PathMFA          = "/account/mfa"
 	PathMFADisable   = "/account/mfa/disable"
 	PathMFADisabled  = "/account/mfa/disable/successful"
 	PathMFASetup     = "/account/mfa/setup"
 	PathMFAReset     = "/account/mfa/reset-request"
+	PathMFACodes     = "/account/mfa/recovery-codes"
 )
 
 // Actions a step-up can be made for. A step-up counts only for its action.
 const (
 	ActionUnlink  = "unlink"
 	ActionReplace = "replace"
+	ActionCodes   = "recovery_codes"
 )
 
 //go:embed templates/*.html
@@ -146,6 +149,7 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Post(PathUnlinkDecide, h.unlinkDecide)
 		r.Post(PathResetRequest, h.resetRequestSubmit)
 		r.Post(PathReplace, h.replaceStart)
+		r.Post(PathNewCodes, h.newCodesSubmit)
 		// JSON API (SPEC §6).
 		r.Get(PathMFA, h.apiState)
 		r.Post(PathMFADisable, h.apiInitiate)
@@ -154,5 +158,6 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Post(PathMFASetup, h.apiSetupStart)
 		r.Put(PathMFASetup, h.apiSetupVerify)
 		r.Post(PathMFAReset, h.apiResetRequest)
+		r.Post(PathMFACodes, h.apiNewCodes)
 	})
 }

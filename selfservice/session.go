@@ -97,7 +97,7 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PostFormValue("action")
-	if action != ActionUnlink && action != ActionReplace {
+	if action != ActionUnlink && action != ActionReplace && action != ActionCodes {
 		h.errorPage(w, r, http.StatusBadRequest, "invalid_action", "Unknown action.")
 		return
 	}

@@ -558,3 +558,49 @@ func mkReset(t *testing.T, f *adminFixture) string {
 	}
 	return id
 }
+
+// TestAdminBadInputEveryWriteRoute: every route that reads a JSON body,
+// taken from the router, refuses unknown fields (422 naming the field),
+// oversize bodies (413) and non-JSON (415), and changes nothing.
+func TestAdminBadInputEveryWriteRoute(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	g := f.call(t, f.adminToken, "POST", "/admin/groups", map[string]any{"name": "G"}).Body["id"].(string)
+	bodyless := map[string]bool{"POST /admin/reset-requests/{id}/approve": true, "POST /admin/reset-requests/{id}/deny": true, "POST /admin/keys/rotate": true}
+	before := auditCount(t, f.srv, "", "")
+	n := 0
+	for _, rt := range adminRoutes(t, f.srv) {
+		if rt.Method == "GET" || rt.Method == "DELETE" || !strings.HasPrefix(rt.Path, "/admin/") || bodyless[rt.Method+" "+rt.Path] {
+			continue
+		}
+		n++
+		path := strings.NewReplacer("{id}", g, "{userID}", f.bob.ID).Replace(rt.Path)
+		if strings.HasPrefix(rt.Path, "/admin/users/{id}") {
+			path = strings.Replace(rt.Path, "{id}", f.bob.ID, 1)
+		}
+		if strings.HasPrefix(rt.Path, "/admin/policies/{id}") {
+			path = strings.Replace(rt.Path, "{id}", "policy_default", 1)
+		}
+		if strings.HasPrefix(rt.Path, "/admin/clients/{id}") {
+			path = strings.Replace(rt.Path, "{id}", "console", 1)
+		}
+		r := f.call(t, f.adminToken, rt.Method, path, map[string]any{"bogus_field": 1})
+		if fields, _ := r.Body["fields"].(map[string]any); r.Status != http.StatusUnprocessableEntity || fields["bogus_field"] == nil {
+			t.Errorf("%s %s unknown field: %d %v", rt.Method, rt.Path, r.Status, r.Body)
+		}
+		if r := f.call(t, f.adminToken, rt.Method, path, map[string]any{"name": strings.Repeat("x", 70<<10)}); r.Status != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s %s oversize: %d", rt.Method, rt.Path, r.Status)
+		}
+		req, _ := http.NewRequest(rt.Method, f.srv.URL+path, strings.NewReader("a=b"))
+		req.Header.Set("Authorization", "Bearer "+f.adminToken)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("%s %s form body: %v %v", rt.Method, rt.Path, err, resp.Status)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d body-taking routes found", n)
+	}
+	if auditCount(t, f.srv, "", "") != before {
+		t.Fatal("bad input changed something")
+	}
+}

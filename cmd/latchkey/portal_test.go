@@ -657,3 +657,78 @@ func TestPolicyClaims(t *testing.T) {
 type oauth2Token = oauth2.Token
 
 func oauth2StaticSource(t *oauth2.Token) oauth2.TokenSource { return oauth2.StaticTokenSource(t) }
+
+// TestRecoveryCodeRegeneration needs a step-up for that action and
+// invalidates the old set.
+func TestRecoveryCodeRegeneration(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t))
+	yan := srv.createUser(t, "yan", true)
+	b := newBrowser(t, srv.URL)
+	portalLogin(t, b, srv, yan)
+	csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
+	if r := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf); r.Status != http.StatusUnauthorized || r.state() != "step_up_required" || r.Body["action"] != "recovery_codes" {
+		t.Fatalf("without step-up: %d %v", r.Status, r.Body)
+	}
+	stepUp(t, b, srv, yan, "unlink") // a step-up for another action does not count
+	csrf = map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
+	if r := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf); r.state() != "step_up_required" {
+		t.Fatalf("step-up for unlink reused: %v", r.Body)
+	}
+	stepUp(t, b, srv, yan, "recovery_codes")
+	csrf = map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
+	r := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf)
+	codes, _ := r.Body["recovery_codes"].([]any)
+	if r.Status != 200 || len(codes) != 10 || auditCount(t, srv, "mfa.recovery_codes.regenerated", yan.ID) != 1 {
+		t.Fatalf("regenerate: %d %v", r.Status, r.Body)
+	}
+	if again := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf); again.state() != "step_up_required" {
+		t.Fatalf("the step-up is spent: %v", again.Body)
+	}
+	// An old code no longer signs in; a new one does.
+	app := newRP(t, srv, srv.createClient(t, "codes", false, true))
+	ob := newBrowser(t, srv.URL)
+	p := ob.submit(toLogin(t, ob, app), map[string]string{"username": yan.Username, "password": yan.Password})
+	if got := ob.submit(p, map[string]string{"code": yan.Recovery[1]}); got.Status != http.StatusUnauthorized {
+		t.Fatalf("old recovery code accepted: %d", got.Status)
+	}
+	if got := ob.submit(p, map[string]string{"code": codes[0].(string)}); got.Status != http.StatusSeeOther {
+		t.Fatalf("new recovery code refused: %d", got.Status)
+	}
+}
+
+// TestReenrollmentGrace: with reenroll=grace a user whose 2SV was removed
+// may sign in without it until the grace period ends, not after.
+func TestReenrollmentGrace(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t))
+	ctx := context.Background()
+	zoe := srv.createUser(t, "zoe", true)
+	_, pol := srv.policyGroup(t, "Graceful", true, zoe)
+	pol.Reenroll, pol.GracePeriod, pol.Version = "grace", time.Hour, 2
+	if err := srv.app.store.UpdatePolicy(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	err := srv.app.store.InTx(ctx, func(q store.Queries) error {
+		_, _, err := srv.app.authn.RemoveMFA(ctx, q, zoe.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newRP(t, srv, srv.createClient(t, "grace", false, true))
+	pw := zoe
+	pw.Secret = ""
+	b := newBrowser(t, srv.URL)
+	authURL, res := app.authURL()
+	if res = login(t, b, app, authURL, res, pw); res.Code == "" {
+		t.Fatalf("within the grace period sign-in continues: %+v", res)
+	}
+	// Move the removal two hours back: the grace period is over.
+	if err := srv.app.store.SetMFARemoved(ctx, zoe.ID, time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	b = newBrowser(t, srv.URL)
+	p := b.submit(toLogin(t, b, app), map[string]string{"username": zoe.Username, "password": zoe.Password})
+	if !strings.HasSuffix(p.URL.Path, "/login/setup") || p.Location != "" {
+		t.Fatalf("after the grace period: want setup, got %s %q", p.URL, p.Location)
+	}
+}
