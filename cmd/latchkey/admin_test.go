@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -603,4 +605,63 @@ func TestAdminBadInputEveryWriteRoute(t *testing.T) {
 	if auditCount(t, f.srv, "", "") != before {
 		t.Fatal("bad input changed something")
 	}
+}
+
+// flakyAudit is the real store whose audit inserts fail while fail is set,
+// as when the audit table is unavailable.
+type flakyAudit struct {
+	store.Store
+	fail *atomic.Bool
+}
+
+func (f flakyAudit) InTx(ctx context.Context, fn func(store.Queries) error) error {
+	return f.Store.InTx(ctx, func(q store.Queries) error { return fn(flakyQueries{q, f.fail}) })
+}
+
+type flakyQueries struct {
+	store.Queries
+	fail *atomic.Bool
+}
+
+func (q flakyQueries) InsertAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
+	if q.fail.Load() {
+		return 0, errors.New("forced: audit log unavailable")
+	}
+	return q.Queries.InsertAuditEvent(ctx, e)
+}
+
+// TestAuditFailureRollsBackChanges: when the audit insert fails, a policy
+// update, an admin removal and a self-service removal all leave no trace.
+func TestAuditFailureRollsBackChanges(t *testing.T) {
+	eachBackend(t, func(t *testing.T, real store.Store) {
+		fail := &atomic.Bool{}
+		f := newAdminFixture(t, flakyAudit{real, fail})
+		ctx := context.Background()
+		eve := f.srv.createUser(t, "eve", true)
+		f.srv.policyGroup(t, "Staff", true, eve)
+		b := newBrowser(t, f.srv.URL)
+		portalLogin(t, b, f.srv, eve)
+		stepUp(t, b, f.srv, eve, "unlink")
+		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, f.srv)}
+		in := b.api(t, "POST", f.srv.URL+"/account/mfa/disable", nil, csrf)
+
+		fail.Store(true)
+		if r := f.call(t, f.adminToken, "PUT", "/admin/policies/policy_default", map[string]any{"version": 1, "allow_self_service_mfa_removal": true}); r.Status != 500 {
+			t.Errorf("policy update without audit: %d %v", r.Status, r.Body)
+		}
+		if p, _ := real.GetPolicy(ctx, "policy_default"); p.Version != 1 || p.AllowSelfServiceRemoval {
+			t.Errorf("policy changed without its audit event: %+v", p)
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa", nil); r.Status != 500 || !hasTOTP(t, f.srv, f.bob) {
+			t.Errorf("admin removal without audit: %d, 2SV kept=%v", r.Status, hasTOTP(t, f.srv, f.bob))
+		}
+		r := b.api(t, "PUT", f.srv.URL+"/account/mfa/disable", map[string]any{"unlink_id": in.Body["unlink_id"], "choice": "yes"}, csrf)
+		if r.Status != 500 || !hasTOTP(t, f.srv, eve) {
+			t.Errorf("self-service removal without audit: %d, 2SV kept=%v", r.Status, hasTOTP(t, f.srv, eve))
+		}
+		fail.Store(false)
+		if r := b.api(t, "PUT", f.srv.URL+"/account/mfa/disable", map[string]any{"unlink_id": in.Body["unlink_id"], "choice": "yes"}, csrf); r.Status != 200 || hasTOTP(t, f.srv, eve) {
+			t.Errorf("with the audit log back the same confirmation completes: %d %v", r.Status, r.Body)
+		}
+	})
 }
