@@ -120,6 +120,7 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Get("/audit/export", h.exportAudit)
 		r.Get("/audit/verify", h.verifyAudit)
 		r.Get("/token-events", h.tokenEvents)
+		r.Get("/notifications", h.notifications)
 		r.Get("/keys", h.listKeys)
 		r.Post("/keys/rotate", h.rotateKey)
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -184,4 +185,27 @@ func (h *Handler) tokenEvents(w http.ResponseWriter, r *http.Request) {
 		resp["next"] = strconv.FormatInt(evs[len(evs)-1].ID, 10)
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// notificationTypes are what group admins are told about.
+var notificationTypes = []string{string(audit.MFARemoved), string(audit.MFAResetRequested), string(audit.MFAResetApproved), string(audit.MFAResetDenied)}
+
+// notifications is GET /admin/notifications: 2SV removals and reset
+// requests of the users in the groups the caller administers.
+func (h *Handler) notifications(w http.ResponseWriter, r *http.Request) {
+	a := actorOf(r)
+	if a.UserID == "" {
+		h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "user_required", Message: "Notifications are for admins signed in as themselves."})
+		return
+	}
+	evs, err := h.o.Store.GroupAdminEvents(r.Context(), a.UserID, notificationTypes, 100)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]Event, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, viewEvent(e))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"notifications": out})
 }

@@ -44,6 +44,7 @@ var Routes = []Route{
 	{"GET", "/admin/audit/export", "Export the audit log as JSON Lines (same filters)", "audit"},
 	{"GET", "/admin/audit/verify", "Verify the hash chain; names the first broken link", "audit"},
 	{"GET", "/admin/token-events", "Query the token log (client, subject, type, since; cursor after)", "audit"},
+	{"GET", "/admin/notifications", "2SV removals and reset requests of users in the groups the caller administers", "audit"},
 	{"GET", "/admin/keys", "List signing keys", "keys"},
 	{"POST", "/admin/keys/rotate", "Rotate signing keys", "keys"},
 	{"GET", "/admin/openapi.json", "This document", "meta"},

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -37,18 +38,29 @@ const (
 // environment variable for a field is LATCHKEY_ followed by its path in upper
 // case joined by underscores (database.dsn → LATCHKEY_DATABASE_DSN).
 type Config struct {
-	Mode      Mode      `yaml:"mode"`
-	Issuer    string    `yaml:"issuer"`
-	Listen    string    `yaml:"listen"`
-	Database  Database  `yaml:"database"`
-	Secrets   Secrets   `yaml:"secrets"`
-	Keys      Keys      `yaml:"keys"`
-	Tokens    Tokens    `yaml:"tokens"`
-	Sessions  Sessions  `yaml:"sessions"`
-	Lockout   Lockout   `yaml:"lockout"`
-	Passwords Passwords `yaml:"passwords"`
-	Audit     Audit     `yaml:"audit"`
-	Log       Log       `yaml:"log"`
+	Mode          Mode          `yaml:"mode"`
+	Issuer        string        `yaml:"issuer"`
+	Listen        string        `yaml:"listen"`
+	Database      Database      `yaml:"database"`
+	Secrets       Secrets       `yaml:"secrets"`
+	Keys          Keys          `yaml:"keys"`
+	Tokens        Tokens        `yaml:"tokens"`
+	Sessions      Sessions      `yaml:"sessions"`
+	Lockout       Lockout       `yaml:"lockout"`
+	Passwords     Passwords     `yaml:"passwords"`
+	Audit         Audit         `yaml:"audit"`
+	Notifications Notifications `yaml:"notifications"`
+	Log           Log           `yaml:"log"`
+}
+
+// Notifications configures email to users and the audit webhook.
+type Notifications struct {
+	SMTPAddr      string `yaml:"smtp_addr"` // host:port; empty: no email
+	SMTPFrom      string `yaml:"smtp_from"`
+	SMTPUsername  string `yaml:"smtp_username"`
+	SMTPPassword  string `yaml:"smtp_password"`
+	WebhookURL    string `yaml:"webhook_url"` // empty: no webhook
+	WebhookSecret string `yaml:"webhook_secret"`
 }
 
 // Audit configures the audit log.
@@ -369,6 +381,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.Retention != 0 && c.Audit.Retention < Duration(24*time.Hour) {
 		add("audit.retention: 0 (keep) or at least 24h")
+	}
+	if n := c.Notifications; n.SMTPAddr != "" {
+		if _, _, err := net.SplitHostPort(n.SMTPAddr); err != nil {
+			add("notifications.smtp_addr: must be host:port")
+		}
+		if !strings.Contains(n.SMTPFrom, "@") || strings.ContainsAny(n.SMTPFrom, "\r\n") {
+			add("notifications.smtp_from: an email address is required with smtp_addr")
+		}
+	}
+	if n := c.Notifications; n.WebhookURL != "" {
+		u, err := url.Parse(n.WebhookURL)
+		if err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) || u.Host == "" {
+			add("notifications.webhook_url: must be an https URL (http only on loopback)")
+		}
+		if len(n.WebhookSecret) < 16 {
+			add("notifications.webhook_secret: at least 16 characters, to sign deliveries")
+		}
 	}
 	if c.Passwords.HashConcurrency < 0 || c.Passwords.HashConcurrency > 256 {
 		add("passwords.hash_concurrency: must be between 0 (one per CPU) and 256")

@@ -166,6 +166,8 @@ type Account interface {
 type Audit interface {
 	// LastAuditHash returns the newest event's hash ("" for an empty log).
 	LastAuditHash(ctx context.Context) (string, error)
+	// LastAuditID returns the newest event's id (0 for an empty log).
+	LastAuditID(ctx context.Context) (int64, error)
 	InsertAuditEvent(ctx context.Context, e AuditEvent) (int64, error)
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 	// PruneAuditEvents deletes events up to and including throughID and

@@ -308,6 +308,7 @@ type Queries interface {
 	Account
 	Audit
 	Admins
+	Dispatch
 	// Lock serializes transactions that take the same named lock until the
 	// transaction ends; outside a transaction it is a no-op.
 	Lock(ctx context.Context, name string) error

@@ -665,3 +665,27 @@ func TestAuditFailureRollsBackChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminNotifications: a group's admins see removals and reset requests
+// of their members, not of others.
+func TestAdminNotifications(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	ctx := context.Background()
+	dan := f.srv.createUser(t, "dan", true)
+	g, _ := f.srv.policyGroup(t, "Team", false, dan)
+	if err := f.srv.app.store.AddGroupAdmin(ctx, g.ID, f.admin.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Dan asks for a reset from the portal; Bob (not in Team) loses 2SV.
+	b := newBrowser(t, f.srv.URL)
+	portalLogin(t, b, f.srv, dan)
+	if r := b.api(t, "POST", f.srv.URL+"/account/mfa/reset-request", map[string]string{"message": "lost phone"}, map[string]string{"X-CSRF-Token": csrfToken(t, b, f.srv)}); r.Status != http.StatusCreated {
+		t.Fatalf("reset request: %d %v", r.Status, r.Body)
+	}
+	f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa", nil)
+	n := f.call(t, f.adminToken, "GET", "/admin/notifications", nil)
+	items, _ := n.Body["notifications"].([]any)
+	if n.Status != 200 || len(items) != 1 || items[0].(map[string]any)["subject_id"] != dan.ID || items[0].(map[string]any)["type"] != "mfa.reset.requested" {
+		t.Fatalf("notifications: %d %v", n.Status, n.Body)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/notify"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -52,6 +53,9 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	cleanupCtx, stopCleanup := context.WithCancel(ctx)
 	defer stopCleanup()
 	go a.provider.RunCleanup(cleanupCtx, cfg.Tokens.CleanupInterval.D(), cfg.Tokens.EventRetention.D())
+	for _, d := range a.dispatchers() {
+		go d.Run(cleanupCtx, 2*time.Second)
+	}
 
 	srv := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -77,6 +81,21 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 }
 
 const defaultGCPercent = 50
+
+// dispatchers are the configured notification channels.
+func (a *app) dispatchers() []*notify.Dispatcher {
+	n := a.cfg.Notifications
+	var out []*notify.Dispatcher
+	if n.WebhookURL != "" {
+		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log,
+			Sink: &notify.Webhook{URL: n.WebhookURL, Secret: []byte(n.WebhookSecret)}})
+	}
+	if n.SMTPAddr != "" {
+		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log, Sink: &notify.Email{Addr: n.SMTPAddr, From: n.SMTPFrom,
+			Username: n.SMTPUsername, Password: n.SMTPPassword, Issuer: a.cfg.Issuer, Users: a.store}})
+	}
+	return out
+}
 
 // Demo identities exist only in dev mode, so a newcomer can sign in at once.
 const (

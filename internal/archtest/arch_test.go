@@ -46,6 +46,7 @@ func TestDependencyRules(t *testing.T) {
 		"audit":       {mod + "provider", mod + "selfservice", mod + "admin", mod + "authn", mod + "config", "net/http"},
 		"internal":    {mod + "provider", mod + "selfservice", mod + "config", "github.com/ory/fosite"},
 		"migrations":  {mod + "store", mod + "provider"},
+		"notify":      {mod + "provider", mod + "selfservice", mod + "admin", mod + "authn", mod + "config", "github.com/ory/fosite"},
 		"config":      {mod + "store", mod + "provider", mod + "authn"},
 	}
 	for _, p := range pkgs {

@@ -281,6 +281,12 @@ func (q queries) LastAuditHash(ctx context.Context) (string, error) {
 	return h, err
 }
 
+func (q queries) LastAuditID(ctx context.Context) (int64, error) {
+	var id int64
+	err := q.c.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM audit_events`).Scan(&id)
+	return id, err
+}
+
 func (q queries) InsertAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
 	var id int64
 	err := q.c.QueryRow(ctx, `INSERT INTO audit_events (`+auditCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`,
@@ -316,13 +322,15 @@ func (q queries) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]st
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r Row) (store.AuditEvent, error) {
-		var e store.AuditEvent
-		err := r.Scan(&e.ID, &e.Time, &e.Type, &e.Outcome, &e.ActorType, &e.ActorID, &e.SubjectID, &e.ClientID, &e.PolicyID, &e.PolicyVersion,
-			&e.IP, &e.UserAgent, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash)
-		utc(&e.Time)
-		return e, err
-	})
+	return collect(rows, scanAuditEvent)
+}
+
+func scanAuditEvent(r Row) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	err := r.Scan(&e.ID, &e.Time, &e.Type, &e.Outcome, &e.ActorType, &e.ActorID, &e.SubjectID, &e.ClientID, &e.PolicyID, &e.PolicyVersion,
+		&e.IP, &e.UserAgent, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash)
+	utc(&e.Time)
+	return e, err
 }
 
 func (q queries) PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error) {
@@ -341,4 +349,49 @@ func (q queries) LastAuditCheckpoint(ctx context.Context) (int64, string, error)
 		return 0, "", nil
 	}
 	return id, h, err
+}
+
+func (q queries) GetDispatchCursor(ctx context.Context, name string, startID int64) (store.DispatchCursor, error) {
+	if _, err := q.c.Exec(ctx, `INSERT INTO dispatch_cursors (name, last_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, startID); err != nil {
+		return store.DispatchCursor{}, err
+	}
+	var c store.DispatchCursor
+	var next *time.Time
+	err := q.c.QueryRow(ctx, `SELECT name, last_id, attempts, next_at, last_error FROM dispatch_cursors WHERE name = $1`, name).
+		Scan(&c.Name, &c.LastID, &c.Attempts, &next, &c.LastError)
+	c.NextAt = fromNull(next)
+	return c, err
+}
+
+func (q queries) LeaseDispatch(ctx context.Context, name string, now, until time.Time) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE dispatch_cursors SET lease_until = $3 WHERE name = $1 AND (lease_until IS NULL OR lease_until < $2)`,
+		name, now.UTC(), until.UTC())
+	return n == 1, err
+}
+
+func (q queries) SaveDispatchCursor(ctx context.Context, c store.DispatchCursor) error {
+	// Saving also releases the lease.
+	n, err := q.c.Exec(ctx, `UPDATE dispatch_cursors SET last_id = $2, attempts = $3, next_at = $4, last_error = $5, lease_until = NULL WHERE name = $1`,
+		c.Name, c.LastID, c.Attempts, nullTime(c.NextAt), c.LastError)
+	return affected(n, err)
+}
+
+func (q queries) GroupAdminEvents(ctx context.Context, adminID string, types []string, limit int) ([]store.AuditEvent, error) {
+	if len(types) == 0 || len(types) > 16 {
+		return nil, fmt.Errorf("group admin events: 1 to 16 types, got %d", len(types))
+	}
+	args := []any{adminID}
+	ph := make([]string, len(types))
+	for i, t := range types {
+		args = append(args, t)
+		ph[i] = fmt.Sprintf("$%d", len(args))
+	}
+	args = append(args, limit)
+	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+` FROM audit_events WHERE type IN (`+strings.Join(ph, ", ")+`)
+		AND subject_id IN (SELECT m.user_id FROM group_members m JOIN group_admins a ON a.group_id = m.group_id WHERE a.user_id = $1)
+		ORDER BY id DESC LIMIT $`+fmt.Sprint(len(args)), args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAuditEvent)
 }

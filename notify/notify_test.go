@@ -1,0 +1,229 @@
+package notify_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/notify"
+	"github.com/latchkey/latchkey/store"
+)
+
+func appendEvent(t *testing.T, s store.Store, typ audit.Type, subject string) int64 {
+	t.Helper()
+	var id int64
+	err := s.InTx(context.Background(), func(q store.Queries) error {
+		e, err := audit.Append(context.Background(), q, audit.Event{Type: typ, ActorType: audit.ActorUser, ActorID: subject, SubjectID: subject})
+		id = e.ID
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// receiver is a webhook endpoint that can be down, and dedupes by id.
+type receiver struct {
+	mu     sync.Mutex
+	down   atomic.Bool
+	ids    []int64
+	byID   map[int64]int
+	secret []byte
+	badSig int
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rc.down.Load() {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	if notify.Sign(rc.secret, r.Header.Get("X-Latchkey-Timestamp"), body) != r.Header.Get("X-Latchkey-Signature") {
+		rc.mu.Lock()
+		rc.badSig++
+		rc.mu.Unlock()
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var p notify.Payload
+	if err := json.Unmarshal(body, &p); err != nil || strconv.FormatInt(p.ID, 10) != r.Header.Get("X-Latchkey-Event-Id") {
+		http.Error(w, "bad body", http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.byID[p.ID]++
+	if rc.byID[p.ID] == 1 {
+		rc.ids = append(rc.ids, p.ID)
+	}
+}
+
+// TestWebhookDownThenUp: while the receiver is down nothing is lost; once
+// it is up every event arrives, each id once, in chain order.
+func TestWebhookDownThenUp(t *testing.T) {
+	for _, b := range testdb.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			s := b.Open(t)
+			ctx := context.Background()
+			appendEvent(t, s, audit.LoginSucceeded, "before") // before configuration: not sent
+			rc := &receiver{byID: map[int64]int{}, secret: []byte("shh")}
+			srv := httptest.NewServer(rc)
+			defer srv.Close()
+			now := time.Now()
+			d := &notify.Dispatcher{Store: s, Sink: &notify.Webhook{URL: srv.URL, Secret: rc.secret}, Batch: 3, Now: func() time.Time { return now }}
+			if err := d.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var want []int64
+			for i := 0; i < 7; i++ {
+				want = append(want, appendEvent(t, s, audit.MFARemoved, "u"+strconv.Itoa(i)))
+			}
+			rc.down.Store(true)
+			for i := 0; i < 3; i++ {
+				if n, err := d.RunOnce(ctx); err == nil || n != 0 {
+					t.Fatalf("receiver down: %d %v", n, err)
+				}
+				now = now.Add(10 * time.Minute) // past the backoff
+			}
+			if len(rc.ids) != 0 {
+				t.Fatalf("nothing is accepted while down: %v", rc.ids)
+			}
+			rc.down.Store(false)
+			want = append(want, appendEvent(t, s, audit.MFAEnrolled, "late"))
+			for i := 0; i < 10; i++ {
+				_, _ = d.RunOnce(ctx)
+				now = now.Add(10 * time.Minute)
+			}
+			if len(rc.ids) != len(want) || rc.badSig != 0 {
+				t.Fatalf("delivered %v, want %v (bad signatures %d)", rc.ids, want, rc.badSig)
+			}
+			for i := range want {
+				if rc.ids[i] != want[i] || rc.byID[want[i]] != 1 {
+					t.Fatalf("order or duplicates: got %v want %v (counts %v)", rc.ids, want, rc.byID)
+				}
+			}
+		})
+	}
+}
+
+// TestLeaseKeepsReplicasApart: while one replica holds the lease, another
+// delivers nothing.
+func TestLeaseKeepsReplicasApart(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	now := time.Now()
+	if _, err := s.GetDispatchCursor(ctx, "webhook", 0); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.LeaseDispatch(ctx, "webhook", now, now.Add(time.Minute)); !ok {
+		t.Fatal("first lease")
+	}
+	d := &notify.Dispatcher{Store: s, Sink: &notify.Webhook{URL: "http://127.0.0.1:1"}, Now: func() time.Time { return now }}
+	if _, err := d.RunOnce(ctx); err != notify.ErrBusy {
+		t.Fatalf("second replica: %v", err)
+	}
+	now = now.Add(2 * time.Minute) // an expired lease (crashed replica) is taken over
+	appendEvent(t, s, audit.MFARemoved, "x")
+	if _, err := d.RunOnce(ctx); err == notify.ErrBusy {
+		t.Fatal("expired lease must be taken over")
+	}
+}
+
+// smtpServer is a minimal in-process SMTP server that keeps the messages.
+type smtpServer struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	msgs []string
+}
+
+func newSMTP(t *testing.T) *smtpServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &smtpServer{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *smtpServer) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	io.WriteString(c, "220 test ESMTP\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimSpace(line))
+		switch {
+		case strings.HasPrefix(cmd, "DATA"):
+			io.WriteString(c, "354 go ahead\r\n")
+			var sb strings.Builder
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil || l == ".\r\n" {
+					break
+				}
+				sb.WriteString(l)
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, sb.String())
+			s.mu.Unlock()
+			io.WriteString(c, "250 queued\r\n")
+		case strings.HasPrefix(cmd, "QUIT"):
+			io.WriteString(c, "221 bye\r\n")
+			return
+		default:
+			io.WriteString(c, "250 ok\r\n")
+		}
+	}
+}
+
+// TestEmailOn2SVChanges: the user gets one mail per 2SV change or reset
+// event, none for other events.
+func TestEmailOn2SVChanges(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := s.CreateUser(ctx, store.User{ID: "u1", Username: "una", Email: "una@example.com", DisplayName: "Una", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	mail := newSMTP(t)
+	d := &notify.Dispatcher{Store: s, Sink: &notify.Email{Addr: mail.ln.Addr().String(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendEvent(t, s, audit.LoginSucceeded, "u1")
+	appendEvent(t, s, audit.MFARemoved, "u1")
+	appendEvent(t, s, audit.MFAResetRequested, "u1")
+	if n, err := d.RunOnce(ctx); err != nil || n != 3 {
+		t.Fatalf("pass: %d %v", n, err)
+	}
+	if len(mail.msgs) != 2 || !strings.Contains(mail.msgs[0], "To: una@example.com") ||
+		!strings.Contains(mail.msgs[0], "Subject: Two-step verification was removed from your account") || !strings.Contains(mail.msgs[1], "reset") {
+		t.Fatalf("mails: %q", mail.msgs)
+	}
+}
