@@ -49,6 +49,7 @@ const (
 	PolicyDeleted        Type = "policy.deleted"
 	UserCreated          Type = "user.created"
 	UserUpdated          Type = "user.updated"
+	PasswordChanged      Type = "user.password.changed"
 	AdminAdded           Type = "admin.added"
 	ClientUpdated        Type = "client.updated"
 	ClientCreated        Type = "client.created"

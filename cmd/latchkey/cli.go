@@ -127,7 +127,8 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	if !*public {
 		secret, cl.SecretHash = authn.NewClientSecret()
 	}
-	if err := c.st.CreateClient(ctx, cl); err != nil {
+	if err := c.audited(ctx, audit.Event{Type: audit.ClientCreated, Details: map[string]any{"client_id": cl.ID, "name": cl.Name}},
+		func(q store.Queries) error { return q.CreateClient(ctx, cl) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "client_id:     %s\n", cl.ID)
@@ -158,7 +159,8 @@ func (c *cli) clientsDelete(ctx context.Context, args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: clients delete CLIENT_ID")
 	}
-	if err := c.st.DeleteClient(ctx, args[0]); err != nil {
+	if err := c.audited(ctx, audit.Event{Type: audit.ClientDeleted, Details: map[string]any{"client_id": args[0]}},
+		func(q store.Queries) error { return q.DeleteClient(ctx, args[0]) }); err != nil {
 		return fmt.Errorf("delete client %s: %w", args[0], err)
 	}
 	fmt.Fprintf(c.out, "client %s deleted\n", args[0])
@@ -201,7 +203,8 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	now := time.Now().UTC()
 	u := store.User{ID: authn.NewID("user"), Username: *username, Email: *email, DisplayName: *name,
 		PasswordHash: authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw), CreatedAt: now, UpdatedAt: now}
-	if err := c.st.CreateUser(ctx, u); err != nil {
+	if err := c.audited(ctx, audit.Event{Type: audit.UserCreated, SubjectID: u.ID, Details: map[string]any{"username": u.Username}},
+		func(q store.Queries) error { return q.CreateUser(ctx, u) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "user %s created with id %s\n", u.Username, u.ID)
@@ -240,11 +243,15 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.st.SetPassword(ctx, u.ID, authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw), time.Now()); err != nil {
-		return err
-	}
-	// A new password ends every existing browser session.
-	if err := c.st.DeleteUserSessions(ctx, u.ID); err != nil {
+	hash := authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw)
+	err = c.audited(ctx, audit.Event{Type: audit.PasswordChanged, SubjectID: u.ID}, func(q store.Queries) error {
+		if err := q.SetPassword(ctx, u.ID, hash, time.Now()); err != nil {
+			return err
+		}
+		// A new password ends every existing browser session.
+		return q.DeleteUserSessions(ctx, u.ID)
+	})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "password of %s changed; their sessions were ended\n", u.Username)
@@ -263,7 +270,8 @@ func (c *cli) usersAddToGroup(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("group %s: %w", args[1], err)
 	}
-	if err := c.st.AddMember(ctx, g.ID, u.ID); err != nil {
+	if err := c.audited(ctx, audit.Event{Type: audit.GroupMemberAdded, SubjectID: u.ID, Details: map[string]any{"group_id": g.ID}},
+		func(q store.Queries) error { return q.AddMember(ctx, g.ID, u.ID) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s added to %s\n", u.Username, g.Name)
@@ -286,7 +294,12 @@ func (c *cli) usersEnrollTOTP(ctx context.Context, args []string) error {
 	}
 	svc := authn.NewService(authn.Options{Store: c.st, Keyring: ring, Pepper: derive(system, "recovery-codes")})
 	secret := authn.NewTOTPSecret()
-	codes, err := svc.EnrollTOTP(ctx, c.st, u.ID, secret)
+	var codes []string
+	err = c.audited(ctx, audit.Event{Type: audit.MFAEnrolled, SubjectID: u.ID}, func(q store.Queries) error {
+		var err error
+		codes, err = svc.EnrollTOTP(ctx, q, u.ID, secret)
+		return err
+	})
 	if errors.Is(err, store.ErrAlreadyExists) {
 		return fmt.Errorf("%s already has an authenticator", u.Username)
 	}
@@ -308,7 +321,8 @@ func (c *cli) groupsCreate(ctx context.Context, args []string) error {
 		return errors.New("usage: groups create [-description TEXT] NAME")
 	}
 	g := store.Group{ID: authn.NewID("group"), Name: fs.Arg(0), Description: *desc, CreatedAt: time.Now().UTC()}
-	if err := c.st.CreateGroup(ctx, g); err != nil {
+	if err := c.audited(ctx, audit.Event{Type: audit.GroupCreated, Details: map[string]any{"group_id": g.ID, "name": g.Name}},
+		func(q store.Queries) error { return q.CreateGroup(ctx, g) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "group %s created with id %s\n", g.Name, g.ID)
@@ -354,7 +368,10 @@ func (c *cli) keysRotate(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	kid, err := a.keys.Rotate(ctx)
+	kid, err := a.keys.RotateWith(ctx, func(ctx context.Context, q store.Queries, kid string) error {
+		_, err := audit.Append(ctx, q, audit.Event{Type: audit.KeyRotated, ActorType: audit.ActorSystem, ActorID: "cli", Details: map[string]any{"kid": kid, "via": "cli"}})
+		return err
+	})
 	if err != nil {
 		return err
 	}

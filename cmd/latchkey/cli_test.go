@@ -49,7 +49,7 @@ func TestCLIBootstrap(t *testing.T) {
 		t.Fatal("a short password must be refused")
 	}
 
-	if out := cli("", "audit", "verify"); !strings.Contains(out, "ok: 3 events, chain intact") {
+	if out := cli("", "audit", "verify"); !strings.Contains(out, "ok: 7 events, chain intact") {
 		t.Fatalf("audit verify: %q", out)
 	}
 	if out := cli("", "audit", "export", "-type", "policy."); strings.Count(out, "\n") != 2 || !strings.Contains(out, `"Type":"policy.assigned"`) {
