@@ -109,6 +109,7 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Get("/policies/{id}", h.getPolicy)
 		r.Put("/policies/{id}", h.updatePolicy)
 		r.Delete("/policies/{id}", h.deletePolicy)
+		r.Post("/policies/{id}/preview", h.previewPolicy)
 		r.Get("/reset-requests", h.listResetRequests)
 		r.Post("/reset-requests/{id}/approve", h.approveReset)
 		r.Post("/reset-requests/{id}/deny", h.denyReset)

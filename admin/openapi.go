@@ -33,6 +33,7 @@ var Routes = []Route{
 	{"GET", "/admin/policies/{id}", "A policy", "policies"},
 	{"PUT", "/admin/policies/{id}", "Change a policy (send the version you read)", "policies"},
 	{"DELETE", "/admin/policies/{id}", "Delete an unassigned, non-default policy", "policies"},
+	{"POST", "/admin/policies/{id}/preview", "Preview how a change would alter members' effective policies (nothing is saved)", "policies"},
 	{"GET", "/admin/reset-requests", "List reset requests (status=open|approved|denied)", "reset requests"},
 	{"POST", "/admin/reset-requests/{id}/approve", "Approve: removes the user's 2SV", "reset requests"},
 	{"POST", "/admin/reset-requests/{id}/deny", "Deny", "reset requests"},

@@ -513,7 +513,8 @@ func TestEveryAdminMutationIsAudited(t *testing.T) {
 			return call{"/admin/clients/console", map[string]any{"redirect_uris": []string{"https://console.example.com/cb"}}}
 		},
 		"DELETE /admin/clients/{id}": func(*testing.T, *adminFixture) call { return call{"/admin/clients/claims-free", nil} },
-		"POST /admin/keys/rotate":    func(*testing.T, *adminFixture) call { return call{"/admin/keys/rotate", nil} },
+		// A preview changes nothing, so it is checked for that instead.
+		"POST /admin/keys/rotate": func(*testing.T, *adminFixture) call { return call{"/admin/keys/rotate", nil} },
 	}
 	st := testdb.SQLite(t)
 	f := newAdminFixture(t, st)
@@ -523,6 +524,13 @@ func TestEveryAdminMutationIsAudited(t *testing.T) {
 			continue
 		}
 		key := rt.Method + " " + rt.Path
+		if key == "POST /admin/policies/{id}/preview" {
+			before := auditCount(t, f.srv, "", "")
+			if r := f.call(t, f.adminToken, "POST", "/admin/policies/policy_default/preview", map[string]any{"allow_self_service_mfa_removal": true}); r.Status != 200 || auditCount(t, f.srv, "", "") != before {
+				t.Errorf("preview must answer and change nothing: %d", r.Status)
+			}
+			continue
+		}
 		mk, ok := calls[key]
 		if !ok {
 			t.Errorf("mutating route %s has no audit check: add one", key)
@@ -687,5 +695,35 @@ func TestAdminNotifications(t *testing.T) {
 	items, _ := n.Body["notifications"].([]any)
 	if n.Status != 200 || len(items) != 1 || items[0].(map[string]any)["subject_id"] != dan.ID || items[0].(map[string]any)["type"] != "mfa.reset.requested" {
 		t.Fatalf("notifications: %d %v", n.Status, n.Body)
+	}
+}
+
+// TestPolicyPreviewMatchesEvaluate: the preview's numbers are what the
+// effective policies become once the change is saved.
+func TestPolicyPreviewMatchesEvaluate(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	var staff []user
+	for _, n := range []string{"p1", "p2", "p3", "p4"} {
+		staff = append(staff, f.srv.createUser(t, n, true))
+	}
+	_, eng := f.srv.policyGroup(t, "Engineering", false, staff...)
+	f.srv.policyGroup(t, "FinanceAdmins", false, staff[3])
+	pv := f.call(t, f.adminToken, "POST", "/admin/policies/"+eng.ID+"/preview", map[string]any{"allow_self_service_mfa_removal": true})
+	if pv.Status != 200 || pv.Body["users"] != float64(4) || pv.Body["removal_allowed"] != float64(3) ||
+		pv.Body["summary"] != "3 users would be allowed to remove their own 2SV; 1 stay admin-only through policy FinanceAdmins, through group FinanceAdmins." {
+		t.Fatalf("preview: %d %v", pv.Status, pv.Body)
+	}
+	if r := f.call(t, f.adminToken, "PUT", "/admin/policies/"+eng.ID, map[string]any{"version": 1, "allow_self_service_mfa_removal": true}); r.Status != 200 {
+		t.Fatalf("save: %d %v", r.Status, r.Body)
+	}
+	allowed := 0
+	for _, u := range staff {
+		eff := f.call(t, f.adminToken, "GET", "/admin/users/"+u.ID, nil).Body["effective_policy"].(map[string]any)
+		if eff["self_service_removal"] == true {
+			allowed++
+		}
+	}
+	if allowed != 3 {
+		t.Fatalf("after saving, %d users may remove their 2SV; the preview said 3", allowed)
 	}
 }
