@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -66,7 +67,17 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	p.oauth.WriteRevocationResponse(r.Context(), w, err)
 }
 
+// introspect is RFC 7662 for confidential clients. fosite would also let
+// any holder of a valid access token introspect other tokens (a bearer
+// Authorization header); that would let every user's app probe tokens, so
+// only HTTP Basic client authentication is accepted.
 func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
+		w.Header().Set("WWW-Authenticate", `Basic realm="introspection"`)
+		httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client",
+			"error_description": "Introspection requires client authentication with HTTP Basic."})
+		return
+	}
 	ir, err := p.oauth.NewIntrospectionRequest(r.Context(), r, newSession())
 	if err != nil {
 		p.oauth.WriteIntrospectionError(r.Context(), w, err)

@@ -248,13 +248,20 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 		if err := q.SetPassword(ctx, u.ID, hash, time.Now()); err != nil {
 			return err
 		}
-		// A new password ends every existing browser session.
-		return q.DeleteUserSessions(ctx, u.ID)
+		// A new password ends every session and token issued before it.
+		if err := q.DeleteUserSessions(ctx, u.ID); err != nil {
+			return err
+		}
+		if err := q.DeleteUserPortalSessions(ctx, u.ID); err != nil {
+			return err
+		}
+		_, err := q.DeactivateUserTokens(ctx, u.ID)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "password of %s changed; their sessions were ended\n", u.Username)
+	fmt.Fprintf(c.out, "password of %s changed; their sessions and tokens were revoked\n", u.Username)
 	return nil
 }
 

@@ -250,6 +250,15 @@ func TestAuthorizationCodeFlowEndToEnd(t *testing.T) {
 		if _, err := r.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok3)); err == nil {
 			t.Error("userinfo accepted a revoked token")
 		}
+		// A user's access token cannot be used to introspect other tokens.
+		authURL, res = r.authURL()
+		tok4, _ := r.exchange(r.callback(b.get(authURL), res))
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/oauth2/introspect", strings.NewReader(url.Values{"token": {tok3.AccessToken}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+tok4.AccessToken)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("introspection with a bearer token: %v %v", err, resp.Status)
+		}
 	})
 }
 

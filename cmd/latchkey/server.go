@@ -160,6 +160,9 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	}
 	r := chi.NewRouter()
 	r.Use(httpx.WithRequestID, httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, httpx.NewMetrics(bo.Registry)))
+	if secure {
+		r.Use(httpx.HSTS)
+	}
 	r.Get("/health/alive", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

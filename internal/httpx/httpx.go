@@ -112,6 +112,14 @@ func SecurityHeaders(next http.Handler) http.Handler {
 	})
 }
 
+// HSTS tells browsers to use HTTPS only, for a deployment served over it.
+func HSTS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // NoStore marks responses as not cacheable (auth pages, tokens).
 func NoStore(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
