@@ -82,16 +82,16 @@ func mapErr(err error) error {
 
 var placeholder = regexp.MustCompile(`\$(\d+)`)
 
-// rewritten caches the ?n form of each statement; the set of statements is
-// fixed by the code, so the cache is bounded.
-var rewritten sync.Map
+// statements caches the ?n form of each statement. The set of statements
+// is fixed by the code, so the cache stays small.
+type statements struct{ m sync.Map }
 
-func rewrite(q string) string {
-	if v, ok := rewritten.Load(q); ok {
+func (s *statements) rewrite(q string) string {
+	if v, ok := s.m.Load(q); ok {
 		return v.(string)
 	}
 	r := placeholder.ReplaceAllString(q, "?$1")
-	rewritten.Store(q, r)
+	s.m.Store(q, r)
 	return r
 }
 
@@ -156,10 +156,13 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-type conn struct{ q querier }
+type conn struct {
+	q  querier
+	st *statements
+}
 
 func (c conn) Exec(ctx context.Context, q string, a ...any) (int64, error) {
-	res, err := c.q.ExecContext(ctx, rewrite(q), args(a)...)
+	res, err := c.q.ExecContext(ctx, c.st.rewrite(q), args(a)...)
 	if err != nil {
 		return 0, mapErr(err)
 	}
@@ -167,11 +170,11 @@ func (c conn) Exec(ctx context.Context, q string, a ...any) (int64, error) {
 }
 
 func (c conn) QueryRow(ctx context.Context, q string, a ...any) sqlstore.Row {
-	return row{c.q.QueryRowContext(ctx, rewrite(q), args(a)...)}
+	return row{c.q.QueryRowContext(ctx, c.st.rewrite(q), args(a)...)}
 }
 
 func (c conn) Query(ctx context.Context, q string, a ...any) (sqlstore.Rows, error) {
-	r, err := c.q.QueryContext(ctx, rewrite(q), args(a)...)
+	r, err := c.q.QueryContext(ctx, c.st.rewrite(q), args(a)...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -189,16 +192,19 @@ func (r rows) Scan(d ...any) error { return mapErr(r.r.Scan(dests(d)...)) }
 func (r rows) Err() error          { return mapErr(r.r.Err()) }
 func (r rows) Close()              { _ = r.r.Close() }
 
-type db struct{ sdb *sql.DB }
+type db struct {
+	sdb *sql.DB
+	st  statements
+}
 
 func (d *db) Exec(ctx context.Context, q string, a ...any) (int64, error) {
-	return conn{d.sdb}.Exec(ctx, q, a...)
+	return conn{d.sdb, &d.st}.Exec(ctx, q, a...)
 }
 func (d *db) QueryRow(ctx context.Context, q string, a ...any) sqlstore.Row {
-	return conn{d.sdb}.QueryRow(ctx, q, a...)
+	return conn{d.sdb, &d.st}.QueryRow(ctx, q, a...)
 }
 func (d *db) Query(ctx context.Context, q string, a ...any) (sqlstore.Rows, error) {
-	return conn{d.sdb}.Query(ctx, q, a...)
+	return conn{d.sdb, &d.st}.Query(ctx, q, a...)
 }
 func (d *db) Ping(ctx context.Context) error { return d.sdb.PingContext(ctx) }
 func (d *db) Close()                         { _ = d.sdb.Close() }
@@ -208,7 +214,7 @@ func (d *db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return txConn{conn: conn{tx}, tx: tx}, nil
+	return txConn{conn: conn{tx, &d.st}, tx: tx}, nil
 }
 
 type txConn struct {
