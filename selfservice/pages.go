@@ -120,7 +120,7 @@ func (h *Handler) pageProblem(w http.ResponseWriter, r *http.Request, c caller, 
 			h.serverError(w, r, err)
 			return
 		}
-		h.startSignIn(w, r, action, PathSecurity+"?confirm="+action, eff.StepUpMaxAge)
+		h.rp.Start(w, r, action, PathSecurity+"?confirm="+action, eff.StepUpMaxAge)
 	case "unlink_expired", "admin_only", "reset_already_requested", "invalid_code", "setup_expired":
 		h.renderSecurity(w, r, c, p.Status, p.Message)
 	default:
@@ -254,7 +254,7 @@ func (h *Handler) replaceStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !c.fresh(ActionReplace, eff.StepUpMaxAge, h.o.Now()) {
-		h.startSignIn(w, r, ActionReplace, PathSecurity+"?confirm="+ActionReplace, eff.StepUpMaxAge)
+		h.rp.Start(w, r, ActionReplace, PathSecurity+"?confirm="+ActionReplace, eff.StepUpMaxAge)
 		return
 	}
 	if _, err := h.o.Authn.StartEnrollment(ctx, h.o.Store, c.UserID); err != nil {

@@ -18,12 +18,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-chi/chi/v5"
-	"golang.org/x/oauth2"
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/internal/rp"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
 	"github.com/latchkey/latchkey/store"
@@ -64,10 +63,9 @@ type Options struct {
 
 // Handler serves the portal.
 type Handler struct {
-	o        Options
-	oauth    *oauth2.Config
-	verifier *oidc.IDTokenVerifier
-	pages    *ui.Pages
+	o     Options
+	rp    *rp.RP
+	pages *ui.Pages
 }
 
 // Paths.
@@ -120,15 +118,11 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := oidc.ClientContext(context.Background(), o.HTTPClient)
-	keys := oidc.NewRemoteKeySet(ctx, o.Issuer+"/.well-known/jwks.json")
 	return &Handler{
 		o: o,
-		oauth: &oauth2.Config{ClientID: o.ClientID, RedirectURL: o.Issuer + PathCallback,
-			Endpoint: oauth2.Endpoint{AuthURL: o.Issuer + "/oauth2/auth", TokenURL: o.Issuer + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams},
-			Scopes:   []string{oidc.ScopeOpenID, "profile", "email"}},
-		verifier: oidc.NewVerifier(o.Issuer, keys, &oidc.Config{ClientID: o.ClientID, SupportedSigningAlgs: []string{"RS256", "ES256"}}),
-		pages:    &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
+		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: PathAccount, Callback: PathCallback, Cookie: sessionCookie,
+			HTTPClient: o.HTTPClient, Store: o.Store, Keyring: o.Keyring, Secure: o.Secure, Lifetime: o.SessionLifetime, Now: o.Now}),
+		pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
 	}, nil
 }
 
