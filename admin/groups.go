@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -183,20 +184,25 @@ func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if b.PolicyID == "" {
-		h.fail(w, r, invalid(map[string]string{"policy_id": "required"}))
+	if err := h.AssignPolicy(r.Context(), actorOf(r), chi.URLParam(r, "id"), b.PolicyID); err != nil {
+		h.fail(w, r, err)
 		return
 	}
-	a := actorOf(r)
-	ctx := r.Context()
-	groupID := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// AssignPolicy makes policyID the group's policy, with its audit event.
+func (h *Handler) AssignPolicy(ctx context.Context, a actor, groupID, policyID string) error {
+	if policyID == "" {
+		return invalid(map[string]string{"policy_id": "required"})
+	}
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		if _, err := q.GetGroup(ctx, groupID); errors.Is(err, store.ErrNotFound) {
 			return notFound("group")
 		} else if err != nil {
 			return err
 		}
-		p, err := q.GetPolicy(ctx, b.PolicyID)
+		p, err := q.GetPolicy(ctx, policyID)
 		if errors.Is(err, store.ErrNotFound) {
 			return invalid(map[string]string{"policy_id": "no such policy"})
 		} else if err != nil {
@@ -208,10 +214,7 @@ func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
 		e := a.event(audit.PolicyAssigned, "", map[string]any{"group_id": groupID})
 		e.PolicyID, e.PolicyVersion = p.ID, p.Version
 		return h.appendAudit(ctx, q, e)
-	}) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {

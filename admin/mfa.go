@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -29,8 +30,7 @@ func (h *Handler) getUserMFA(w http.ResponseWriter, r *http.Request) {
 
 // removeAs removes a user's 2SV as an admin, with the policy in force and
 // the reason recorded, in one transaction with the audit event.
-func (h *Handler) removeAs(r *http.Request, q store.Queries, a actor, userID string, typ audit.Type, details map[string]any) error {
-	ctx := r.Context()
+func (h *Handler) removeAs(ctx context.Context, q store.Queries, a actor, userID string, typ audit.Type, details map[string]any) error {
 	if _, err := q.GetUser(ctx, userID); err != nil {
 		return err
 	}
@@ -58,14 +58,18 @@ func (h *Handler) removeAs(r *http.Request, q store.Queries, a actor, userID str
 }
 
 func (h *Handler) removeUserMFA(w http.ResponseWriter, r *http.Request) {
-	a := actorOf(r)
-	id := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
-		return h.removeAs(r, q, a, id, audit.MFARemoved, map[string]any{})
-	}) {
+	if err := h.RemoveUserMFA(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
+		h.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// RemoveUserMFA removes a user's 2SV as an admin.
+func (h *Handler) RemoveUserMFA(ctx context.Context, a actor, userID string) error {
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
+		return h.removeAs(ctx, q, a, userID, audit.MFARemoved, map[string]any{})
+	})
 }
 
 // ResetRequest is the admin view of a reset request.
@@ -110,13 +114,18 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"reset_requests": out})
 }
 
-// decide closes an open request; approving removes the user's 2SV in the
-// same transaction.
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
-	a := actorOf(r)
-	ctx := r.Context()
-	id := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
+	if err := h.DecideReset(r.Context(), actorOf(r), chi.URLParam(r, "id"), approve); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// DecideReset closes an open request; approving removes the user's 2SV in
+// the same transaction.
+func (h *Handler) DecideReset(ctx context.Context, a actor, id string, approve bool) error {
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		rr, err := q.GetResetRequest(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return notFound("reset request")
@@ -133,13 +142,10 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 			return err
 		}
 		if approve {
-			return h.removeAs(r, q, a, rr.UserID, typ, map[string]any{"reset_request": rr.ID})
+			return h.removeAs(ctx, q, a, rr.UserID, typ, map[string]any{"reset_request": rr.ID})
 		}
 		return h.appendAudit(ctx, q, a.event(typ, rr.UserID, map[string]any{"reset_request": rr.ID}))
-	}) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (h *Handler) approveReset(w http.ResponseWriter, r *http.Request) { h.decide(w, r, true) }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -29,8 +30,8 @@ type Policy struct {
 	UpdatedAt               time.Time `json:"updated_at"`
 }
 
-func (h *Handler) viewPolicy(r *http.Request, q store.Queries, p store.Policy) (Policy, error) {
-	gs, err := q.PolicyGroups(r.Context(), p.ID)
+func (h *Handler) viewPolicy(ctx context.Context, q store.Queries, p store.Policy) (Policy, error) {
+	gs, err := q.PolicyGroups(ctx, p.ID)
 	v := Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowSelfServiceRemoval: p.AllowSelfServiceRemoval,
 		StepUpMaxAge: int(p.StepUpMaxAge.Seconds()), Reenroll: p.Reenroll, GracePeriod: int(p.GracePeriod.Seconds()), Version: p.Version,
 		IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt, Groups: []string{}}
@@ -97,7 +98,7 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Policy, 0, len(ps))
 	for _, p := range ps {
-		v, err := h.viewPolicy(r, h.o.Store, p)
+		v, err := h.viewPolicy(r.Context(), h.o.Store, p)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -113,37 +114,43 @@ func (h *Handler) createPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if b.Version != nil {
-		h.fail(w, r, invalid(map[string]string{"version": "set by the server"}))
+	v, err := h.CreatePolicy(r.Context(), actorOf(r), b)
+	if err != nil {
+		h.fail(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// CreatePolicy creates a policy from b over SPEC §4's defaults (removal
+// off), with its audit event.
+func (h *Handler) CreatePolicy(ctx context.Context, a actor, b policyBody) (Policy, error) {
+	if b.Version != nil {
+		return Policy{}, invalid(map[string]string{"version": "set by the server"})
 	}
 	p := policy.New(authn.NewID("policy"), "")
 	b.apply(&p)
 	p.UpdatedAt = h.o.Now().UTC()
 	if err := p.Validate(); err != nil {
-		h.fail(w, r, validationError(err))
-		return
+		return Policy{}, validationError(err)
 	}
-	a := actorOf(r)
 	var v Policy
-	if !h.inTx(w, r, func(q store.Queries) error {
-		if err := q.CreatePolicy(r.Context(), authn.PolicyToStore(p)); errors.Is(err, store.ErrAlreadyExists) {
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.CreatePolicy(ctx, authn.PolicyToStore(p)); errors.Is(err, store.ErrAlreadyExists) {
 			return conflict("name_taken", "A policy with that name exists.")
 		} else if err != nil {
 			return err
 		}
 		e := a.event(audit.PolicyCreated, "", map[string]any{"name": p.Name, "allow_self_service_mfa_removal": p.AllowSelfServiceRemoval})
 		e.PolicyID, e.PolicyVersion = p.ID, p.Version
-		if err := h.appendAudit(r.Context(), q, e); err != nil {
+		if err := h.appendAudit(ctx, q, e); err != nil {
 			return err
 		}
 		var err error
-		v, err = h.viewPolicy(r, q, authn.PolicyToStore(p))
+		v, err = h.viewPolicy(ctx, q, authn.PolicyToStore(p))
 		return err
-	}) {
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
+	})
+	return v, err
 }
 
 func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +159,7 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v, err := h.viewPolicy(r, h.o.Store, p)
+	v, err := h.viewPolicy(r.Context(), h.o.Store, p)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -160,23 +167,30 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// updatePolicy applies a change on top of the version the admin read; a
-// concurrent change makes it 409 instead of silently overwriting.
 func (h *Handler) updatePolicy(w http.ResponseWriter, r *http.Request) {
 	var b policyBody
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if b.Version == nil {
-		h.fail(w, r, invalid(map[string]string{"version": "required: the version you are changing"}))
+	v, err := h.UpdatePolicy(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
-	a := actorOf(r)
-	ctx := r.Context()
+	writeJSON(w, http.StatusOK, v)
+}
+
+// UpdatePolicy applies b on top of the version the admin read (b.Version);
+// a concurrent change makes it a version_conflict instead of silently
+// overwriting.
+func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policyBody) (Policy, error) {
+	if b.Version == nil {
+		return Policy{}, invalid(map[string]string{"version": "required: the version you are changing"})
+	}
 	var v Policy
-	if !h.inTx(w, r, func(q store.Queries) error {
-		cur, err := q.GetPolicy(ctx, chi.URLParam(r, "id"))
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
+		cur, err := q.GetPolicy(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -202,12 +216,10 @@ func (h *Handler) updatePolicy(w http.ResponseWriter, r *http.Request) {
 		if err := h.appendAudit(ctx, q, e); err != nil {
 			return err
 		}
-		v, err = h.viewPolicy(r, q, authn.PolicyToStore(p))
+		v, err = h.viewPolicy(ctx, q, authn.PolicyToStore(p))
 		return err
-	}) {
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	})
+	return v, err
 }
 
 func (h *Handler) deletePolicy(w http.ResponseWriter, r *http.Request) {

@@ -181,37 +181,41 @@ func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MF
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	q := h.o.Store
-	u, err := q.GetUser(ctx, chi.URLParam(r, "id"))
+	d, err := h.UserDetail(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// UserDetail is a user with groups, admin role, 2SV and effective policy.
+func (h *Handler) UserDetail(ctx context.Context, id string) (UserDetail, error) {
+	q := h.o.Store
+	u, err := q.GetUser(ctx, id)
+	if err != nil {
+		return UserDetail{}, err
+	}
 	d := UserDetail{User: viewUser(u), Groups: []string{}}
 	gs, err := q.UserGroups(ctx, u.ID)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return d, err
 	}
 	for _, g := range gs {
 		d.Groups = append(d.Groups, g.Name)
 	}
 	if d.IsAdmin, err = q.IsAdmin(ctx, u.ID); err != nil {
-		h.fail(w, r, err)
-		return
+		return d, err
 	}
 	if d.MFA, err = h.mfaOf(ctx, q, u.ID); err != nil {
-		h.fail(w, r, err)
-		return
+		return d, err
 	}
 	eff, err := authn.EffectivePolicy(ctx, q, u.ID)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		return d, err
 	}
 	d.Effective = viewEffective(eff)
-	writeJSON(w, http.StatusOK, d)
+	return d, nil
 }
 
 type updateUserBody struct {
