@@ -179,7 +179,10 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	r.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
 	r.Handle("/static/*", ui.Static())
 	prov.Mount(r)
-	if err := ensurePortalClient(ctx, st, cfg.Issuer); err != nil {
+	if err := ensureFirstPartyClient(ctx, st, portalClientID, "Latchkey account", cfg.Issuer+selfservice.PathCallback, cfg.Issuer+selfservice.PathAccount); err != nil {
+		return nil, err
+	}
+	if err := ensureFirstPartyClient(ctx, st, consoleClientID, "Latchkey admin console", cfg.Issuer+admin.ConsoleCallback, cfg.Issuer+admin.ConsolePath); err != nil {
 		return nil, err
 	}
 	portal, err := selfservice.New(selfservice.Options{Issuer: cfg.Issuer, ClientID: portalClientID, Store: st, Authn: an,
@@ -188,7 +191,12 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	portal.Mount(r)
-	admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Logger: log, Now: bo.Now}).Mount(r)
+	adm := admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Logger: log, Now: bo.Now})
+	adm.Mount(r)
+	if err := adm.MountConsole(r, admin.ConsoleOptions{Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
+		Keyring: ring, Secure: secure}); err != nil {
+		return nil, err
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
 	})
@@ -198,26 +206,29 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, provider: prov, router: r, log: log}, nil
 }
 
-// portalClientID is the account portal's own first-party client.
-const portalClientID = "latchkey-account"
+// The account portal's and the admin console's own first-party clients.
+const (
+	portalClientID  = "latchkey-account"
+	consoleClientID = "latchkey-console"
+)
 
-// ensurePortalClient registers the account portal as a public, first-party
-// client of this issuer (PKCE, no secret), or corrects its redirect URIs
-// when the issuer changed.
-func ensurePortalClient(ctx context.Context, st store.Store, issuer string) error {
-	want := store.Client{ID: portalClientID, Name: "Latchkey account", Public: true, FirstParty: true,
-		RedirectURIs: []string{issuer + selfservice.PathCallback}, PostLogoutRedirectURIs: []string{issuer + selfservice.PathAccount},
+// ensureFirstPartyClient registers one of Latchkey's own applications as a
+// public, first-party client of this issuer (PKCE, no secret), or corrects
+// its redirect URIs when the issuer changed.
+func ensureFirstPartyClient(ctx context.Context, st store.Store, id, name, redirect, postLogout string) error {
+	want := store.Client{ID: id, Name: name, Public: true, FirstParty: true,
+		RedirectURIs: []string{redirect}, PostLogoutRedirectURIs: []string{postLogout},
 		GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile", "email"}, CreatedAt: time.Now().UTC()}
 	return st.InTx(ctx, func(q store.Queries) error {
-		if err := q.Lock(ctx, "portal-client"); err != nil {
+		if err := q.Lock(ctx, "first-party-client"); err != nil {
 			return err
 		}
-		got, err := q.GetClient(ctx, portalClientID)
+		got, err := q.GetClient(ctx, id)
 		if err == nil && slices.Equal(got.RedirectURIs, want.RedirectURIs) && slices.Equal(got.PostLogoutRedirectURIs, want.PostLogoutRedirectURIs) {
 			return nil
 		}
 		if err == nil {
-			if err := q.DeleteClient(ctx, portalClientID); err != nil {
+			if err := q.DeleteClient(ctx, id); err != nil {
 				return err
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {

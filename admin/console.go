@@ -1,0 +1,547 @@
+package admin
+
+import (
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/internal/rp"
+	"github.com/latchkey/latchkey/internal/seal"
+	"github.com/latchkey/latchkey/internal/ui"
+	"github.com/latchkey/latchkey/store"
+)
+
+// The admin console: server-rendered pages for people, built on the same
+// service methods as the JSON API. It signs admins in as a first-party
+// OIDC client of the provider (internal/rp), admits only admins, and asks
+// for a step-up no older than consoleStepUp before changing a policy or
+// removing someone's 2SV.
+
+// ConsoleOptions enables the console.
+type ConsoleOptions struct {
+	Issuer     string
+	ClientID   string
+	HTTPClient *http.Client
+	CSRF       *httpx.CSRF
+	Keyring    *seal.Keyring
+	Secure     bool
+}
+
+// Console paths.
+const (
+	ConsolePath     = "/console"
+	ConsoleCallback = "/console/callback"
+	consoleCookie   = "latchkey_console"
+	consoleStepUp   = 5 * time.Minute
+	stepUpAction    = "admin"
+)
+
+//go:embed templates/*.html
+var consoleTemplates embed.FS
+
+type console struct {
+	h     *Handler
+	o     ConsoleOptions
+	rp    *rp.RP
+	pages *ui.Pages
+}
+
+// MountConsole adds the console's pages.
+func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
+	tmpl, err := template.New("").Funcs(template.FuncMap{"join": strings.Join}).ParseFS(consoleTemplates, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	c := &console{h: h, o: o, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: h.o.Logger},
+		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: ConsolePath, Callback: ConsoleCallback, Cookie: consoleCookie,
+			HTTPClient: o.HTTPClient, Store: h.o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: h.o.Now})}
+	r.Group(func(r chi.Router) {
+		r.Use(httpx.NoStore)
+		r.Get(ConsolePath, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, ConsolePath+"/policies", http.StatusSeeOther)
+		})
+		r.Get(ConsolePath+"/login", func(w http.ResponseWriter, r *http.Request) { c.rp.Start(w, r, "", r.URL.Query().Get("return"), 0) })
+		r.Get(ConsoleCallback, c.callback)
+		r.Post(ConsolePath+"/logout", c.logout)
+		r.Get(ConsolePath+"/policies", c.policies)
+		r.Post(ConsolePath+"/policies", c.createPolicy)
+		r.Get(ConsolePath+"/policies/{id}", c.policy)
+		r.Post(ConsolePath+"/policies/{id}", c.savePolicy)
+		r.Post(ConsolePath+"/policies/{id}/assign", c.assign)
+		r.Get(ConsolePath+"/users", c.users)
+		r.Get(ConsolePath+"/users/{id}", c.user)
+		r.Post(ConsolePath+"/users/{id}/remove-mfa", c.removeMFA)
+		r.Get(ConsolePath+"/resets", c.resets)
+		r.Post(ConsolePath+"/resets/{id}/{decision}", c.decide)
+		r.Get(ConsolePath+"/audit", c.audit)
+		r.Get(ConsolePath+"/audit/export", c.export)
+	})
+	return nil
+}
+
+func (c *console) callback(w http.ResponseWriter, r *http.Request) {
+	res, fail := c.rp.Callback(w, r)
+	if fail != nil {
+		c.pages.Error(w, r, fail.Status, fail.Code, fail.Message)
+		return
+	}
+	http.Redirect(w, r, res.Return, http.StatusSeeOther)
+}
+
+func (c *console) logout(w http.ResponseWriter, r *http.Request) {
+	if !c.o.CSRF.Valid(r) {
+		c.pages.CSRFFailed(w, r)
+		return
+	}
+	http.Redirect(w, r, c.rp.End(w, r), http.StatusSeeOther)
+}
+
+// admin returns the signed-in admin, or answers: sign in, or 403 for
+// people who are not admins.
+func (c *console) admin(w http.ResponseWriter, r *http.Request) (actor, store.PortalSession, bool) {
+	s, ok := c.rp.Current(r)
+	if !ok {
+		ret := r.URL.Path
+		if r.Method != http.MethodGet {
+			ret = ConsolePath
+		}
+		http.Redirect(w, r, ConsolePath+"/login?return="+url.QueryEscape(ret), http.StatusSeeOther)
+		return actor{}, s, false
+	}
+	isAdmin, err := c.h.o.Store.IsAdmin(r.Context(), s.UserID)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return actor{}, s, false
+	}
+	if !isAdmin {
+		c.pages.Error(w, r, http.StatusForbidden, "not_admin", "Only admins may use the admin console.")
+		return actor{}, s, false
+	}
+	return actor{Token: Token{UserID: s.UserID, ClientID: c.o.ClientID},
+		req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}, s, true
+}
+
+// post checks a form's CSRF token, then the admin.
+func (c *console) post(w http.ResponseWriter, r *http.Request) (actor, store.PortalSession, bool) {
+	if !c.o.CSRF.Valid(r) {
+		c.pages.CSRFFailed(w, r)
+		return actor{}, store.PortalSession{}, false
+	}
+	return c.admin(w, r)
+}
+
+// fresh sends the admin through a step-up unless they made one for the
+// console within consoleStepUp; ret is where to come back to.
+func (c *console) fresh(w http.ResponseWriter, r *http.Request, s store.PortalSession, ret string) bool {
+	if s.StepUp == stepUpAction && c.h.o.Now().Sub(s.AuthTime) <= consoleStepUp && rp.HasSecondFactor(s.AMR) {
+		return true
+	}
+	c.rp.Start(w, r, stepUpAction, ret, consoleStepUp)
+	return false
+}
+
+// failPage shows a service error on a page: validation and conflicts as
+// the message, unknown errors as a server error.
+func (c *console) failPage(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpx.Error
+	switch {
+	case errors.As(err, &he):
+		c.pages.Error(w, r, he.Status, he.Code, he.Message)
+	case errors.Is(err, store.ErrNotFound):
+		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such item.")
+	default:
+		c.pages.ServerError(w, r, err)
+	}
+}
+
+// policyForm is the policy form's values and field errors.
+type policyForm struct {
+	Name, Description         string
+	RequireMFA, AllowRemoval  bool
+	StepUpMaxAge, GracePeriod int
+	Errors                    map[string]string
+}
+
+func formOf(p Policy) policyForm {
+	return policyForm{Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowRemoval: p.AllowSelfServiceRemoval,
+		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod}
+}
+
+// readPolicyForm turns the form into an API body; numbers that do not
+// parse are field errors.
+func readPolicyForm(r *http.Request) (policyBody, policyForm) {
+	f := policyForm{Name: strings.TrimSpace(r.PostFormValue("name")), Description: r.PostFormValue("description"),
+		RequireMFA: r.PostFormValue("require_mfa") == "on", AllowRemoval: r.PostFormValue("allow_self_service_mfa_removal") == "on", Errors: map[string]string{}}
+	num := func(field string, dst *int) {
+		v, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue(field)))
+		if err != nil {
+			f.Errors[field] = "must be a whole number of seconds"
+			return
+		}
+		*dst = v
+	}
+	num("step_up_max_age", &f.StepUpMaxAge)
+	num("grace_period", &f.GracePeriod)
+	reenroll := "immediate"
+	if f.GracePeriod > 0 {
+		reenroll = "grace"
+	}
+	b := policyBody{Name: &f.Name, Description: &f.Description, RequireMFA: &f.RequireMFA, AllowSelfServiceRemoval: &f.AllowRemoval,
+		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod}
+	return b, f
+}
+
+// fieldErrors returns a validation error's fields.
+func fieldErrors(err error) (map[string]string, bool) {
+	var he *httpx.Error
+	if errors.As(err, &he) && he.Fields != nil {
+		return he.Fields, true
+	}
+	return nil, false
+}
+
+func (c *console) policyList(r *http.Request) ([]Policy, error) {
+	ps, err := c.h.o.Store.ListPolicies(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Policy, 0, len(ps))
+	for _, p := range ps {
+		v, err := c.h.viewPolicy(r.Context(), c.h.o.Store, p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (c *console) renderPolicies(w http.ResponseWriter, r *http.Request, status int, form policyForm, errMsg string) {
+	ps, err := c.policyList(r)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	c.pages.Render(w, r, status, "policies.html", map[string]any{"Policies": ps, "Form": form, "Error": errMsg, "Notice": r.URL.Query().Get("notice")})
+}
+
+func (c *console) policies(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	c.renderPolicies(w, r, http.StatusOK, policyForm{RequireMFA: true, StepUpMaxAge: 300}, "")
+}
+
+func (c *console) createPolicy(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	b, form := readPolicyForm(r)
+	if len(form.Errors) > 0 {
+		c.renderPolicies(w, r, http.StatusUnprocessableEntity, form, "Fix the highlighted fields.")
+		return
+	}
+	p, err := c.h.CreatePolicy(r.Context(), a, b)
+	if fields, isField := fieldErrors(err); isField {
+		form.Errors = fields
+		c.renderPolicies(w, r, http.StatusUnprocessableEntity, form, "Fix the highlighted fields.")
+		return
+	}
+	if err != nil {
+		var he *httpx.Error
+		if errors.As(err, &he) && he.Status == http.StatusConflict {
+			c.renderPolicies(w, r, http.StatusConflict, form, he.Message)
+			return
+		}
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/policies/"+p.ID+"?notice=created", http.StatusSeeOther)
+}
+
+func (c *console) renderPolicy(w http.ResponseWriter, r *http.Request, status int, id string, form *policyForm, preview, errMsg string) {
+	ctx := r.Context()
+	sp, err := c.h.o.Store.GetPolicy(ctx, id)
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	p, err := c.h.viewPolicy(ctx, c.h.o.Store, sp)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	gs, err := c.h.o.Store.ListGroups(ctx)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	f := formOf(p)
+	if form != nil {
+		f = *form
+	}
+	notice := map[string]string{"created": "Policy created.", "saved": "Policy saved.", "assigned": "Policy assigned."}[r.URL.Query().Get("notice")]
+	c.pages.Render(w, r, status, "policy.html", map[string]any{"Policy": p, "Form": f, "Groups": gs, "Preview": preview, "Error": errMsg, "Notice": notice})
+}
+
+func (c *console) policy(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	c.renderPolicy(w, r, http.StatusOK, chi.URLParam(r, "id"), nil, "", "")
+}
+
+// savePolicy previews (nothing saved) or saves, after a step-up.
+func (c *console) savePolicy(w http.ResponseWriter, r *http.Request) {
+	a, s, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	b, form := readPolicyForm(r)
+	if len(form.Errors) > 0 {
+		c.renderPolicy(w, r, http.StatusUnprocessableEntity, id, &form, "", "Fix the highlighted fields.")
+		return
+	}
+	if r.PostFormValue("action") == "preview" {
+		pv, err := c.h.PreviewPolicy(r.Context(), id, b)
+		if fields, isField := fieldErrors(err); isField {
+			form.Errors = fields
+			c.renderPolicy(w, r, http.StatusUnprocessableEntity, id, &form, "", "Fix the highlighted fields.")
+			return
+		}
+		if err != nil {
+			c.failPage(w, r, err)
+			return
+		}
+		c.renderPolicy(w, r, http.StatusOK, id, &form, pv.Summary, "")
+		return
+	}
+	if !c.fresh(w, r, s, ConsolePath+"/policies/"+id) {
+		return
+	}
+	v, err := strconv.Atoi(r.PostFormValue("version"))
+	if err != nil {
+		c.renderPolicy(w, r, http.StatusUnprocessableEntity, id, &form, "", "The form is missing the policy version; reload the page.")
+		return
+	}
+	b.Version = &v
+	_, err = c.h.UpdatePolicy(r.Context(), a, id, b)
+	if fields, isField := fieldErrors(err); isField {
+		form.Errors = fields
+		c.renderPolicy(w, r, http.StatusUnprocessableEntity, id, &form, "", "Fix the highlighted fields.")
+		return
+	}
+	var he *httpx.Error
+	if errors.As(err, &he) && he.Status == http.StatusConflict {
+		c.renderPolicy(w, r, http.StatusConflict, id, &form, "", he.Message)
+		return
+	}
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/policies/"+id+"?notice=saved", http.StatusSeeOther)
+}
+
+func (c *console) assign(w http.ResponseWriter, r *http.Request) {
+	a, s, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if !c.fresh(w, r, s, ConsolePath+"/policies/"+id) {
+		return
+	}
+	if err := c.h.AssignPolicy(r.Context(), a, r.PostFormValue("group_id"), id); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/policies/"+id+"?notice=assigned", http.StatusSeeOther)
+}
+
+func (c *console) users(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	q := r.URL.Query()
+	us, err := c.h.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), 51)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	next := ""
+	if len(us) == 51 {
+		us, next = us[:50], us[49].Username
+	}
+	views := make([]User, len(us))
+	for i, u := range us {
+		views[i] = viewUser(u)
+	}
+	c.pages.Render(w, r, http.StatusOK, "users.html", map[string]any{"Users": views, "Query": q.Get("q"), "Next": next})
+}
+
+func (c *console) renderUser(w http.ResponseWriter, r *http.Request, page, notice string) {
+	ctx := r.Context()
+	d, err := c.h.UserDetail(ctx, chi.URLParam(r, "id"))
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	evs, err := c.h.o.Store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: d.ID, Limit: 1000})
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	if len(evs) > 20 {
+		evs = evs[len(evs)-20:]
+	}
+	c.pages.Render(w, r, http.StatusOK, page, map[string]any{"User": d, "Events": evs, "Notice": notice})
+}
+
+func (c *console) user(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	c.renderUser(w, r, "user.html", map[string]string{"removed": "Two-step verification removed."}[r.URL.Query().Get("notice")])
+}
+
+// removeMFA asks for confirmation, then a step-up, then removes.
+func (c *console) removeMFA(w http.ResponseWriter, r *http.Request) {
+	a, s, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if r.PostFormValue("confirm") != "yes" {
+		c.renderUser(w, r, "confirm_remove.html", "")
+		return
+	}
+	if !c.fresh(w, r, s, ConsolePath+"/users/"+id) {
+		return
+	}
+	if err := c.h.RemoveUserMFA(r.Context(), a, id); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/users/"+id+"?notice=removed", http.StatusSeeOther)
+}
+
+func (c *console) resets(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	rs, err := c.h.o.Store.ListResetRequests(r.Context(), store.ResetOpen)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	out := make([]ResetRequest, 0, len(rs))
+	for _, rr := range rs {
+		u, err := c.h.o.Store.GetUser(r.Context(), rr.UserID)
+		if err != nil {
+			c.pages.ServerError(w, r, err)
+			return
+		}
+		out = append(out, ResetRequest{ID: rr.ID, User: viewUser(u), Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
+	}
+	notice := map[string]string{"approve": "Approved: the user's 2SV was removed.", "deny": "Denied."}[r.URL.Query().Get("notice")]
+	c.pages.Render(w, r, http.StatusOK, "resets.html", map[string]any{"Requests": out, "Notice": notice})
+}
+
+func (c *console) decide(w http.ResponseWriter, r *http.Request) {
+	a, s, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	decision := chi.URLParam(r, "decision")
+	if decision != "approve" && decision != "deny" {
+		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such action.")
+		return
+	}
+	// Approving removes 2SV, so it needs the step-up; denying does not.
+	if decision == "approve" && !c.fresh(w, r, s, ConsolePath+"/resets") {
+		return
+	}
+	if err := c.h.DecideReset(r.Context(), a, chi.URLParam(r, "id"), decision == "approve"); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/resets?notice="+decision, http.StatusSeeOther)
+}
+
+type verifyView struct {
+	OK       bool
+	Checked  int
+	BrokenID int64
+	Reason   string
+}
+
+func (c *console) audit(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	f, err := auditFilter(r)
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	f.Limit = 1000
+	evs, err := c.h.o.Store.ListAuditEvents(r.Context(), f)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	// Newest first on screen.
+	for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+		evs[i], evs[j] = evs[j], evs[i]
+	}
+	if len(evs) > 100 {
+		evs = evs[:100]
+	}
+	n, broken, err := audit.Verify(r.Context(), c.h.o.Store)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	v := verifyView{OK: broken == nil, Checked: n}
+	if broken != nil {
+		v.BrokenID, v.Reason = broken.EventID, broken.Reason
+	}
+	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v})
+}
+
+// export streams the whole log as JSON Lines, as GET /admin/audit/export.
+func (c *console) export(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Content-Disposition", `attachment; filename="latchkey-audit.jsonl"`)
+	enc := json.NewEncoder(w)
+	f := store.AuditFilter{Limit: 1000}
+	for {
+		evs, err := c.h.o.Store.ListAuditEvents(r.Context(), f)
+		if err != nil {
+			return
+		}
+		for _, e := range evs {
+			_ = enc.Encode(viewEvent(e))
+		}
+		if len(evs) < f.Limit {
+			return
+		}
+		f.AfterID = evs[len(evs)-1].ID
+	}
+}
