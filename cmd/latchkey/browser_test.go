@@ -232,12 +232,13 @@ func (b *browser) submit(p page, values map[string]string) page {
 // first form).
 func (b *browser) submitForm(p page, action string, values map[string]string) page {
 	b.t.Helper()
-	action, fields, err := parseFormAction(p.Body, action)
+	action, fields, buttons, err := parseFormFull(p.Body, action)
 	if err != nil {
 		b.t.Fatalf("no form on %s (status %d): %v\n%s", p.URL, p.Status, err, p.Body)
 	}
 	for k, v := range values {
-		if _, ok := fields[k]; !ok {
+		// A browser sends a button's name and value when it is clicked.
+		if _, ok := fields[k]; !ok && !buttons[k] {
 			b.t.Fatalf("form on %s has no field %q (has %v)", p.URL, k, fields)
 		}
 		fields.Set(k, v)
@@ -249,9 +250,15 @@ func (b *browser) submitForm(p page, action string, values map[string]string) pa
 func parseForm(body string) (string, url.Values, error) { return parseFormAction(body, "") }
 
 func parseFormAction(body, want string) (string, url.Values, error) {
+	action, fields, _, err := parseFormFull(body, want)
+	return action, fields, err
+}
+
+// parseFormFull also returns the names of the form's buttons.
+func parseFormFull(body, want string) (string, url.Values, map[string]bool, error) {
 	doc, err := html.Parse(strings.NewReader(body))
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	var form *html.Node
 	var find func(*html.Node)
@@ -270,7 +277,7 @@ func parseFormAction(body, want string) (string, url.Values, error) {
 	}
 	find(doc)
 	if form == nil {
-		return "", nil, errors.New("no form")
+		return "", nil, nil, errors.New("no form")
 	}
 	attr := func(n *html.Node, k string) (string, bool) {
 		for _, a := range n.Attr {
@@ -281,12 +288,37 @@ func parseFormAction(body, want string) (string, url.Values, error) {
 		return "", false
 	}
 	fields := url.Values{}
+	buttons := map[string]bool{}
 	var walk func(*html.Node)
 	walk = func(n *html.Node) {
 		if n.Type == html.ElementNode && n.Data == "input" {
 			if name, ok := attr(n, "name"); ok {
+				typ, _ := attr(n, "type")
 				v, _ := attr(n, "value")
-				fields.Set(name, v)
+				_, checked := attr(n, "checked")
+				// Unchecked boxes are not sent; a test may still tick one.
+				if typ == "checkbox" && !checked {
+					buttons[name] = true
+				} else {
+					fields.Set(name, v)
+				}
+			}
+		}
+		if n.Type == html.ElementNode && n.Data == "select" {
+			if name, ok := attr(n, "name"); ok {
+				fields.Set(name, "")
+				for o := n.FirstChild; o != nil; o = o.NextSibling {
+					if o.Type == html.ElementNode && o.Data == "option" {
+						v, _ := attr(o, "value")
+						fields.Set(name, v) // the first option is selected by default
+						break
+					}
+				}
+			}
+		}
+		if n.Type == html.ElementNode && n.Data == "button" {
+			if name, ok := attr(n, "name"); ok {
+				buttons[name] = true
 			}
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {
@@ -295,7 +327,7 @@ func parseFormAction(body, want string) (string, url.Values, error) {
 	}
 	walk(form)
 	action, _ := attr(form, "action")
-	return action, fields, nil
+	return action, fields, buttons, nil
 }
 
 // bannerText returns the text of the page's alert banner.

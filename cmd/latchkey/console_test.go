@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/store"
+)
+
+// consoleLogin signs in to the admin console through the provider.
+func consoleLogin(t *testing.T, b *browser, srv *testServer, u user) page {
+	t.Helper()
+	p := b.get(srv.URL + "/console")
+	if !strings.HasSuffix(p.URL.Path, "/login") {
+		t.Fatalf("want the provider's login page, got %s", p.URL)
+	}
+	return finishConsoleLogin(t, b, srv, p, u)
+}
+
+func finishConsoleLogin(t *testing.T, b *browser, srv *testServer, p page, u user) page {
+	t.Helper()
+	p = b.submit(p, map[string]string{"username": u.Username, "password": u.Password})
+	srv.nextTOTPStep()
+	return b.submit(p, map[string]string{"code": mustCode(u.Secret, srv)})
+}
+
+func TestConsoleAdminsOnly(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	bob := srv.createUser(t, "bob", true)
+	b := newBrowser(t, srv.URL)
+	p := consoleLogin(t, b, srv, bob)
+	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "Only admins") {
+		t.Fatalf("non-admin: %d %s", p.Status, p.URL)
+	}
+	if p := newBrowser(t, srv.URL).get(srv.URL + "/console/users"); !strings.HasSuffix(p.URL.Path, "/login") {
+		t.Fatalf("no session: %s", p.URL)
+	}
+}
+
+// TestConsolePolicies: bad input re-renders with the error and changes
+// nothing; preview saves nothing; saving and assigning need a fresh step-up.
+func TestConsolePolicies(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		ctx := context.Background()
+		srv := startServer(t, st)
+		ada := srv.createUser(t, "ada", true)
+		if err := st.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		staff := srv.createUser(t, "sue", true)
+		g, _ := srv.policyGroup(t, "Staff", false, staff)
+		b := newBrowser(t, srv.URL)
+		p := consoleLogin(t, b, srv, ada)
+		if !strings.Contains(p.Body, "Authentication policies") {
+			t.Fatalf("policies page: %d %s", p.Status, p.URL)
+		}
+		before, _ := st.ListPolicies(ctx)
+		bad := b.submitForm(p, "/console/policies", map[string]string{"name": "", "step_up_max_age": "5", "grace_period": "0"})
+		if bad.Status != http.StatusUnprocessableEntity || !strings.Contains(bad.Body, "Fix the highlighted fields") {
+			t.Fatalf("bad input: %d", bad.Status)
+		}
+		if after, _ := st.ListPolicies(ctx); len(after) != len(before) {
+			t.Fatal("bad input created a policy")
+		}
+		p = b.submitForm(bad, "/console/policies", map[string]string{"name": "Low risk", "step_up_max_age": "300", "grace_period": "0",
+			"allow_self_service_mfa_removal": "on", "require_mfa": "on"})
+		if !strings.Contains(p.Body, "Policy created") || !strings.Contains(p.Body, "Policy: Low risk") {
+			t.Fatalf("create: %d %s", p.Status, p.URL)
+		}
+		pid := strings.TrimPrefix(p.URL.Path, "/console/policies/")
+		// Preview the Staff policy going permissive: nothing is saved.
+		sp := b.get(srv.URL + "/console/policies/policy_Staff")
+		pv := b.submitForm(sp, "/console/policies/policy_Staff", map[string]string{"allow_self_service_mfa_removal": "on", "action": "preview"})
+		if !strings.Contains(pv.Body, "1 user would be allowed to remove their own 2SV") {
+			t.Fatalf("preview: %d\n%s", pv.Status, between(pv.Body, "<main", "</form>"))
+		}
+		if cur, _ := st.GetPolicy(ctx, "policy_Staff"); cur.AllowSelfServiceRemoval || cur.Version != 1 {
+			t.Fatal("a preview changed the policy")
+		}
+		// Saving needs a step-up: the browser is sent to sign in again.
+		save := b.submitForm(sp, "/console/policies/policy_Staff", map[string]string{"allow_self_service_mfa_removal": "on", "action": "save"})
+		if !strings.HasSuffix(save.URL.Path, "/login") {
+			t.Fatalf("save without step-up: %s", save.URL)
+		}
+		if cur, _ := st.GetPolicy(ctx, "policy_Staff"); cur.Version != 1 {
+			t.Fatal("saved without a step-up")
+		}
+		p = finishConsoleLogin(t, b, srv, save, ada)
+		p = b.submitForm(p, "/console/policies/policy_Staff", map[string]string{"allow_self_service_mfa_removal": "on", "action": "save"})
+		if !strings.Contains(p.Body, "Policy saved") {
+			t.Fatalf("save after step-up: %d %s", p.Status, p.URL)
+		}
+		if cur, _ := st.GetPolicy(ctx, "policy_Staff"); !cur.AllowSelfServiceRemoval || cur.Version != 2 {
+			t.Fatalf("saved policy: %+v", cur)
+		}
+		// Assign the new policy to Staff (the step-up is still fresh).
+		lp := b.get(srv.URL + "/console/policies/" + pid)
+		p = b.submitForm(lp, "/console/policies/"+pid+"/assign", map[string]string{"group_id": g.ID})
+		if !strings.Contains(p.Body, "Policy assigned") || !strings.Contains(p.Body, "Assigned to: Staff") {
+			t.Fatalf("assign: %d %s", p.Status, p.URL)
+		}
+		evs, _ := st.ListAuditEvents(ctx, store.AuditFilter{ActorID: ada.ID, TypePrefix: "policy."})
+		if len(evs) != 3 {
+			t.Fatalf("console changes audited with the admin as actor: %d", len(evs))
+		}
+		// CSRF: a forged post changes nothing.
+		if r := b.post(srv.URL+"/console/policies", url.Values{"name": {"Forged"}, "step_up_max_age": {"300"}, "grace_period": {"0"}}); r.Status != http.StatusForbidden {
+			t.Fatalf("forged post: %d", r.Status)
+		}
+	})
+}
+
+// TestConsoleRemoveMFA: a confirmation, then a step-up, then the removal,
+// audited with the admin as actor; the audit page shows it.
+func TestConsoleRemoveMFA(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	ctx := context.Background()
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tom := srv.createUser(t, "tom", true)
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, ada)
+	p := b.get(srv.URL + "/console/users?q=tom")
+	if !strings.Contains(p.Body, "/console/users/"+tom.ID) {
+		t.Fatalf("search: %s", p.Body)
+	}
+	p = b.get(srv.URL + "/console/users/" + tom.ID)
+	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", nil)
+	if !strings.Contains(p.Body, "Remove tom's two-step verification?") || !hasTOTP(t, srv, tom) {
+		t.Fatalf("want a confirmation first: %d", p.Status)
+	}
+	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", map[string]string{"confirm": "yes"})
+	if !strings.HasSuffix(p.URL.Path, "/login") || !hasTOTP(t, srv, tom) {
+		t.Fatalf("want a step-up before removal: %s", p.URL)
+	}
+	p = finishConsoleLogin(t, b, srv, p, ada)
+	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", nil)
+	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", map[string]string{"confirm": "yes"})
+	if !strings.Contains(p.Body, "Two-step verification removed") || hasTOTP(t, srv, tom) {
+		t.Fatalf("removal after step-up: %d %s", p.Status, p.URL)
+	}
+	a := b.get(srv.URL + "/console/audit?type=mfa.totp.removed")
+	if !strings.Contains(a.Body, "Hash chain intact") || !strings.Contains(a.Body, "admin "+ada.ID) || !strings.Contains(a.Body, tom.ID) {
+		t.Fatalf("audit page: %s", between(a.Body, "<main", "</table>"))
+	}
+}
