@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/store"
 )
 
 // screenshotDir is where the browser tests leave PNGs of the main pages
@@ -148,5 +149,95 @@ func TestBrowserUnlinkStory(t *testing.T) {
 	}
 	if len(strings.Fields(codes)) != authn.RecoveryCodeCount || !hasTOTP(t, srv, wendy) {
 		t.Fatalf("re-enrollment: codes %q", codes)
+	}
+}
+
+// TestBrowserConsoleStory walks issue 7's story in two real browsers: an
+// admin signs in to the console, creates "Low risk" with self-removal on
+// and assigns it to Staff (after a step-up); a Staff member then unlinks
+// their authenticator at the portal; the admin sees the removal in the
+// audit log.
+func TestBrowserConsoleStory(t *testing.T) {
+	adminCtx := chromium(t)
+	userCtx := chromium(t)
+	srv := startServer(t, testdb.SQLite(t))
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(context.Background(), ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sam := srv.createUser(t, "sam", true)
+	if err := srv.app.store.CreateGroup(context.Background(), store.Group{ID: "group_staff", Name: "Staff", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.app.store.AddMember(context.Background(), "group_staff", sam.ID); err != nil {
+		t.Fatal(err)
+	}
+	signIn := func(u user) chromedp.Tasks {
+		return chromedp.Tasks{
+			chromedp.WaitVisible(`#username`, chromedp.ByID),
+			chromedp.SendKeys(`#username`, u.Username, chromedp.ByID),
+			chromedp.SendKeys(`#password`, u.Password, chromedp.ByID),
+			chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`#code`, chromedp.ByID),
+			chromedp.ActionFunc(func(ctx context.Context) error {
+				srv.nextTOTPStep()
+				return chromedp.SendKeys(`#code`, mustCode(u.Secret, srv), chromedp.ByID).Do(ctx)
+			}),
+			chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
+		}
+	}
+	var assigned string
+	err := chromedp.Run(adminCtx,
+		chromedp.Navigate(srv.URL+"/console"),
+		signIn(ada),
+		chromedp.WaitVisible(`//h1[text()="Authentication policies"]`),
+		chromedp.SendKeys(`#name`, "Low risk", chromedp.ByID),
+		chromedp.Click(`input[name=allow_self_service_mfa_removal]`, chromedp.ByQuery),
+		shot(t, "10-console-new-policy"),
+		chromedp.Click(`//button[text()="Create policy"]`),
+		chromedp.WaitVisible(`//h1[text()="Policy: Low risk"]`),
+		chromedp.Click(`//button[text()="Assign"]`),
+		signIn(ada), // the step-up
+		chromedp.WaitVisible(`//h1[text()="Policy: Low risk"]`),
+		chromedp.Click(`//button[text()="Assign"]`),
+		chromedp.WaitVisible(`//p[contains(., "Assigned to: Staff")]`),
+		chromedp.Text(`main`, &assigned, chromedp.ByQuery),
+		shot(t, "11-console-policy-assigned"),
+	)
+	if err != nil {
+		t.Fatalf("admin browser: %v", err)
+	}
+	if !strings.Contains(assigned, "Policy assigned") {
+		t.Fatalf("policy page: %q", assigned)
+	}
+	err = chromedp.Run(userCtx,
+		chromedp.Navigate(srv.URL+"/account/security"),
+		signIn(sam),
+		chromedp.WaitVisible(`//button[contains(., "Unlink authenticator app")]`),
+		chromedp.Click(`//button[contains(., "Unlink authenticator app")]`),
+		signIn(sam), // the step-up
+		chromedp.Click(`//button[contains(., "Continue: unlink authenticator app")]`),
+		chromedp.WaitVisible(`//button[text()="Yes"]`),
+		chromedp.Click(`//button[text()="Yes"]`),
+		chromedp.WaitVisible(`img.qr`, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("staff browser: %v", err)
+	}
+	var log string
+	err = chromedp.Run(adminCtx,
+		chromedp.Navigate(srv.URL+"/console/audit?type=mfa.totp.removed"),
+		chromedp.WaitVisible(`//h1[text()="Audit log"]`),
+		chromedp.Text(`main`, &log, chromedp.ByQuery),
+		shot(t, "12-console-audit"),
+		chromedp.Navigate(srv.URL+"/console/users/"+sam.ID),
+		chromedp.WaitVisible(`//h1[text()="sam"]`),
+		shot(t, "13-console-user"),
+	)
+	if err != nil {
+		t.Fatalf("admin audit: %v", err)
+	}
+	if !strings.Contains(log, "mfa.totp.removed") || !strings.Contains(log, sam.ID) || !strings.Contains(log, "Hash chain intact") {
+		t.Fatalf("the admin must see the removal: %q", log)
 	}
 }
