@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -52,30 +53,36 @@ func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	g, err := h.CreateGroup(r.Context(), actorOf(r), b.Name, b.Description)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, g)
+}
+
+// CreateGroup creates a group, with its audit event.
+func (h *Handler) CreateGroup(ctx context.Context, a actor, name, description string) (Group, error) {
 	fields := map[string]string{}
-	if b.Name = strings.TrimSpace(b.Name); b.Name == "" || len(b.Name) > 100 {
+	if name = strings.TrimSpace(name); name == "" || len(name) > 100 {
 		fields["name"] = "required, at most 100 characters"
 	}
-	if len(b.Description) > 1000 {
+	if len(description) > 1000 {
 		fields["description"] = "at most 1000 characters"
 	}
 	if len(fields) > 0 {
-		h.fail(w, r, invalid(fields))
-		return
+		return Group{}, invalid(fields)
 	}
-	a := actorOf(r)
-	g := store.Group{ID: authn.NewID("group"), Name: b.Name, Description: b.Description, CreatedAt: h.o.Now().UTC()}
-	if !h.inTx(w, r, func(q store.Queries) error {
-		if err := q.CreateGroup(r.Context(), g); errors.Is(err, store.ErrAlreadyExists) {
+	g := store.Group{ID: authn.NewID("group"), Name: name, Description: description, CreatedAt: h.o.Now().UTC()}
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.CreateGroup(ctx, g); errors.Is(err, store.ErrAlreadyExists) {
 			return conflict("name_taken", "A group with that name exists.")
 		} else if err != nil {
 			return err
 		}
-		return h.appendAudit(r.Context(), q, a.event(audit.GroupCreated, "", map[string]any{"group_id": g.ID, "name": g.Name}))
-	}) {
-		return
-	}
-	writeJSON(w, http.StatusCreated, Group{ID: g.ID, Name: g.Name, Description: g.Description, CreatedAt: g.CreatedAt})
+		return h.appendAudit(ctx, q, a.event(audit.GroupCreated, "", map[string]any{"group_id": g.ID, "name": g.Name}))
+	})
+	return Group{ID: g.ID, Name: g.Name, Description: g.Description, CreatedAt: g.CreatedAt}, err
 }
 
 func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
@@ -114,11 +121,33 @@ type userRef struct {
 }
 
 // membership runs one group/user change with its audit event.
-func (h *Handler) membership(w http.ResponseWriter, r *http.Request, userID string, typ audit.Type, change func(q store.Queries, groupID, userID string) error) {
-	a := actorOf(r)
-	ctx := r.Context()
-	groupID := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
+func (h *Handler) membership(w http.ResponseWriter, r *http.Request, userID string, typ audit.Type) {
+	if err := h.ChangeMembership(r.Context(), actorOf(r), chi.URLParam(r, "id"), userID, typ); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// membershipChange applies the change a membership event records.
+func membershipChange(ctx context.Context, q store.Queries, typ audit.Type, g, u string) error {
+	switch typ {
+	case audit.GroupMemberAdded:
+		return q.AddMember(ctx, g, u)
+	case audit.GroupMemberRemoved:
+		return q.RemoveMember(ctx, g, u)
+	case audit.GroupAdminAdded:
+		return q.AddGroupAdmin(ctx, g, u)
+	case audit.GroupAdminRemoved:
+		return q.RemoveGroupAdmin(ctx, g, u)
+	}
+	return fmt.Errorf("admin: no membership change %s", typ)
+}
+
+// ChangeMembership applies one member or admin-contact change (typ names
+// it) with its audit event.
+func (h *Handler) ChangeMembership(ctx context.Context, a actor, groupID, userID string, typ audit.Type) error {
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		if _, err := q.GetGroup(ctx, groupID); errors.Is(err, store.ErrNotFound) {
 			return notFound("group")
 		} else if err != nil {
@@ -129,7 +158,7 @@ func (h *Handler) membership(w http.ResponseWriter, r *http.Request, userID stri
 		} else if err != nil {
 			return err
 		}
-		if err := change(q, groupID, userID); errors.Is(err, store.ErrAlreadyExists) {
+		if err := membershipChange(ctx, q, typ, groupID, userID); errors.Is(err, store.ErrAlreadyExists) {
 			return conflict("already_member", "The user is already in that role for this group.")
 		} else if errors.Is(err, store.ErrNotFound) {
 			return notFound("membership")
@@ -137,10 +166,7 @@ func (h *Handler) membership(w http.ResponseWriter, r *http.Request, userID stri
 			return err
 		}
 		return h.appendAudit(ctx, q, a.event(typ, userID, map[string]any{"group_id": groupID}))
-	}) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (h *Handler) readUserRef(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -158,22 +184,22 @@ func (h *Handler) readUserRef(w http.ResponseWriter, r *http.Request) (string, b
 
 func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 	if id, ok := h.readUserRef(w, r); ok {
-		h.membership(w, r, id, audit.GroupMemberAdded, func(q store.Queries, g, u string) error { return q.AddMember(r.Context(), g, u) })
+		h.membership(w, r, id, audit.GroupMemberAdded)
 	}
 }
 
 func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
-	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupMemberRemoved, func(q store.Queries, g, u string) error { return q.RemoveMember(r.Context(), g, u) })
+	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupMemberRemoved)
 }
 
 func (h *Handler) addGroupAdmin(w http.ResponseWriter, r *http.Request) {
 	if id, ok := h.readUserRef(w, r); ok {
-		h.membership(w, r, id, audit.GroupAdminAdded, func(q store.Queries, g, u string) error { return q.AddGroupAdmin(r.Context(), g, u) })
+		h.membership(w, r, id, audit.GroupAdminAdded)
 	}
 }
 
 func (h *Handler) removeGroupAdmin(w http.ResponseWriter, r *http.Request) {
-	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupAdminRemoved, func(q store.Queries, g, u string) error { return q.RemoveGroupAdmin(r.Context(), g, u) })
+	h.membership(w, r, chi.URLParam(r, "userID"), audit.GroupAdminRemoved)
 }
 
 func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
@@ -218,10 +244,16 @@ func (h *Handler) AssignPolicy(ctx context.Context, a actor, groupID, policyID s
 }
 
 func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {
-	a := actorOf(r)
-	ctx := r.Context()
-	groupID := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
+	if err := h.UnassignPolicy(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// UnassignPolicy removes the group's policy, with its audit event.
+func (h *Handler) UnassignPolicy(ctx context.Context, a actor, groupID string) error {
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		pid, err := q.GroupPolicyID(ctx, groupID)
 		if err != nil {
 			return err
@@ -235,8 +267,5 @@ func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {
 		e := a.event(audit.PolicyUnassigned, "", map[string]any{"group_id": groupID})
 		e.PolicyID = pid
 		return h.appendAudit(ctx, q, e)
-	}) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	})
 }
