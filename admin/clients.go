@@ -226,13 +226,18 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 // rotateKey rotates signing keys, with the audit event in the key
 // manager's transaction.
 func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
-	a := actorOf(r)
-	kid, err := h.o.Keys.RotateKey(r.Context(), func(ctx context.Context, q store.Queries, kid string) error {
-		return h.appendAudit(ctx, q, a.event(audit.KeyRotated, "", map[string]any{"kid": kid}))
-	})
+	kid, err := h.RotateKey(r.Context(), actorOf(r))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"kid": kid})
+}
+
+// RotateKey rotates signing keys, with the audit event in the rotation's
+// transaction.
+func (h *Handler) RotateKey(ctx context.Context, a actor) (string, error) {
+	return h.o.Keys.RotateKey(ctx, func(ctx context.Context, q store.Queries, kid string) error {
+		return h.appendAudit(ctx, q, a.event(audit.KeyRotated, "", map[string]any{"kid": kid}))
+	})
 }

@@ -85,6 +85,7 @@ func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
 		r.Post(ConsolePath+"/resets/{id}/{decision}", c.decide)
 		r.Get(ConsolePath+"/audit", c.audit)
 		r.Get(ConsolePath+"/audit/export", c.export)
+		c.mountGroups(r)
 	})
 	return nil
 }
@@ -149,6 +150,8 @@ func (c *console) fresh(w http.ResponseWriter, r *http.Request, s store.PortalSe
 	c.rp.Start(w, r, stepUpAction, ret, consoleStepUp)
 	return false
 }
+
+type httpErr = httpx.Error
 
 // failPage shows a service error on a page: validation and conflicts as
 // the message, unknown errors as a server error.

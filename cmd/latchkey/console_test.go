@@ -151,3 +151,64 @@ func TestConsoleRemoveMFA(t *testing.T) {
 		t.Fatalf("audit page: %s", between(a.Body, "<main", "</table>"))
 	}
 }
+
+// TestConsoleGroupsAndKeys: groups, members and admin contacts; the
+// policy of a group and key rotation need a step-up.
+func TestConsoleGroupsAndKeys(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	ctx := context.Background()
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	vic := srv.createUser(t, "vic", true)
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, ada)
+	p := b.get(srv.URL + "/console/groups")
+	if bad := b.submitForm(p, "/console/groups", map[string]string{"name": " "}); bad.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("empty group name: %d", bad.Status)
+	}
+	p = b.submitForm(p, "/console/groups", map[string]string{"name": "Ops"})
+	if !strings.Contains(p.Body, "Group: Ops") {
+		t.Fatalf("create group: %d %s", p.Status, p.URL)
+	}
+	gid := strings.TrimPrefix(p.URL.Path, "/console/groups/")
+	p = b.submitForm(p, "/console/groups/"+gid+"/members", map[string]string{"username": "vic"})
+	p = b.submitForm(p, "/console/groups/"+gid+"/admins", map[string]string{"username": "ada"})
+	if bad := b.submitForm(p, "/console/groups/"+gid+"/members", map[string]string{"username": "nobody"}); bad.Status != http.StatusUnprocessableEntity || !strings.Contains(bad.Body, "No user with that username") {
+		t.Fatalf("unknown member: %d", bad.Status)
+	}
+	if gs, _ := srv.app.store.UserGroups(ctx, vic.ID); len(gs) != 1 {
+		t.Fatal("member not added")
+	}
+	if cs, _ := srv.app.store.UserAdminContacts(ctx, vic.ID); len(cs) != 1 || cs[0].ID != ada.ID {
+		t.Fatal("admin contact not added")
+	}
+	// Choosing the group's policy needs a step-up.
+	form := map[string]string{"policy_id": "policy_default"}
+	got := b.submitForm(p, "/console/groups/"+gid+"/policy", form)
+	if !strings.HasSuffix(got.URL.Path, "/login") {
+		t.Fatalf("policy change without step-up: %s", got.URL)
+	}
+	p = finishConsoleLogin(t, b, srv, got, ada)
+	p = b.submitForm(p, "/console/groups/"+gid+"/policy", form)
+	if pid, _ := srv.app.store.GroupPolicyID(ctx, gid); pid != "policy_default" || !strings.Contains(p.Body, "Saved") {
+		t.Fatalf("policy assignment: %q", pid)
+	}
+	p = b.submitForm(p, "/console/groups/"+gid+"/members/"+vic.ID+"/remove", nil)
+	if gs, _ := srv.app.store.UserGroups(ctx, vic.ID); len(gs) != 0 {
+		t.Fatal("member not removed")
+	}
+	k := b.get(srv.URL + "/console/keys")
+	before, _ := srv.app.keys.List(ctx)
+	k = b.submitForm(k, "/console/keys/rotate", nil) // the step-up above is fresh
+	after, _ := srv.app.keys.List(ctx)
+	if !strings.Contains(k.Body, "A new signing key is in use") || len(after) != len(before)+1 {
+		t.Fatalf("rotate: %d keys before, %d after", len(before), len(after))
+	}
+	for _, typ := range []string{"group.created", "group.member.added", "group.admin.added", "policy.assigned", "group.member.removed", "key.rotated"} {
+		if auditCount(t, srv, typ, "") != 1 {
+			t.Errorf("want one %s event", typ)
+		}
+	}
+}
