@@ -84,20 +84,34 @@ func checkURIs(fields map[string]string, name string, uris []string) {
 	}
 }
 
+// clientBody is the input of client creation.
+type clientBody struct {
+	Name                   string   `json:"name"`
+	Public                 bool     `json:"public"`
+	FirstParty             bool     `json:"first_party"`
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	GrantTypes             []string `json:"grant_types"`
+	Scopes                 []string `json:"scopes"`
+}
+
 func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Name                   string   `json:"name"`
-		Public                 bool     `json:"public"`
-		FirstParty             bool     `json:"first_party"`
-		RedirectURIs           []string `json:"redirect_uris"`
-		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
-		GrantTypes             []string `json:"grant_types"`
-		Scopes                 []string `json:"scopes"`
-	}
+	var b clientBody
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	v, err := h.CreateClient(r.Context(), actorOf(r), b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// CreateClient registers a client; the returned view carries the secret,
+// the only time it is shown (only its digest is stored).
+func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Client, error) {
 	if len(b.GrantTypes) == 0 {
 		b.GrantTypes = []string{"authorization_code", "refresh_token"}
 	}
@@ -127,8 +141,7 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(fields) > 0 {
-		h.fail(w, r, invalid(fields))
-		return
+		return Client{}, invalid(fields)
 	}
 	c := store.Client{ID: authn.NewID("client"), Name: b.Name, Public: b.Public, FirstParty: b.FirstParty, RedirectURIs: b.RedirectURIs,
 		PostLogoutRedirectURIs: b.PostLogoutRedirectURIs, GrantTypes: b.GrantTypes, ResponseTypes: []string{"code"}, Scopes: b.Scopes, CreatedAt: h.o.Now().UTC()}
@@ -136,18 +149,18 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) {
 	if !c.Public {
 		secret, c.SecretHash = authn.NewClientSecret()
 	}
-	a := actorOf(r)
-	if !h.inTx(w, r, func(q store.Queries) error {
-		if err := q.CreateClient(r.Context(), c); err != nil {
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.CreateClient(ctx, c); err != nil {
 			return err
 		}
-		return h.appendAudit(r.Context(), q, a.event(audit.ClientCreated, "", map[string]any{"client_id": c.ID, "name": c.Name, "grant_types": c.GrantTypes}))
-	}) {
-		return
+		return h.appendAudit(ctx, q, a.event(audit.ClientCreated, "", map[string]any{"client_id": c.ID, "name": c.Name, "grant_types": c.GrantTypes}))
+	})
+	if err != nil {
+		return Client{}, err
 	}
 	v := viewClient(c)
-	v.Secret = secret // shown once; only its digest is stored
-	writeJSON(w, http.StatusCreated, v)
+	v.Secret = secret
+	return v, nil
 }
 
 func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
@@ -198,20 +211,23 @@ func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) {
-	a := actorOf(r)
-	ctx := r.Context()
-	id := chi.URLParam(r, "id")
-	if !h.inTx(w, r, func(q store.Queries) error {
+	if err := h.DeleteClient(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// DeleteClient removes a client, with its audit event.
+func (h *Handler) DeleteClient(ctx context.Context, a actor, id string) error {
+	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.DeleteClient(ctx, id); errors.Is(err, store.ErrNotFound) {
 			return notFound("client")
 		} else if err != nil {
 			return err
 		}
 		return h.appendAudit(ctx, q, a.event(audit.ClientDeleted, "", map[string]any{"client_id": id}))
-	}) {
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {

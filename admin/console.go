@@ -86,6 +86,7 @@ func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
 		r.Get(ConsolePath+"/audit", c.audit)
 		r.Get(ConsolePath+"/audit/export", c.export)
 		c.mountGroups(r)
+		c.mountMore(r)
 	})
 	return nil
 }
@@ -417,7 +418,7 @@ func (c *console) user(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.admin(w, r); !ok {
 		return
 	}
-	c.renderUser(w, r, "user.html", map[string]string{"removed": "Two-step verification removed."}[r.URL.Query().Get("notice")])
+	c.renderUser(w, r, "user.html", map[string]string{"removed": "Two-step verification removed.", "disabled": "User disabled; their sessions and tokens were revoked."}[r.URL.Query().Get("notice")])
 }
 
 // removeMFA asks for confirmation, then a step-up, then removes.
@@ -451,16 +452,18 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]ResetRequest, 0, len(rs))
+	reasons := map[string]string{}
 	for _, rr := range rs {
-		u, err := c.h.o.Store.GetUser(r.Context(), rr.UserID)
+		d, err := c.h.UserDetail(r.Context(), rr.UserID)
 		if err != nil {
 			c.pages.ServerError(w, r, err)
 			return
 		}
-		out = append(out, ResetRequest{ID: rr.ID, User: viewUser(u), Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
+		out = append(out, ResetRequest{ID: rr.ID, User: d.User, Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
+		reasons[rr.ID] = d.Effective.Reason
 	}
 	notice := map[string]string{"approve": "Approved: the user's 2SV was removed.", "deny": "Denied."}[r.URL.Query().Get("notice")]
-	c.pages.Render(w, r, http.StatusOK, "resets.html", map[string]any{"Requests": out, "Notice": notice})
+	c.pages.Render(w, r, http.StatusOK, "resets.html", map[string]any{"Requests": out, "Reasons": reasons, "Notice": notice})
 }
 
 func (c *console) decide(w http.ResponseWriter, r *http.Request) {
@@ -522,7 +525,8 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request) {
 	if broken != nil {
 		v.BrokenID, v.Reason = broken.EventID, broken.Reason
 	}
-	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v})
+	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v,
+		"Since": r.URL.Query().Get("since"), "Until": r.URL.Query().Get("until")})
 }
 
 // export streams the whole log as JSON Lines, as GET /admin/audit/export.

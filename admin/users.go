@@ -134,6 +134,7 @@ type MFA struct {
 	Active            bool       `json:"active"`
 	Method            string     `json:"method,omitempty"`
 	EnrolledAt        *time.Time `json:"enrolled_at,omitempty"`
+	LastUsedAt        *time.Time `json:"last_used_at,omitempty"` // start of the last accepted code's 30 s step
 	RecoveryCodesLeft int        `json:"recovery_codes_left"`
 	RemovedAt         *time.Time `json:"removed_at,omitempty"`
 }
@@ -166,6 +167,10 @@ func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MF
 		m.Active, m.Method = true, "totp"
 		t := cred.VerifiedAt
 		m.EnrolledAt = &t
+		// The replay counter is the last step a code was accepted for.
+		if used := time.Unix(cred.LastStep*30, 0).UTC(); !used.Before(cred.VerifiedAt.Add(-time.Minute)) {
+			m.LastUsedAt = &used
+		}
 		if m.RecoveryCodesLeft, err = q.CountRecoveryCodes(ctx, userID); err != nil {
 			return m, err
 		}
@@ -230,6 +235,17 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	u, err := h.UpdateUser(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+// UpdateUser changes email, display name or disabled; disabling revokes
+// the user's sessions and tokens in the same transaction.
+func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUserBody) (User, error) {
 	fields := map[string]string{}
 	if b.Email != nil && !validEmail(*b.Email) {
 		fields["email"] = "must be an email address"
@@ -238,15 +254,12 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
 		fields["display_name"] = "at most 200 characters"
 	}
 	if len(fields) > 0 {
-		h.fail(w, r, invalid(fields))
-		return
+		return User{}, invalid(fields)
 	}
-	a := actorOf(r)
-	ctx := r.Context()
 	var u store.User
-	if !h.inTx(w, r, func(q store.Queries) error {
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
 		var err error
-		if u, err = q.GetUser(ctx, chi.URLParam(r, "id")); err != nil {
+		if u, err = q.GetUser(ctx, id); err != nil {
 			return err
 		}
 		changes := map[string]any{}
@@ -276,8 +289,6 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return h.appendAudit(ctx, q, a.event(audit.UserUpdated, u.ID, changes))
-	}) {
-		return
-	}
-	writeJSON(w, http.StatusOK, viewUser(u))
+	})
+	return viewUser(u), err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,94 @@ func TestConsoleGroupsAndKeys(t *testing.T) {
 		if auditCount(t, srv, typ, "") != 1 {
 			t.Errorf("want one %s event", typ)
 		}
+	}
+}
+
+// TestConsoleClientsUsersResetsAudit: applications (secret shown once,
+// confirmed deletion), disabling a user (confirmed), the reset queue with
+// the requester's policy, and audit event detail and time filters.
+func TestConsoleClientsUsersResetsAudit(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	ctx := context.Background()
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	una := srv.createUser(t, "una", true)
+	if err := srv.app.store.CreateResetRequest(ctx, store.ResetRequest{ID: "rr-una", UserID: una.ID, Status: store.ResetOpen, Message: "new phone", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, ada)
+
+	p := b.get(srv.URL + "/console/clients")
+	bad := b.submitForm(p, "/console/clients", map[string]string{"name": "Wiki", "redirect_uri": "http://evil.example.com/cb"})
+	if bad.Status != http.StatusUnprocessableEntity || !strings.Contains(bad.Body, "must use https") {
+		t.Fatalf("bad redirect: %d", bad.Status)
+	}
+	p = b.submitForm(p, "/console/clients", map[string]string{"name": "Wiki", "redirect_uri": "https://wiki.example.com/cb"})
+	secret := strings.TrimSpace(between(p.Body, `<code class="secret">`, "</code>"))
+	if p.Status != http.StatusCreated || len(secret) != 64 {
+		t.Fatalf("create: %d %q", p.Status, secret)
+	}
+	if list := b.get(srv.URL + "/console/clients"); strings.Contains(list.Body, secret) {
+		t.Fatal("the secret must be shown only once")
+	}
+	cs, _ := srv.app.store.ListClients(ctx)
+	var wiki string
+	for _, c := range cs {
+		if c.Name == "Wiki" {
+			wiki = c.ID
+		}
+	}
+	list := b.get(srv.URL + "/console/clients")
+	confirm := b.submitForm(list, "/console/clients/"+wiki+"/delete", nil)
+	if !strings.Contains(confirm.Body, "Delete "+wiki+"?") {
+		t.Fatalf("delete needs confirmation: %d", confirm.Status)
+	}
+	if _, err := srv.app.store.GetClient(ctx, wiki); err != nil {
+		t.Fatal("deleted before confirmation")
+	}
+	b.submitForm(confirm, "/console/clients/"+wiki+"/delete", map[string]string{"confirm": "yes"})
+	if _, err := srv.app.store.GetClient(ctx, wiki); err == nil {
+		t.Fatal("not deleted after confirmation")
+	}
+
+	u := b.get(srv.URL + "/console/users/" + una.ID)
+	if !strings.Contains(u.Body, "last used") && !strings.Contains(u.Body, "recovery codes left") {
+		t.Fatalf("user page 2SV: %s", between(u.Body, "<main", "</table>"))
+	}
+	c := b.submitForm(u, "/console/users/"+una.ID+"/disable", nil)
+	if !strings.Contains(c.Body, "Disable una?") {
+		t.Fatalf("disable needs confirmation: %d", c.Status)
+	}
+	c = b.submitForm(c, "/console/users/"+una.ID+"/disable", map[string]string{"confirm": "yes"})
+	if got, _ := srv.app.store.GetUser(ctx, una.ID); !got.Disabled || !strings.Contains(c.Body, "User disabled") {
+		t.Fatalf("disable: %+v", got)
+	}
+
+	q := b.get(srv.URL + "/console/resets")
+	if !strings.Contains(q.Body, "una") || !strings.Contains(q.Body, "new phone") || !strings.Contains(q.Body, "Removal is admin-only because of policy Default") {
+		t.Fatalf("reset queue: %s", between(q.Body, "<main", "</table>"))
+	}
+	d := b.submitForm(q, "/console/resets/rr-una/deny", nil)
+	if rr, _ := srv.app.store.GetResetRequest(ctx, "rr-una"); rr.Status != store.ResetDenied || !strings.Contains(d.Body, "Denied") {
+		t.Fatalf("deny: %+v", rr)
+	}
+
+	evs, _ := srv.app.store.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "client.created"})
+	ev := b.get(srv.URL + "/console/audit/" + strconv.FormatInt(evs[0].ID, 10))
+	if !strings.Contains(ev.Body, "client.created") || !strings.Contains(ev.Body, evs[0].Hash) {
+		t.Fatalf("event detail: %d", ev.Status)
+	}
+	future := b.get(srv.URL + "/console/audit?since=" + url.QueryEscape(time.Now().Add(time.Hour).Format(time.RFC3339)))
+	if strings.Contains(future.Body, "/console/audit/"+strconv.FormatInt(evs[0].ID, 10)+`"`) {
+		t.Fatal("time filter ignored")
+	}
+	if bad := b.get(srv.URL + "/console/audit?since=yesterday"); bad.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("bad time filter: %d", bad.Status)
+	}
+	if nf := b.get(srv.URL + "/console/audit/999999"); nf.Status != http.StatusNotFound {
+		t.Fatalf("unknown event: %d", nf.Status)
 	}
 }

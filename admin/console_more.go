@@ -1,0 +1,125 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/latchkey/latchkey/store"
+)
+
+func (c *console) mountMore(r chi.Router) {
+	r.Get(ConsolePath+"/clients", c.clients)
+	r.Post(ConsolePath+"/clients", c.createClient)
+	r.Post(ConsolePath+"/clients/{id}/delete", c.deleteClient)
+	r.Post(ConsolePath+"/users/{id}/disable", c.disable)
+	r.Get(ConsolePath+"/audit/{eventID}", c.event)
+}
+
+type clientForm struct{ Name, Redirect string }
+
+func (c *console) renderClients(w http.ResponseWriter, r *http.Request, status int, data map[string]any) {
+	cs, err := c.h.o.Store.ListClients(r.Context())
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	views := make([]Client, 0, len(cs))
+	for _, cl := range cs {
+		views = append(views, viewClient(cl))
+	}
+	data["Clients"] = views
+	if _, ok := data["Form"]; !ok {
+		data["Form"] = clientForm{}
+	}
+	c.pages.Render(w, r, status, "clients.html", data)
+}
+
+func (c *console) clients(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	c.renderClients(w, r, http.StatusOK, map[string]any{"Notice": map[string]string{"deleted": "Application deleted."}[r.URL.Query().Get("notice")]})
+}
+
+// createClient shows the new secret once, on the page that answers the
+// post (never in a URL or a redirect).
+func (c *console) createClient(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	f := clientForm{Name: r.PostFormValue("name"), Redirect: strings.TrimSpace(r.PostFormValue("redirect_uri"))}
+	b := clientBody{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on"}
+	if f.Redirect != "" {
+		b.RedirectURIs = []string{f.Redirect}
+	}
+	v, err := c.h.CreateClient(r.Context(), a, b)
+	if fields, isField := fieldErrors(err); isField {
+		c.renderClients(w, r, http.StatusUnprocessableEntity, map[string]any{"Form": f, "Errors": fields, "Error": "Fix the highlighted fields."})
+		return
+	}
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	c.renderClients(w, r, http.StatusCreated, map[string]any{"Secret": v.Secret, "Created": v.ID, "Notice": "Application " + v.ID + " created."})
+}
+
+func (c *console) deleteClient(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if r.PostFormValue("confirm") != "yes" {
+		c.pages.Render(w, r, http.StatusOK, "confirm_delete_client.html", map[string]any{"ID": id})
+		return
+	}
+	if err := c.h.DeleteClient(r.Context(), a, id); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/clients?notice=deleted", http.StatusSeeOther)
+}
+
+func (c *console) disable(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if r.PostFormValue("confirm") != "yes" {
+		c.renderUser(w, r, "confirm_disable.html", "")
+		return
+	}
+	yes := true
+	if _, err := c.h.UpdateUser(r.Context(), a, id, updateUserBody{Disabled: &yes}); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/users/"+id+"?notice=disabled", http.StatusSeeOther)
+}
+
+func (c *console) event(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	id, err := strconv.ParseInt(chi.URLParam(r, "eventID"), 10, 64)
+	if err != nil || id < 1 {
+		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such event.")
+		return
+	}
+	evs, err := c.h.o.Store.ListAuditEvents(r.Context(), store.AuditFilter{AfterID: id - 1, Limit: 1})
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	if len(evs) == 0 || evs[0].ID != id {
+		c.failPage(w, r, store.ErrNotFound)
+		return
+	}
+	c.pages.Render(w, r, http.StatusOK, "event.html", map[string]any{"Event": evs[0]})
+}
