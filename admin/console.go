@@ -380,20 +380,39 @@ func (c *console) users(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	us, err := c.h.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), 51)
+	var us []store.User
+	var err error
+	next := ""
+	if group := q.Get("group"); group != "" {
+		// Members of one group, filtered by the search text.
+		g, gerr := c.h.o.Store.GetGroupByName(r.Context(), group)
+		if gerr == nil {
+			var ms []store.User
+			ms, err = c.h.o.Store.GroupMembers(r.Context(), g.ID)
+			needle := strings.ToLower(q.Get("q"))
+			for _, m := range ms {
+				if strings.Contains(strings.ToLower(m.Username+" "+m.Email+" "+m.DisplayName), needle) {
+					us = append(us, m)
+				}
+			}
+		} else if !errors.Is(gerr, store.ErrNotFound) {
+			err = gerr
+		}
+	} else {
+		us, err = c.h.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), 51)
+		if len(us) == 51 {
+			us, next = us[:50], us[49].Username
+		}
+	}
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
-	}
-	next := ""
-	if len(us) == 51 {
-		us, next = us[:50], us[49].Username
 	}
 	views := make([]User, len(us))
 	for i, u := range us {
 		views[i] = viewUser(u)
 	}
-	c.pages.Render(w, r, http.StatusOK, "users.html", map[string]any{"Users": views, "Query": q.Get("q"), "Next": next})
+	c.pages.Render(w, r, http.StatusOK, "users.html", map[string]any{"Users": views, "Query": q.Get("q"), "Group": q.Get("group"), "Next": next})
 }
 
 func (c *console) renderUser(w http.ResponseWriter, r *http.Request, page, notice string) {

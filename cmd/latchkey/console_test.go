@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
 )
@@ -185,6 +187,9 @@ func TestConsoleGroupsAndKeys(t *testing.T) {
 	if cs, _ := srv.app.store.UserAdminContacts(ctx, vic.ID); len(cs) != 1 || cs[0].ID != ada.ID {
 		t.Fatal("admin contact not added")
 	}
+	if s := b.get(srv.URL + "/console/users?group=Ops&q=VI"); !strings.Contains(s.Body, "/console/users/"+vic.ID) || strings.Contains(s.Body, "/console/users/"+ada.ID+`"`) {
+		t.Fatal("search by group")
+	}
 	// Choosing the group's policy needs a step-up.
 	form := map[string]string{"policy_id": "policy_default"}
 	got := b.submitForm(p, "/console/groups/"+gid+"/policy", form)
@@ -300,5 +305,43 @@ func TestConsoleClientsUsersResetsAudit(t *testing.T) {
 	}
 	if nf := b.get(srv.URL + "/console/audit/999999"); nf.Status != http.StatusNotFound {
 		t.Fatalf("unknown event: %d", nf.Status)
+	}
+}
+
+// TestConsoleRefusesNonAdminEverywhere: every console route, taken from
+// the router, refuses a signed-in non-admin and changes nothing.
+func TestConsoleRefusesNonAdminEverywhere(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	bob := srv.createUser(t, "bob", true)
+	srv.createUser(t, "carl", true)
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, bob)
+	before := auditCount(t, srv, "", "")
+	n := 0
+	err := chi.Walk(srv.app.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if !strings.HasPrefix(route, "/console/") || strings.HasPrefix(route, "/console/login") || route == "/console/callback" || route == "/console/logout" {
+			return nil
+		}
+		n++
+		path := strings.NewReplacer("{id}", "x", "{userID}", "y", "{decision}", "approve", "{eventID}", "1").Replace(route)
+		var p page
+		if method == http.MethodGet {
+			p = b.get(srv.URL + path)
+		} else {
+			p = b.post(srv.URL+path, url.Values{"name": {"x"}, "confirm": {"yes"}, "username": {"carl"}})
+		}
+		if p.Status != http.StatusForbidden {
+			t.Errorf("%s %s as a non-admin: %d", method, route, p.Status)
+		}
+		return nil
+	})
+	if err != nil || n < 20 {
+		t.Fatalf("walked %d console routes: %v", n, err)
+	}
+	if auditCount(t, srv, "", "") != before {
+		t.Fatal("a refused console call changed something")
+	}
+	if p := b.get(srv.URL + "/console/users?group=nobody"); p.Status != http.StatusForbidden {
+		t.Fatalf("search as non-admin: %d", p.Status)
 	}
 }
