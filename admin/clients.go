@@ -164,14 +164,27 @@ func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Clie
 }
 
 func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		RedirectURIs           *[]string `json:"redirect_uris"`
-		PostLogoutRedirectURIs *[]string `json:"post_logout_redirect_uris"`
-	}
+	var b clientRedirects
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	c, err := h.UpdateClient(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// clientRedirects is the input of a client update; absent lists stay.
+type clientRedirects struct {
+	RedirectURIs           *[]string `json:"redirect_uris"`
+	PostLogoutRedirectURIs *[]string `json:"post_logout_redirect_uris"`
+}
+
+// UpdateClient replaces a client's redirect URIs, with its audit event.
+func (h *Handler) UpdateClient(ctx context.Context, a actor, id string, b clientRedirects) (Client, error) {
 	fields := map[string]string{}
 	if b.RedirectURIs != nil {
 		checkURIs(fields, "redirect_uris", *b.RedirectURIs)
@@ -180,15 +193,12 @@ func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
 		checkURIs(fields, "post_logout_redirect_uris", *b.PostLogoutRedirectURIs)
 	}
 	if len(fields) > 0 {
-		h.fail(w, r, invalid(fields))
-		return
+		return Client{}, invalid(fields)
 	}
-	a := actorOf(r)
-	ctx := r.Context()
 	var c store.Client
-	if !h.inTx(w, r, func(q store.Queries) error {
+	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
 		var err error
-		if c, err = q.GetClient(ctx, chi.URLParam(r, "id")); err != nil {
+		if c, err = q.GetClient(ctx, id); err != nil {
 			return err
 		}
 		if b.RedirectURIs != nil {
@@ -204,10 +214,8 @@ func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		return h.appendAudit(ctx, q, a.event(audit.ClientUpdated, "", map[string]any{"client_id": c.ID, "redirect_uris": c.RedirectURIs}))
-	}) {
-		return
-	}
-	writeJSON(w, http.StatusOK, viewClient(c))
+	})
+	return viewClient(c), err
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) {

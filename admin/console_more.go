@@ -14,6 +14,8 @@ func (c *console) mountMore(r chi.Router) {
 	r.Get(ConsolePath+"/clients", c.clients)
 	r.Post(ConsolePath+"/clients", c.createClient)
 	r.Post(ConsolePath+"/clients/{id}/delete", c.deleteClient)
+	r.Get(ConsolePath+"/clients/{id}", c.client)
+	r.Post(ConsolePath+"/clients/{id}", c.saveClient)
 	r.Post(ConsolePath+"/users/{id}/disable", c.disable)
 	r.Get(ConsolePath+"/audit/{eventID}", c.event)
 }
@@ -122,4 +124,49 @@ func (c *console) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.pages.Render(w, r, http.StatusOK, "event.html", map[string]any{"Event": evs[0]})
+}
+
+func (c *console) renderClient(w http.ResponseWriter, r *http.Request, status int, redirects string, errMsg string) {
+	cl, err := c.h.o.Store.GetClient(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	v := viewClient(cl)
+	if redirects == "" && errMsg == "" {
+		redirects = strings.Join(v.RedirectURIs, "\n")
+	}
+	notice := map[string]string{"saved": "Saved."}[r.URL.Query().Get("notice")]
+	c.pages.Render(w, r, status, "client.html", map[string]any{"Client": v, "Redirects": redirects, "Error": errMsg, "Notice": notice})
+}
+
+func (c *console) client(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := c.admin(w, r); !ok {
+		return
+	}
+	c.renderClient(w, r, http.StatusOK, "", "")
+}
+
+func (c *console) saveClient(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	text := r.PostFormValue("redirect_uris")
+	var uris []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			uris = append(uris, l)
+		}
+	}
+	_, err := c.h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), clientRedirects{RedirectURIs: &uris})
+	if fields, isField := fieldErrors(err); isField {
+		c.renderClient(w, r, http.StatusUnprocessableEntity, text, fields["redirect_uris"])
+		return
+	}
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ConsolePath+"/clients/"+chi.URLParam(r, "id")+"?notice=saved", http.StatusSeeOther)
 }

@@ -345,3 +345,41 @@ func TestConsoleRefusesNonAdminEverywhere(t *testing.T) {
 		t.Fatalf("search as non-admin: %d", p.Status)
 	}
 }
+
+// TestConsoleEditClient: redirect URIs are edited with field errors for bad
+// ones, and nothing changes then.
+func TestConsoleEditClient(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t))
+	ctx := context.Background()
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	app := srv.createClient(t, "wiki", false, false)
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, ada)
+	p := b.get(srv.URL + "/console/clients/wiki")
+	if !strings.Contains(p.Body, app.Redirect) {
+		t.Fatalf("client page: %d", p.Status)
+	}
+	bad := b.post(srv.URL+"/console/clients/wiki", url.Values{"csrf_token": {formValue(t, p, "csrf_token")}, "redirect_uris": {"https://ok.example.com/cb\nftp://bad/cb"}})
+	if bad.Status != http.StatusUnprocessableEntity || !strings.Contains(bad.Body, "ftp://bad/cb") {
+		t.Fatalf("bad URI: %d", bad.Status)
+	}
+	if c, _ := srv.app.store.GetClient(ctx, "wiki"); c.RedirectURIs[0] != app.Redirect {
+		t.Fatal("bad input changed the client")
+	}
+	ok := b.post(srv.URL+"/console/clients/wiki", url.Values{"csrf_token": {formValue(t, p, "csrf_token")}, "redirect_uris": {"https://a.example.com/cb\n\nhttps://b.example.com/cb"}})
+	if c, _ := srv.app.store.GetClient(ctx, "wiki"); len(c.RedirectURIs) != 2 || !strings.Contains(ok.Body, "Saved") {
+		t.Fatalf("save: %+v", c.RedirectURIs)
+	}
+}
+
+func formValue(t *testing.T, p page, name string) string {
+	t.Helper()
+	_, f, err := parseForm(p.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Get(name)
+}
