@@ -65,6 +65,8 @@ type Options struct {
 	Authn  *authn.Service
 	Tokens TokenVerifier
 	Keys   Keys
+	// Issuer is the public base URL, for links the admin API hands out.
+	Issuer string
 	Logger *slog.Logger
 	Now    func() time.Time
 }

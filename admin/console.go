@@ -416,6 +416,10 @@ func (c *console) users(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) renderUser(w http.ResponseWriter, r *http.Request, page, notice string) {
+	c.renderUserWith(w, r, page, map[string]any{"Notice": notice})
+}
+
+func (c *console) renderUserWith(w http.ResponseWriter, r *http.Request, page string, data map[string]any) {
 	ctx := r.Context()
 	d, err := c.h.UserDetail(ctx, chi.URLParam(r, "id"))
 	if err != nil {
@@ -430,7 +434,8 @@ func (c *console) renderUser(w http.ResponseWriter, r *http.Request, page, notic
 	if len(evs) > 20 {
 		evs = evs[len(evs)-20:]
 	}
-	c.pages.Render(w, r, http.StatusOK, page, map[string]any{"User": d, "Events": evs, "Notice": notice})
+	data["User"], data["Events"] = d, evs
+	c.pages.Render(w, r, http.StatusOK, page, data)
 }
 
 func (c *console) user(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ func (c *console) mountMore(r chi.Router) {
 	r.Post(ConsolePath+"/clients/{id}", c.saveClient)
 	r.Post(ConsolePath+"/users/{id}/disable", c.disable)
 	r.Get(ConsolePath+"/audit/{eventID}", c.event)
+	r.Post(ConsolePath+"/users/{id}/reset-link", c.resetLink)
 }
 
 type clientForm struct{ Name, Redirect string }
@@ -169,4 +170,24 @@ func (c *console) saveClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, ConsolePath+"/clients/"+chi.URLParam(r, "id")+"?notice=saved", http.StatusSeeOther)
+}
+
+// resetLink creates a single-use password reset link, after a step-up, and
+// shows it once on the answering page.
+func (c *console) resetLink(w http.ResponseWriter, r *http.Request) {
+	a, s, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if !c.fresh(w, r, s, ConsolePath+"/users/"+id) {
+		return
+	}
+	link, err := c.h.CreateResetLink(r.Context(), a, id)
+	if err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	c.renderUserWith(w, r, "user.html", map[string]any{"ResetLink": link,
+		"Notice": "Password reset link created. Send it to the user over a channel you trust; it works once, for 24 hours."})
 }

@@ -50,6 +50,7 @@ const (
 	UserCreated          Type = "user.created"
 	UserUpdated          Type = "user.updated"
 	PasswordChanged      Type = "user.password.changed"
+	ResetLinkCreated     Type = "user.password_reset_link.created"
 	AdminAdded           Type = "admin.added"
 	ClientUpdated        Type = "client.updated"
 	ClientCreated        Type = "client.created"

@@ -167,6 +167,8 @@ func (p *Provider) Mount(r chi.Router) {
 		r.Get(PathLoginSetup, p.loginSetupPage)
 		r.Post(PathLoginSetup, p.loginSetupSubmit)
 		r.Post(PathLoginSetup+"/continue", p.loginSetupContinue)
+		r.Get(PathPasswordReset, p.resetPage)
+		r.Post(PathPasswordReset, p.resetSubmit)
 		r.Post(PathToken, p.token)
 		r.Post(PathRevoke, p.revoke)
 		r.Post(PathIntrospect, p.introspect)

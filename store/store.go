@@ -309,6 +309,7 @@ type Queries interface {
 	Audit
 	Admins
 	Dispatch
+	PasswordResets
 	// Lock serializes transactions that take the same named lock until the
 	// transaction ends; outside a transaction it is a no-op.
 	Lock(ctx context.Context, name string) error

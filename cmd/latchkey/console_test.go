@@ -383,3 +383,65 @@ func formValue(t *testing.T, p page, name string) string {
 	}
 	return f.Get(name)
 }
+
+// TestConsolePasswordResetLink: an admin (after a step-up) creates a
+// single-use link; the user sets a new password with it, is signed out
+// everywhere, and signs in with the new password; the link then fails.
+func TestConsolePasswordResetLink(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		srv := startServer(t, st)
+		ctx := context.Background()
+		ada := srv.createUser(t, "ada", true)
+		if err := st.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		wes := srv.createUser(t, "wes", true)
+		b := newBrowser(t, srv.URL)
+		consoleLogin(t, b, srv, ada)
+		p := b.get(srv.URL + "/console/users/" + wes.ID)
+		p = b.submitForm(p, "/console/users/"+wes.ID+"/reset-link", nil)
+		if !strings.HasSuffix(p.URL.Path, "/login") {
+			t.Fatalf("reset link without step-up: %s", p.URL)
+		}
+		p = finishConsoleLogin(t, b, srv, p, ada)
+		p = b.submitForm(p, "/console/users/"+wes.ID+"/reset-link", nil)
+		link := strings.TrimSpace(between(p.Body, `<code class="secret">`, "</code>"))
+		if !strings.HasPrefix(link, srv.URL+"/password-reset?token=") {
+			t.Fatalf("no link shown: %q", link)
+		}
+		if evs, _ := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "user.password_reset_link.created"}); len(evs) != 1 || strings.Contains(evs[0].Details, "token") {
+			t.Fatalf("link creation audited, without the link: %+v", evs)
+		}
+		link = strings.ReplaceAll(link, "&amp;", "&")
+		ub := newBrowser(t, srv.URL)
+		form := ub.get(link)
+		if !strings.Contains(form.Body, "Choose a new password") {
+			t.Fatalf("reset page: %d", form.Status)
+		}
+		if got := ub.submit(form, map[string]string{"password": "new-password-1", "password_confirm": "different-2"}); got.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("mismatch: %d", got.Status)
+		}
+		if got := ub.submit(form, map[string]string{"password": "short", "password_confirm": "short"}); got.Status != http.StatusUnprocessableEntity {
+			t.Fatalf("weak: %d", got.Status)
+		}
+		if got := ub.submit(form, map[string]string{"password": "new-password-1", "password_confirm": "new-password-1"}); !strings.Contains(got.Body, "Password changed") {
+			t.Fatalf("reset: %d", got.Status)
+		}
+		if again := ub.submit(form, map[string]string{"password": "other-password-2", "password_confirm": "other-password-2"}); again.Status != http.StatusBadRequest {
+			t.Fatalf("the link must work once: %d", again.Status)
+		}
+		wes.Password = "new-password-1"
+		r := newRP(t, srv, srv.createClient(t, "app", false, true))
+		authURL, res := r.authURL()
+		srv.nextTOTPStep()
+		if res = login(t, newBrowser(t, srv.URL), r, authURL, res, wes); res.Code == "" {
+			t.Fatal("sign-in with the new password failed")
+		}
+		if n := auditCount(t, srv, "user.password.changed", wes.ID); n != 1 {
+			t.Fatalf("password change audited: %d", n)
+		}
+		if bad := newBrowser(t, srv.URL).get(srv.URL + "/password-reset?token=nope"); bad.Status != http.StatusBadRequest {
+			t.Fatalf("unknown token: %d", bad.Status)
+		}
+	})
+}

@@ -191,7 +191,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	portal.Mount(r)
-	adm := admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Logger: log, Now: bo.Now})
+	adm := admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(r)
 	if err := adm.MountConsole(r, admin.ConsoleOptions{Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
 		Keyring: ring, Secure: secure}); err != nil {

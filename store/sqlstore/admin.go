@@ -104,3 +104,27 @@ func (q queries) UpdateClientRedirects(ctx context.Context, id string, redirects
 	n, err := q.c.Exec(ctx, `UPDATE clients SET redirect_uris = $2, post_logout_redirect_uris = $3 WHERE id = $1`, id, list(redirects), list(postLogout))
 	return affected(n, err)
 }
+
+func (q queries) CreatePasswordReset(ctx context.Context, r store.PasswordReset) error {
+	if _, err := q.c.Exec(ctx, `DELETE FROM password_resets WHERE user_id = $1 AND used_at IS NULL`, r.UserID); err != nil {
+		return err
+	}
+	_, err := q.c.Exec(ctx, `INSERT INTO password_resets (id_hash, user_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		r.IDHash, r.UserID, r.CreatedBy, r.CreatedAt.UTC(), r.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) GetPasswordReset(ctx context.Context, idHash string) (store.PasswordReset, error) {
+	var r store.PasswordReset
+	var used *time.Time
+	err := q.c.QueryRow(ctx, `SELECT id_hash, user_id, created_by, created_at, expires_at, used_at FROM password_resets WHERE id_hash = $1`, idHash).
+		Scan(&r.IDHash, &r.UserID, &r.CreatedBy, &r.CreatedAt, &r.ExpiresAt, &used)
+	r.UsedAt = fromNull(used)
+	utc(&r.CreatedAt, &r.ExpiresAt)
+	return r, err
+}
+
+func (q queries) UsePasswordReset(ctx context.Context, idHash string, at time.Time) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE password_resets SET used_at = $2 WHERE id_hash = $1 AND used_at IS NULL`, idHash, at.UTC())
+	return n == 1, err
+}
