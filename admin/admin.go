@@ -94,7 +94,9 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Get("/users", h.listUsers)
 		r.Post("/users", h.createUser)
 		r.Get("/users/{id}", h.getUser)
-		r.Patch("/users/{id}", h.updateUser)
+		r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b updateUserBody) (User, error) {
+			return h.UpdateUser(r.Context(), a, chi.URLParam(r, "id"), b)
+		}))
 		r.Get("/users/{id}/mfa", h.getUserMFA)
 		r.Delete("/users/{id}/mfa", h.removeUserMFA)
 		r.Get("/groups", h.listGroups)
@@ -107,17 +109,25 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Put("/groups/{id}/policy", h.assignPolicy)
 		r.Delete("/groups/{id}/policy", h.unassignPolicy)
 		r.Get("/policies", h.listPolicies)
-		r.Post("/policies", h.createPolicy)
+		r.Post("/policies", jsonCall(h, http.StatusCreated, func(r *http.Request, a actor, b policyBody) (Policy, error) {
+			return h.CreatePolicy(r.Context(), a, b)
+		}))
 		r.Get("/policies/{id}", h.getPolicy)
-		r.Put("/policies/{id}", h.updatePolicy)
+		r.Put("/policies/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b policyBody) (Policy, error) {
+			return h.UpdatePolicy(r.Context(), a, chi.URLParam(r, "id"), b)
+		}))
 		r.Delete("/policies/{id}", h.deletePolicy)
 		r.Post("/policies/{id}/preview", h.previewPolicy)
 		r.Get("/reset-requests", h.listResetRequests)
 		r.Post("/reset-requests/{id}/approve", h.approveReset)
 		r.Post("/reset-requests/{id}/deny", h.denyReset)
 		r.Get("/clients", h.listClients)
-		r.Post("/clients", h.createClient)
-		r.Patch("/clients/{id}", h.updateClient)
+		r.Post("/clients", jsonCall(h, http.StatusCreated, func(r *http.Request, a actor, b clientBody) (Client, error) {
+			return h.CreateClient(r.Context(), a, b)
+		}))
+		r.Patch("/clients/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b clientRedirects) (Client, error) {
+			return h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), b)
+		}))
 		r.Delete("/clients/{id}", h.deleteClient)
 		r.Get("/audit", h.queryAudit)
 		r.Get("/audit/export", h.exportAudit)
@@ -259,6 +269,24 @@ func jsonType(goType string) string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, status, v) }
+
+// jsonCall is the thin handler of a service method that takes a JSON body:
+// decode, call, answer (errors through the one error writer).
+func jsonCall[B, R any](h *Handler, status int, fn func(r *http.Request, a actor, b B) (R, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var b B
+		if err := decode(r, &b); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		v, err := fn(r, actorOf(r), b)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, status, v)
+	}
+}
 
 // inTx runs fn in a transaction and answers with its error.
 func (h *Handler) inTx(w http.ResponseWriter, r *http.Request, fn func(q store.Queries) error) bool {

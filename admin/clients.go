@@ -95,20 +95,6 @@ type clientBody struct {
 	Scopes                 []string `json:"scopes"`
 }
 
-func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) {
-	var b clientBody
-	if err := decode(r, &b); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	v, err := h.CreateClient(r.Context(), actorOf(r), b)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
-}
-
 // CreateClient registers a client; the returned view carries the secret,
 // the only time it is shown (only its digest is stored).
 func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Client, error) {
@@ -161,20 +147,6 @@ func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Clie
 	v := viewClient(c)
 	v.Secret = secret
 	return v, nil
-}
-
-func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request) {
-	var b clientRedirects
-	if err := decode(r, &b); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	c, err := h.UpdateClient(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, c)
 }
 
 // clientRedirects is the input of a client update; absent lists stay.

@@ -108,20 +108,6 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"policies": out})
 }
 
-func (h *Handler) createPolicy(w http.ResponseWriter, r *http.Request) {
-	var b policyBody
-	if err := decode(r, &b); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	v, err := h.CreatePolicy(r.Context(), actorOf(r), b)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, v)
-}
-
 // CreatePolicy creates a policy from b over SPEC §4's defaults (removal
 // off), with its audit event.
 func (h *Handler) CreatePolicy(ctx context.Context, a actor, b policyBody) (Policy, error) {
@@ -160,20 +146,6 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := h.viewPolicy(r.Context(), h.o.Store, p)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
-}
-
-func (h *Handler) updatePolicy(w http.ResponseWriter, r *http.Request) {
-	var b policyBody
-	if err := decode(r, &b); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	v, err := h.UpdatePolicy(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -229,20 +229,6 @@ type updateUserBody struct {
 	Disabled    *bool   `json:"disabled"`
 }
 
-func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) {
-	var b updateUserBody
-	if err := decode(r, &b); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	u, err := h.UpdateUser(r.Context(), actorOf(r), chi.URLParam(r, "id"), b)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, u)
-}
-
 // UpdateUser changes email, display name or disabled; disabling revokes
 // the user's sessions and tokens in the same transaction.
 func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUserBody) (User, error) {
