@@ -212,9 +212,21 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 		return
 	}
 	maps.Copy(sess.Claims.Extra, claims)
-	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
+	// The code, its PKCE and OIDC rows are written in one transaction: one
+	// commit instead of three, and no half-stored code if one write fails.
+	txCtx, err := p.fstore.BeginTX(ctx)
 	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	resp, err := p.oauth.NewAuthorizeResponse(txCtx, ar, sess)
+	if err != nil {
+		_ = p.fstore.Rollback(txCtx)
 		p.authorizeError(w, r, ar, err)
+		return
+	}
+	if err := p.fstore.Commit(txCtx); err != nil {
+		p.serverError(w, r, err)
 		return
 	}
 	p.oauth.WriteAuthorizeResponse(ctx, &issWriter{ResponseWriter: w, iss: p.o.Issuer}, ar, resp)
