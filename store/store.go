@@ -278,7 +278,9 @@ type Tokens interface {
 	DeactivateRequest(ctx context.Context, kind TokenKind, requestID string) (int, error)
 	AppendTokenEvent(ctx context.Context, e TokenEvent) error
 	ListTokenEvents(ctx context.Context, f TokenEventFilter) ([]TokenEvent, error)
-	// DeleteExpiredTokens removes rows that expired before t.
+	// DeleteExpiredTokens removes token rows that expired before t (and
+	// returns how many), with expired sessions, flows, unlink
+	// confirmations, pending secrets and reset links.
 	DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error)
 	DeleteTokenEvents(ctx context.Context, before time.Time) (int, error)
 }

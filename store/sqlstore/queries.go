@@ -439,9 +439,14 @@ func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int
 	if err != nil {
 		return 0, err
 	}
+	// Everything else that expires goes with the tokens.
 	for _, stmt := range []string{
 		`DELETE FROM browser_sessions WHERE expires_at < $1`,
 		`DELETE FROM login_flows WHERE expires_at < $1`,
+		`DELETE FROM portal_sessions WHERE expires_at < $1`,
+		`DELETE FROM unlink_intents WHERE expires_at < $1`,
+		`DELETE FROM pending_totp WHERE expires_at < $1`,
+		`DELETE FROM password_resets WHERE expires_at < $1`,
 	} {
 		if _, err := q.c.Exec(ctx, stmt, before.UTC()); err != nil {
 			return int(n), err

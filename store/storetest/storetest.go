@@ -657,6 +657,19 @@ func testAccountState(t *testing.T, s store.Store) {
 		t.Fatalf("pending replaces: %v %+v", err, got)
 	}
 
+	// Cleanup takes expired pending secrets and confirmations with the tokens.
+	if err := s.CreateUnlinkIntent(ctx, store.UnlinkIntent{ID: "ul-old", UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUnlinkIntent(ctx, "ul-old"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired confirmation kept: %v", err)
+	}
+	if _, err := s.GetPendingTOTP(ctx, u.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired pending secret kept: %v", err)
+	}
 	in := store.UnlinkIntent{ID: "ul1", UserID: u.ID, CreatedAt: base, ExpiresAt: base.Add(5 * time.Minute)}
 	if err := s.CreateUnlinkIntent(ctx, in); err != nil {
 		t.Fatal(err)
