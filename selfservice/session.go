@@ -50,11 +50,16 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	if res.StepUp != "" {
 		ctx := r.Context()
 		s := res.Session
-		_ = h.o.Store.InTx(ctx, func(q store.Queries) error {
+		err := h.o.Store.InTx(ctx, func(q store.Queries) error {
 			_, err := audit.Append(ctx, q, audit.Event{Type: audit.StepUpSucceeded, ActorType: audit.ActorUser, ActorID: s.UserID,
 				SubjectID: s.UserID, ClientID: h.o.ClientID, Request: requestFacts(r), Details: map[string]any{"action": res.StepUp, "amr": s.AMR}})
 			return err
 		})
+		if err != nil {
+			// The action itself is audited when it happens; this record of
+			// the step-up is what is missing.
+			h.o.Logger.ErrorContext(ctx, "audit of step-up failed", "err", err)
+		}
 	}
 	http.Redirect(w, r, res.Return, http.StatusSeeOther)
 }
