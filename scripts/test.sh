@@ -18,4 +18,5 @@ fi
 
 # -p 2: the machines have two cores; the PostgreSQL-backed packages share one server.
 # Screenshots of the main pages land in artifacts/screenshots/.
-go test -count=1 -p 2 -timeout 30m "$@" ./...
+# -race: concurrency is part of the contract (one winner per code, one chain).
+go test -race -count=1 -p 2 -timeout 30m "$@" ./...
