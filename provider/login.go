@@ -59,17 +59,7 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, authn.ErrInvalidCredentials) || errors.Is(err, authn.ErrLocked) {
 		p.recordFailure(r, f, "", map[string]any{"step": "password", "username": username, "reason": reason(err)})
 	}
-	switch {
-	case errors.Is(err, authn.ErrInvalidCredentials):
-		data["Error"] = msgBadCredentials
-		p.render(w, r, http.StatusUnauthorized, "login.html", data)
-		return
-	case errors.Is(err, authn.ErrLocked):
-		data["Error"] = msgLocked
-		p.render(w, r, http.StatusTooManyRequests, "login.html", data)
-		return
-	case err != nil:
-		p.serverError(w, r, err)
+	if p.refused(w, r, "login.html", data, err) {
 		return
 	}
 	hasTOTP, err := p.o.Authn.HasTOTP(r.Context(), user.ID)
@@ -140,17 +130,7 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		left, _ := p.o.Store.CountRecoveryCodes(r.Context(), f.UserID)
 		p.record(r, p.event(r, audit.RecoveryCodeUsed, f.UserID, "", map[string]any{"remaining": left}))
 	}
-	switch {
-	case errors.Is(err, authn.ErrInvalidCode):
-		data["Error"] = msgBadCode
-		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
-		return
-	case errors.Is(err, authn.ErrLocked):
-		data["Error"] = msgLocked
-		p.render(w, r, http.StatusTooManyRequests, "second_factor.html", data)
-		return
-	case err != nil:
-		p.serverError(w, r, err)
+	if p.refused(w, r, "second_factor.html", data, err) {
 		return
 	}
 	// RFC 8176: a password plus a one-time code is multi-factor.
@@ -195,6 +175,27 @@ func (p *Provider) csrfFailed(w http.ResponseWriter, r *http.Request) { p.pages.
 
 func (p *Provider) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	p.pages.ServerError(w, r, err)
+}
+
+// refused answers a failed sign-in step on its own page, with one message
+// per kind of failure, and reports whether it did.
+func (p *Provider) refused(w http.ResponseWriter, r *http.Request, page string, data map[string]any, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, authn.ErrInvalidCredentials):
+		data["Error"] = msgBadCredentials
+		p.render(w, r, http.StatusUnauthorized, page, data)
+	case errors.Is(err, authn.ErrInvalidCode):
+		data["Error"] = msgBadCode
+		p.render(w, r, http.StatusUnauthorized, page, data)
+	case errors.Is(err, authn.ErrLocked):
+		data["Error"] = msgLocked
+		p.render(w, r, http.StatusTooManyRequests, page, data)
+	default:
+		p.serverError(w, r, err)
+	}
+	return true
 }
 
 func reason(err error) string {

@@ -34,6 +34,18 @@ func (h *Handler) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, h.o.Logger, err)
 }
 
+// answer writes a service call's outcome: an error, a refusal, or v.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, status int, v any, p *Problem, err error) {
+	switch {
+	case err != nil:
+		h.apiError(w, r, err)
+	case p != nil:
+		writeProblem(w, p)
+	default:
+		httpx.WriteJSON(w, status, v)
+	}
+}
+
 // apiCaller authenticates a JSON call: a bearer access token with scope
 // "account", or the portal session cookie plus the CSRF header on calls
 // that change something.
@@ -124,14 +136,7 @@ func (h *Handler) apiInitiate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, p, err := h.initiate(r.Context(), c)
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
-		httpx.WriteJSON(w, http.StatusOK, in)
-	}
+	h.answer(w, r, http.StatusOK, in, p, err)
 }
 
 type decideBody struct {
@@ -274,14 +279,7 @@ func (h *Handler) apiSetupVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	codes, p, err := h.completeSetup(r, c, *b.Code)
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "mfa_active", "recovery_codes": codes})
-	}
+	h.answer(w, r, http.StatusOK, map[string]any{"state": "mfa_active", "recovery_codes": codes}, p, err)
 }
 
 func (h *Handler) completeSetup(r *http.Request, c caller, code string) ([]string, *Problem, error) {
@@ -339,14 +337,7 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p, err := h.requestReset(r.Context(), c, b.Message)
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
-		httpx.WriteJSON(w, http.StatusCreated, map[string]any{"state": "reset_requested"})
-	}
+	h.answer(w, r, http.StatusCreated, map[string]any{"state": "reset_requested"}, p, err)
 }
 
 // POST /account/mfa/recovery-codes
@@ -356,12 +347,5 @@ func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	codes, p, err := h.newCodes(r.Context(), c)
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
-		httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes})
-	}
+	h.answer(w, r, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes}, p, err)
 }
