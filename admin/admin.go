@@ -28,6 +28,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -36,6 +37,8 @@ type Token struct {
 	UserID   string // empty for client credentials
 	ClientID string
 	Scopes   []string
+	AuthTime time.Time // of the person's sign-in
+	AMR      []string
 }
 
 // TokenVerifier checks bearer tokens (the provider implements it).
@@ -63,6 +66,7 @@ type Keys interface {
 type Options struct {
 	Store  store.Store
 	Authn  *authn.Service
+	MFA    *mfa.Service // the 2SV lifecycle, and the admins' step-up rule
 	Tokens TokenVerifier
 	Keys   Keys
 	// Issuer is the public base URL, for links the admin API hands out.
@@ -141,11 +145,32 @@ func (h *Handler) Mount(r chi.Router) {
 
 type ctxKey struct{}
 
-// actor is who is calling.
+// actor is who is calling, and how they authenticated.
 type actor struct {
 	Token
-	req audit.Request
+	req   audit.Request
+	proof mfa.Proof
 }
+
+// mfaActor is the actor as the 2SV lifecycle records it.
+func (a actor) mfaActor() mfa.Actor {
+	return mfa.Actor{Type: audit.ActorAdmin, UserID: a.UserID, ClientID: a.ClientID, Request: a.req}
+}
+
+// tokenProof is how a bearer caller authenticated: a person's sign-in, or a
+// client's credentials.
+func tokenProof(t Token) mfa.Proof {
+	if t.UserID == "" {
+		return mfa.Proof{Via: mfa.ViaClient, Scopes: t.Scopes}
+	}
+	return mfa.Proof{Via: mfa.ViaBearer, AuthTime: t.AuthTime, AMR: t.AMR}
+}
+
+// fresh refuses a sensitive action unless the actor's authentication is
+// fresh enough for it (mfa.Service.RequireAdminFresh: a sign-in with the
+// second factor within 5 minutes, or a client registered for it). Every
+// sensitive service method calls it, so the API and the console agree.
+func (h *Handler) fresh(a actor) error { return h.o.MFA.RequireAdminFresh(a.proof) }
 
 func (a actor) id() string {
 	if a.UserID != "" {
@@ -191,22 +216,53 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 				return
 			}
 		}
-		a := actor{Token: t, req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}
+		a := actor{Token: t, req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}, proof: tokenProof(t)}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
 	})
 }
 
-// fail maps store sentinels to HTTP errors; the one place that does.
+// fail maps store sentinels and lifecycle refusals to HTTP errors; the one
+// place that does.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	err = httpError(err)
 	var he *httpx.Error
+	if errors.As(err, &he) && he.Code == mfa.CodeStepUpRequired {
+		// RFC 9470: the client gets a new token with a fresh sign-in.
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="admin", error="insufficient_user_authentication", error_description=%q, acr_values="aal2", max_age=%d`,
+			"A sign-in with the second factor within the last 5 minutes is required", int(mfa.AdminStepUpMaxAge.Seconds())))
+	}
 	switch {
 	case errors.As(err, &he):
 	case errors.Is(err, store.ErrNotFound):
 		err = &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "No such resource."}
+	case errors.Is(err, store.ErrInvalidClient):
+		err = &httpx.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_request", Message: strings.TrimPrefix(err.Error(), "store: "),
+			Fields: map[string]string{"scopes": "the admin scopes are for first-party clients only (admin:sensitive also needs admin)"}}
 	case errors.Is(err, store.ErrAlreadyExists):
 		err = &httpx.Error{Status: http.StatusConflict, Code: "conflict", Message: "It already exists.", Err: err}
 	}
 	httpx.WriteError(w, r, h.o.Logger, err)
+}
+
+// httpError turns a lifecycle refusal into an HTTP error; other errors
+// pass through.
+func httpError(err error) error {
+	ref, ok := mfa.AsRefusal(err)
+	if !ok {
+		return err
+	}
+	status := http.StatusConflict
+	switch ref.Code {
+	case mfa.CodeStepUpRequired:
+		status = http.StatusUnauthorized
+	case mfa.CodeSelfAction, mfa.CodeInsufficientScope, mfa.CodeAdminOnly:
+		status = http.StatusForbidden
+	case mfa.CodeNotFound:
+		status = http.StatusNotFound
+	case mfa.CodeInvalidCode:
+		status = http.StatusUnprocessableEntity
+	}
+	return &httpx.Error{Status: status, Code: ref.Code, Message: ref.Message, Err: err}
 }
 
 func notFound(what string) error {

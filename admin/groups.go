@@ -147,6 +147,12 @@ func membershipChange(ctx context.Context, q store.Queries, typ audit.Type, g, u
 // ChangeMembership applies one member or admin-contact change (typ names
 // it) with its audit event.
 func (h *Handler) ChangeMembership(ctx context.Context, a actor, groupID, userID string, typ audit.Type) error {
+	if typ == audit.GroupAdminAdded {
+		// Making someone an admin of a group is a grant of power.
+		if err := h.fresh(a); err != nil {
+			return err
+		}
+	}
 	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		if _, err := q.GetGroup(ctx, groupID); errors.Is(err, store.ErrNotFound) {
 			return notFound("group")
@@ -219,6 +225,9 @@ func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
 
 // AssignPolicy makes policyID the group's policy, with its audit event.
 func (h *Handler) AssignPolicy(ctx context.Context, a actor, groupID, policyID string) error {
+	if err := h.fresh(a); err != nil {
+		return err
+	}
 	if policyID == "" {
 		return invalid(map[string]string{"policy_id": "required"})
 	}
@@ -253,6 +262,9 @@ func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {
 
 // UnassignPolicy removes the group's policy, with its audit event.
 func (h *Handler) UnassignPolicy(ctx context.Context, a actor, groupID string) error {
+	if err := h.fresh(a); err != nil {
+		return err
+	}
 	return h.o.Store.InTx(ctx, func(q store.Queries) error {
 		pid, err := q.GroupPolicyID(ctx, groupID)
 		if err != nil {

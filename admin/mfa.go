@@ -2,14 +2,11 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/latchkey/latchkey/audit"
-	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -28,35 +25,6 @@ func (h *Handler) getUserMFA(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// removeAs removes a user's 2SV as an admin, with the policy in force and
-// the reason recorded, in one transaction with the audit event.
-func (h *Handler) removeAs(ctx context.Context, q store.Queries, a actor, userID string, typ audit.Type, details map[string]any) error {
-	if _, err := q.GetUser(ctx, userID); err != nil {
-		return err
-	}
-	if err := q.Lock(ctx, "mfa:"+userID); err != nil {
-		return err
-	}
-	eff, err := authn.EffectivePolicy(ctx, q, userID)
-	if err != nil {
-		return err
-	}
-	removed, revoked, err := h.o.Authn.RemoveMFA(ctx, q, userID)
-	if err != nil {
-		return err
-	}
-	if !removed {
-		return conflict("mfa_not_active", "The user has no active authenticator.")
-	}
-	e := a.event(typ, userID, details)
-	e.Details["by"] = "admin"
-	e.Details["tokens_revoked"] = revoked
-	if len(eff.Applied) > 0 {
-		e.PolicyID, e.PolicyVersion = eff.Applied[0].PolicyID, eff.Applied[0].PolicyVersion
-	}
-	return h.appendAudit(ctx, q, e)
-}
-
 func (h *Handler) removeUserMFA(w http.ResponseWriter, r *http.Request) {
 	if err := h.RemoveUserMFA(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
 		h.fail(w, r, err)
@@ -65,11 +33,10 @@ func (h *Handler) removeUserMFA(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// RemoveUserMFA removes a user's 2SV as an admin.
+// RemoveUserMFA removes a user's 2SV as an admin, through the lifecycle
+// service (fresh step-up, never one's own, audited with the others).
 func (h *Handler) RemoveUserMFA(ctx context.Context, a actor, userID string) error {
-	return h.o.Store.InTx(ctx, func(q store.Queries) error {
-		return h.removeAs(ctx, q, a, userID, audit.MFARemoved, map[string]any{})
-	})
+	return h.o.MFA.RemoveByAdmin(ctx, a.mfaActor(), a.proof, userID, "")
 }
 
 // ResetRequest is the admin view of a reset request.
@@ -122,30 +89,10 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// DecideReset closes an open request; approving removes the user's 2SV in
-// the same transaction.
+// DecideReset closes an open request; approving removes the user's 2SV
+// in the same transaction (the lifecycle service's admin rules apply).
 func (h *Handler) DecideReset(ctx context.Context, a actor, id string, approve bool) error {
-	return h.o.Store.InTx(ctx, func(q store.Queries) error {
-		rr, err := q.GetResetRequest(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("reset request")
-		} else if err != nil {
-			return err
-		}
-		status, typ := store.ResetDenied, audit.MFAResetDenied
-		if approve {
-			status, typ = store.ResetApproved, audit.MFAResetApproved
-		}
-		if err := q.DecideResetRequest(ctx, id, status, a.id(), h.o.Now()); errors.Is(err, store.ErrNotFound) {
-			return conflict("already_decided", "The request was already decided.")
-		} else if err != nil {
-			return err
-		}
-		if approve {
-			return h.removeAs(ctx, q, a, rr.UserID, typ, map[string]any{"reset_request": rr.ID})
-		}
-		return h.appendAudit(ctx, q, a.event(typ, rr.UserID, map[string]any{"reset_request": rr.ID}))
-	})
+	return h.o.MFA.DecideReset(ctx, a.mfaActor(), a.proof, id, approve)
 }
 
 func (h *Handler) approveReset(w http.ResponseWriter, r *http.Request) { h.decide(w, r, true) }

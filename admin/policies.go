@@ -111,6 +111,9 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 // CreatePolicy creates a policy from b over SPEC §4's defaults (removal
 // off), with its audit event.
 func (h *Handler) CreatePolicy(ctx context.Context, a actor, b policyBody) (Policy, error) {
+	if err := h.fresh(a); err != nil {
+		return Policy{}, err
+	}
 	if b.Version != nil {
 		return Policy{}, invalid(map[string]string{"version": "set by the server"})
 	}
@@ -157,6 +160,9 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 // a concurrent change makes it a version_conflict instead of silently
 // overwriting.
 func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policyBody) (Policy, error) {
+	if err := h.fresh(a); err != nil {
+		return Policy{}, err
+	}
 	if b.Version == nil {
 		return Policy{}, invalid(map[string]string{"version": "required: the version you are changing"})
 	}
@@ -197,6 +203,10 @@ func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policy
 func (h *Handler) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	a := actorOf(r)
 	ctx := r.Context()
+	if err := h.fresh(a); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	if !h.inTx(w, r, func(q store.Queries) error {
 		p, err := q.GetPolicy(ctx, chi.URLParam(r, "id"))
 		if err != nil {

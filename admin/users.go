@@ -242,6 +242,11 @@ func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUs
 	if len(fields) > 0 {
 		return User{}, invalid(fields)
 	}
+	if b.Disabled != nil && *b.Disabled {
+		if err := h.fresh(a); err != nil {
+			return User{}, err
+		}
+	}
 	var u store.User
 	err := h.o.Store.InTx(ctx, func(q store.Queries) error {
 		var err error
@@ -270,7 +275,7 @@ func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUs
 			if err := q.DeleteUserPortalSessions(ctx, u.ID); err != nil {
 				return err
 			}
-			if _, err := q.DeactivateUserTokens(ctx, u.ID); err != nil {
+			if _, err := q.DeactivateUserTokens(ctx, u.ID, ""); err != nil {
 				return err
 			}
 		}
@@ -284,6 +289,9 @@ func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUs
 func (h *Handler) CreateResetLink(ctx context.Context, a actor, userID string) (string, error) {
 	if h.o.Issuer == "" {
 		return "", errors.New("admin: reset links need Options.Issuer")
+	}
+	if err := h.fresh(a); err != nil {
+		return "", err
 	}
 	var token string
 	err := h.o.Store.InTx(ctx, func(q store.Queries) error {

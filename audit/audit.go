@@ -28,6 +28,7 @@ const (
 	LoginSucceeded       Type = "auth.login.succeeded"
 	LoginFailed          Type = "auth.login.failed"
 	StepUpSucceeded      Type = "auth.step_up.succeeded"
+	StepUpRefused        Type = "auth.step_up.refused"
 	MFAEnrolled          Type = "mfa.totp.enrolled"
 	MFARemoved           Type = "mfa.totp.removed"
 	MFAReplaced          Type = "mfa.totp.replaced"

@@ -67,7 +67,7 @@ func newFixture(t *testing.T, threshold int) *fixture {
 		t.Fatal(err)
 	}
 	f.secret = authn.NewTOTPSecret()
-	codes, err := f.svc.EnrollTOTP(context.Background(), f.st, f.user.ID, f.secret)
+	codes, err := f.svc.EnrollTOTP(context.Background(), f.st, f.user.ID, f.secret, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

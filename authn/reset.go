@@ -76,7 +76,7 @@ func (s *Service) ResetPassword(ctx context.Context, token, password string, ev 
 		if err := q.DeleteUserPortalSessions(ctx, u.ID); err != nil {
 			return err
 		}
-		if _, err := q.DeactivateUserTokens(ctx, u.ID); err != nil {
+		if _, err := q.DeactivateUserTokens(ctx, u.ID, ""); err != nil {
 			return err
 		}
 		ev.Type, ev.SubjectID, ev.ActorType, ev.ActorID = audit.PasswordChanged, u.ID, audit.ActorUser, u.ID

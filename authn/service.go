@@ -182,25 +182,6 @@ func (s *Service) HasTOTP(ctx context.Context, userID string) (bool, error) {
 	return err == nil, err
 }
 
-// EnrollTOTP stores secret (already verified by the caller) as the user's
-// authenticator, with fresh recovery codes, on q (a transaction or the
-// store). It returns the recovery codes, to show once.
-func (s *Service) EnrollTOTP(ctx context.Context, q store.Queries, userID, secret string) ([]string, error) {
-	now := s.o.Now().UTC()
-	id := NewID("totp")
-	cred := store.TOTPCredential{ID: id, UserID: userID, Secret: s.o.Keyring.Seal([]byte(secret), []byte(id)),
-		CreatedAt: now, VerifiedAt: now, LastStep: now.Unix()/totpPeriod - totpSkew - 1}
-	if err := q.CreateTOTP(ctx, cred); err != nil {
-		return nil, err
-	}
-	codes, digests := s.newRecoveryCodes()
-	if err := q.ReplaceRecoveryCodes(ctx, userID, digests, now); err != nil {
-		return nil, err
-	}
-	return codes, nil
-}
-
-// locked reports whether any key is locked, and which keys have failures.
 // newRecoveryCodes returns fresh codes and their stored digests.
 func (s *Service) newRecoveryCodes() (codes, digests []string) {
 	codes = NewRecoveryCodes()
@@ -211,6 +192,7 @@ func (s *Service) newRecoveryCodes() (codes, digests []string) {
 	return codes, digests
 }
 
+// locked reports whether any key is locked, and which keys have failures.
 func (s *Service) locked(ctx context.Context, keys ...string) (bool, map[string]bool, error) {
 	attempts, err := s.o.Store.GetAttempts(ctx, keys...)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -35,6 +36,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	// fosite checks PKCE only after sign-in; refuse before asking for a
 	// password, so nobody types credentials into a request that must fail.
 	if err := checkPKCE(ar); err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	if err := checkScopesAndDetails(ar); err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
 	}
@@ -66,6 +71,21 @@ func checkPKCE(ar fosite.AuthorizeRequester) error {
 		return fosite.ErrInvalidRequest.WithHint("Only code_challenge_method=S256 is supported.")
 	}
 	return nil
+}
+
+// checkScopesAndDetails refuses the admin scopes to third-party clients
+// (even one whose registration was edited in the database) and
+// authorization_details Latchkey cannot honour, before anyone signs in.
+func checkScopesAndDetails(ar fosite.AuthorizeRequester) error {
+	if cl, _ := ar.GetClient().(*client); cl == nil || !cl.FirstParty {
+		for _, s := range ar.GetRequestedScopes() {
+			if store.AdminScope(s) {
+				return fosite.ErrInvalidScope.WithHint("The admin scopes are for first-party clients only.")
+			}
+		}
+	}
+	_, err := stepUpActions(ar)
+	return err
 }
 
 // loginRequired applies prompt=login, max_age (where 0 means "sign in
@@ -176,8 +196,11 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 		p.serverError(w, r, errors.New("provider: unexpected client type"))
 		return
 	}
+	stepUp := grantedStepUp(ar, bs, requestedAt)
 	if !cl.FirstParty && !consented {
 		need, err := p.needsConsent(r, ar, user.ID)
+		// A step-up for a destructive action is confirmed every time.
+		need = need || ar.GetRequestForm().Get("authorization_details") != ""
 		if err != nil {
 			p.serverError(w, r, err)
 			return
@@ -206,6 +229,9 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	sess.Claims.AuthenticationContextClassReference = bs.ACR
 	sess.Claims.AuthenticationMethodsReferences = bs.AMR
 	sess.Claims.Extra["sid"] = bs.SID
+	if len(stepUp) > 0 {
+		sess.Claims.Extra[claimStepUp] = []AuthorizationDetail{{Type: mfa.AuthorizationDetailsType, Actions: stepUp}}
+	}
 	claims, err := p.policyClaims(r, user.ID, ar.GetGrantedScopes())
 	if err != nil {
 		p.serverError(w, r, err)
@@ -259,8 +285,13 @@ func (p *Provider) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		return
 	}
 	c, _ := p.o.Store.GetClient(r.Context(), ar.GetClient().GetID())
+	type scope struct{ Name, Words string }
+	var scopes []scope
+	for _, s := range ar.GetRequestedScopes() {
+		scopes = append(scopes, scope{s, scopeWords[s]})
+	}
 	p.render(w, r, http.StatusOK, "consent.html", map[string]any{
-		"Flow": f.ID, "Client": displayName(c), "Scopes": ar.GetRequestedScopes(), "User": user.Username,
+		"Flow": f.ID, "Client": displayName(c), "Scopes": scopes, "User": user.Username, "Actions": flowActions(f),
 	})
 }
 

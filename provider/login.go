@@ -35,7 +35,7 @@ func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
-	p.render(w, r, http.StatusOK, "login.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)})
+	p.render(w, r, http.StatusOK, "login.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "Actions": flowActions(f)})
 }
 
 func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +49,7 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username := r.PostFormValue("username")
-	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "Username": username}
+	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "Username": username, "Actions": flowActions(f)}
 	if username == "" || len(username) > 256 || len(r.PostFormValue("password")) > 1024 {
 		data["Error"] = msgBadCredentials
 		p.render(w, r, http.StatusUnauthorized, "login.html", data)
@@ -60,6 +60,14 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.recordFailure(r, f, "", map[string]any{"step": "password", "username": username, "reason": reason(err)})
 	}
 	if p.refused(w, r, "login.html", data, err) {
+		return
+	}
+	// A step-up pinned to a user (id_token_hint) cannot finish as another:
+	// nothing changes, this browser's session included.
+	if sub := p.hintSubject(r, f); sub != "" && sub != user.ID {
+		p.recordFailure(r, f, user.ID, map[string]any{"step": "password", "reason": "other_user"})
+		data["Error"] = "This sign-in confirms an action for another account. Sign in as that account, or go back to the application."
+		p.render(w, r, http.StatusForbidden, "login.html", data)
 		return
 	}
 	hasTOTP, err := p.o.Authn.HasTOTP(r.Context(), user.ID)

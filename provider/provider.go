@@ -20,6 +20,7 @@ import (
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/ui"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -29,6 +30,7 @@ type Options struct {
 	Store        store.Store
 	Keys         *KeyManager
 	Authn        *authn.Service
+	MFA          *mfa.Service // the 2SV lifecycle (re-enrollment at sign-in)
 	Sessions     *authn.Sessions
 	CSRF         *httpx.CSRF
 	GlobalSecret []byte // ≥ 32 bytes; HMAC key of opaque tokens

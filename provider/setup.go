@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
@@ -74,7 +74,7 @@ func (p *Provider) loginSetupPage(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f store.LoginFlow, status int, errMsg string) {
 	ctx := r.Context()
-	secret, err := p.o.Authn.SetupSecret(ctx, p.o.Store, f.UserID)
+	secret, err := p.o.MFA.SetupSecret(ctx, p.setupActor(r, f), setupProof(f))
 	if err != nil {
 		p.serverError(w, r, err)
 		return
@@ -94,6 +94,16 @@ func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f st
 	p.render(w, r, status, "login_setup.html", map[string]any{"Flow": f.ID, "QR": template.URL(en.QR), //nolint:gosec
 		"Secret": spaced(secret), "Error": errMsg,
 		"Client": p.clientName(r, f), "Reenroll": !removed.IsZero()})
+}
+
+// The secret shown during a sign-in belongs to that sign-in's flow: a
+// secret started elsewhere (by a bearer caller, say) is never shown here.
+func setupProof(f store.LoginFlow) mfa.Proof { return mfa.Proof{Via: mfa.ViaSignIn, ID: f.ID} }
+
+func (p *Provider) setupActor(r *http.Request, f store.LoginFlow) mfa.Actor {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	return mfa.Actor{Type: audit.ActorUser, UserID: f.UserID, ClientID: q.Get("client_id"),
+		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}
 }
 
 func spaced(s string) string {
@@ -117,15 +127,13 @@ func (p *Provider) loginSetupSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
-	q, _ := url.ParseQuery(f.AuthorizeQuery)
-	codes, _, err := p.o.Authn.CompleteEnrollment(r.Context(), f.UserID, code, audit.Event{ActorType: audit.ActorUser, ActorID: f.UserID,
-		ClientID: q.Get("client_id"), Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
-		Details: map[string]any{"during": "sign-in"}})
+	codes, _, err := p.o.MFA.CompleteSetup(r.Context(), p.setupActor(r, f), setupProof(f), code)
+	refusal, _ := mfa.AsRefusal(err)
 	switch {
-	case errors.Is(err, authn.ErrInvalidCode):
-		p.renderLoginSetup(w, r, f, http.StatusUnprocessableEntity, "That code did not match. Check the time on your phone and enter the current code.")
+	case refusal != nil && refusal.Code == mfa.CodeInvalidCode:
+		p.renderLoginSetup(w, r, f, http.StatusUnprocessableEntity, refusal.Message)
 		return
-	case errors.Is(err, authn.ErrNoPendingSetup):
+	case refusal != nil && refusal.Code == mfa.CodeSetupExpired:
 		p.renderLoginSetup(w, r, f, http.StatusConflict, "The setup expired; scan this new code.")
 		return
 	case err != nil:

@@ -218,6 +218,12 @@ type TokenInfo struct {
 	Scopes   []string
 	AuthTime time.Time
 	AMR      []string
+	// GrantID is the authorization grant behind the token (stable across
+	// refreshes): what a step-up carried by the token is spent as.
+	GrantID string
+	// StepUp lists the actions the token's interactive re-authentication
+	// was made for (RFC 9396 authorization_details); empty otherwise.
+	StepUp []string
 }
 
 // AccessTokenInfo validates an access token (active, unexpired, not
@@ -230,9 +236,10 @@ func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo
 	if err != nil {
 		return TokenInfo{}, err
 	}
-	info := TokenInfo{Subject: ar.GetSession().GetSubject(), ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes()}
+	info := TokenInfo{Subject: ar.GetSession().GetSubject(), ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes(), GrantID: ar.GetID()}
 	if s, ok := ar.GetSession().(*openid.DefaultSession); ok && s.Claims != nil {
 		info.AuthTime, info.AMR = s.Claims.AuthTime, s.Claims.AuthenticationMethodsReferences
+		info.StepUp = stepUpFromClaims(s.Claims.Extra)
 	}
 	return info, nil
 }

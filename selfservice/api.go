@@ -11,21 +11,28 @@ import (
 	"strings"
 
 	"github.com/latchkey/latchkey/audit"
-	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/mfa"
 )
 
 // maxBody bounds JSON request bodies.
 const maxBody = 16 << 10
 
 // writeProblem answers a refusal with its state, message and extra fields.
+// A missing step-up is also announced the RFC 9470 way, so a bearer
+// client knows to request a new token with prompt=login, max_age and the
+// action in authorization_details.
 func writeProblem(w http.ResponseWriter, p *Problem) {
 	body := map[string]any{"state": p.State, "message": p.Message}
 	for k, v := range p.Extra {
 		body[k] = v
 	}
-	if p.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="account", error="`+p.State+`"`)
+	switch {
+	case p.State == mfa.CodeStepUpRequired:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="account", error="insufficient_user_authentication", error_description=%q, acr_values="aal2", max_age=%v`,
+			"A new sign-in with the second factor, made for this action, is required", p.Extra["max_age"]))
+	case p.Status == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="account", error="invalid_token"`)
 	}
 	httpx.WriteJSON(w, p.Status, body)
 }
@@ -34,16 +41,18 @@ func (h *Handler) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, h.o.Logger, err)
 }
 
-// answer writes a service call's outcome: an error, a refusal, or v.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, status int, v any, p *Problem, err error) {
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
+// answer writes a service call's outcome: a refusal, an error, or v.
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err == nil {
 		httpx.WriteJSON(w, status, v)
+		return
 	}
+	p, err := h.problem(err)
+	if err != nil {
+		h.apiError(w, r, err)
+		return
+	}
+	writeProblem(w, p)
 }
 
 // apiCaller authenticates a JSON call: a bearer access token with scope
@@ -67,7 +76,11 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, mutating boo
 			writeProblem(w, &Problem{Status: http.StatusForbidden, State: "insufficient_scope", Message: `The access token needs the "account" scope.`})
 			return caller{}, false
 		}
-		return caller{UserID: p.UserID, AuthTime: p.AuthTime, AMR: p.AMR, Bearer: true, ClientID: p.ClientID, Request: requestFacts(r)}, true
+		// The token's step-up (authorization_details) is spent under its
+		// grant; a token without one proves only that the user signed in.
+		return caller{UserID: p.UserID,
+			Actor: mfa.Actor{Type: audit.ActorUser, UserID: p.UserID, ClientID: p.ClientID, Request: requestFacts(r)},
+			Proof: mfa.Proof{Via: mfa.ViaBearer, ID: p.GrantID, AuthTime: p.AuthTime, AMR: p.AMR, Actions: p.StepUp}}, true
 	}
 	s, ok := h.currentSession(r)
 	if !ok {
@@ -78,7 +91,7 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, mutating boo
 		writeProblem(w, &Problem{Status: http.StatusForbidden, State: "csrf_failed", Message: "Missing or invalid X-CSRF-Token header."})
 		return caller{}, false
 	}
-	return caller{UserID: s.UserID, AuthTime: s.AuthTime, AMR: s.AMR, StepUp: s.StepUp, Session: &s, ClientID: h.o.ClientID, Request: requestFacts(r)}, true
+	return h.sessionCaller(r, s), true
 }
 
 // decodeJSON reads a small JSON object, refusing unknown fields, trailing
@@ -135,8 +148,8 @@ func (h *Handler) apiInitiate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	in, p, err := h.initiate(r.Context(), c)
-	h.answer(w, r, http.StatusOK, in, p, err)
+	in, err := h.o.MFA.Initiate(r.Context(), c.Actor, c.Proof)
+	h.answer(w, r, http.StatusOK, intentOf(in), err)
 }
 
 type decideBody struct {
@@ -153,14 +166,8 @@ func (h *Handler) apiDecide(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// SPEC §6 order: 2SV active, policy, step-up; then the choice, then the
 	// confirmation step.
-	eff, p, err := h.checkRemoval(ctx, h.o.Store, c)
-	if err != nil {
-		h.apiError(w, r, err)
-		return
-	}
-	if p != nil {
-		h.auditDenied(ctx, c, eff, p)
-		writeProblem(w, p)
+	if err := h.o.MFA.CheckRemoval(ctx, c.Actor, c.Proof); err != nil {
+		h.answer(w, r, 0, nil, err)
 		return
 	}
 	var b decideBody
@@ -182,35 +189,27 @@ func (h *Handler) apiDecide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if *b.Choice == "no" {
-		if p, err := h.cancel(ctx, c, *b.UnlinkID); err != nil {
-			h.apiError(w, r, err)
-		} else if p != nil {
-			writeProblem(w, p)
-		} else {
-			st, _, err := h.state(ctx, c.UserID)
-			if err != nil {
-				h.apiError(w, r, err)
-				return
-			}
-			httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "cancelled", "mfa": st,
-				"session": map[string]any{"user_id": c.UserID, "auth_time": c.AuthTime.Unix(), "amr": c.AMR}})
-		}
-		return
-	}
-	reg, p, err := h.remove(ctx, c, *b.UnlinkID)
-	switch {
-	case err != nil:
-		h.apiError(w, r, err)
-	case p != nil:
-		writeProblem(w, p)
-	default:
-		st, _, err := h.state(ctx, c.UserID)
-		if err != nil {
-			h.apiError(w, r, err)
+		if err := h.o.MFA.Cancel(ctx, c.Actor, *b.UnlinkID); err != nil {
+			h.answer(w, r, 0, nil, err)
 			return
 		}
-		httpx.WriteJSON(w, http.StatusOK, Removed{State: "mfa_disabled", MFA: st, Registration: reg, Next: h.o.Issuer + PathMFASetup})
+		st, _, err := h.state(ctx, c.UserID)
+		h.answer(w, r, http.StatusOK, map[string]any{"state": "cancelled", "mfa": st,
+			"session": map[string]any{"user_id": c.UserID, "auth_time": c.Proof.AuthTime.Unix(), "amr": c.Proof.AMR}}, err)
+		return
 	}
+	secret, err := h.o.MFA.RemoveOwn(ctx, c.Actor, c.Proof, *b.UnlinkID)
+	if err != nil {
+		h.answer(w, r, 0, nil, err)
+		return
+	}
+	reg, err := h.registration(ctx, c.UserID, secret)
+	if err != nil {
+		h.apiError(w, r, err)
+		return
+	}
+	st, _, err := h.state(ctx, c.UserID)
+	h.answer(w, r, http.StatusOK, Removed{State: "mfa_disabled", MFA: st, Registration: reg, Next: h.o.Issuer + PathMFASetup}, err)
 }
 
 // PUT /account/mfa/disable/successful
@@ -232,32 +231,22 @@ func (h *Handler) apiConfirm(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "mfa_disabled", "mfa": st, "banner": disabledBanner})
 }
 
-// POST /account/mfa/setup starts (or restarts) enrollment when the user has
-// no authenticator; replacing one goes through the portal's step-up.
+// POST /account/mfa/setup starts (or restarts) the setup of a new
+// authenticator: a first one, or a replacement after a step-up for
+// "replace". The secret is bound to this caller.
 func (h *Handler) apiSetupStart(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.apiCaller(w, r, true)
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	if has, err := h.o.Authn.HasTOTP(ctx, c.UserID); err != nil {
-		h.apiError(w, r, err)
-		return
-	} else if has {
-		writeProblem(w, &Problem{Status: http.StatusConflict, State: "mfa_active", Message: "An authenticator is already active; replace it from the Security page."})
-		return
-	}
-	secret, err := h.o.Authn.StartEnrollment(ctx, h.o.Store, c.UserID)
+	secret, err := h.o.MFA.StartSetup(ctx, c.Actor, c.Proof)
 	if err != nil {
-		h.apiError(w, r, err)
+		h.answer(w, r, 0, nil, err)
 		return
 	}
 	reg, err := h.registration(ctx, c.UserID, secret)
-	if err != nil {
-		h.apiError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "setup_pending", "registration": reg})
+	h.answer(w, r, http.StatusOK, map[string]any{"state": "setup_pending", "registration": reg}, err)
 }
 
 // PUT /account/mfa/setup {"code": "123456"} activates the pending secret.
@@ -278,42 +267,8 @@ func (h *Handler) apiSetupVerify(w http.ResponseWriter, r *http.Request) {
 			Extra: map[string]any{"fields": map[string]string{"code": "required: 6 digits"}}})
 		return
 	}
-	codes, p, err := h.completeSetup(r, c, *b.Code)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "mfa_active", "recovery_codes": codes}, p, err)
-}
-
-func (h *Handler) completeSetup(r *http.Request, c caller, code string) ([]string, *Problem, error) {
-	ctx := r.Context()
-	has, err := h.o.Authn.HasTOTP(ctx, c.UserID)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Replacing a working authenticator needs a step-up for that action.
-	if has {
-		eff, err := authn.EffectivePolicy(ctx, h.o.Store, c.UserID)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !c.fresh(ActionReplace, eff.StepUpMaxAge, h.o.Now()) {
-			return nil, &Problem{Status: http.StatusUnauthorized, State: "step_up_required", Message: "Sign in again with your current authenticator to replace it.",
-				Extra: map[string]any{"step_up_url": h.o.Issuer + PathStepUp, "action": ActionReplace, "max_age": int(eff.StepUpMaxAge.Seconds())}}, nil
-		}
-	}
-	codes, _, err := h.o.Authn.CompleteEnrollment(ctx, c.UserID, code, audit.Event{ActorType: audit.ActorUser, ActorID: c.UserID,
-		ClientID: c.ClientID, Request: c.Request})
-	switch {
-	case errors.Is(err, authn.ErrInvalidCode):
-		return nil, &Problem{Status: http.StatusUnprocessableEntity, State: "invalid_code", Message: "That code did not match. Check the time on your phone and enter the current code.",
-			Extra: map[string]any{"fields": map[string]string{"code": "does not match the new secret"}}}, nil
-	case errors.Is(err, authn.ErrNoPendingSetup):
-		return nil, &Problem{Status: http.StatusConflict, State: "setup_expired", Message: "The setup has expired. Start again."}, nil
-	case err != nil:
-		return nil, nil, err
-	}
-	if c.Session != nil && c.Session.StepUp != "" {
-		_ = h.o.Store.SetPortalStepUp(ctx, c.Session.IDHash, "")
-	}
-	return codes, nil, nil
+	codes, _, err := h.o.MFA.CompleteSetup(r.Context(), c.Actor, c.Proof, *b.Code)
+	h.answer(w, r, http.StatusOK, map[string]any{"state": "mfa_active", "recovery_codes": codes}, err)
 }
 
 // POST /account/mfa/reset-request
@@ -336,8 +291,8 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 			Extra: map[string]any{"fields": map[string]string{"message": "at most 500 characters"}}})
 		return
 	}
-	p, err := h.requestReset(r.Context(), c, b.Message)
-	h.answer(w, r, http.StatusCreated, map[string]any{"state": "reset_requested"}, p, err)
+	_, err := h.o.MFA.RequestReset(r.Context(), c.Actor, c.Proof, b.Message)
+	h.answer(w, r, http.StatusCreated, map[string]any{"state": "reset_requested"}, err)
 }
 
 // POST /account/mfa/recovery-codes
@@ -346,6 +301,6 @@ func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	codes, p, err := h.newCodes(r.Context(), c)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes}, p, err)
+	codes, err := h.o.MFA.NewRecoveryCodes(r.Context(), c.Actor, c.Proof)
+	h.answer(w, r, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes}, err)
 }

@@ -1,12 +1,12 @@
 package selfservice
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
-	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/mfa"
 )
 
 func issuerLabel(issuer string) string {
@@ -87,8 +87,13 @@ func (h *Handler) renderSecurity(w http.ResponseWriter, r *http.Request, c calle
 		h.serverError(w, r, err)
 		return
 	}
+	fresh, err := h.o.MFA.StepUpFresh(r.Context(), c.Proof, ActionUnlink, eff.StepUpMaxAge)
+	if err != nil {
+		h.serverError(w, r, err)
+		return
+	}
 	h.render(w, r, status, "security.html", map[string]any{"MFA": st, "Reason": eff.RemovalReason(), "Error": errMsg,
-		"Confirm": r.URL.Query().Get("confirm"), "Fresh": c.fresh(ActionUnlink, eff.StepUpMaxAge, h.o.Now())})
+		"Confirm": r.URL.Query().Get("confirm"), "Fresh": fresh})
 }
 
 // unlinkPage runs the checks and shows the "2-step verification will be
@@ -98,30 +103,29 @@ func (h *Handler) unlinkPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	in, p, err := h.initiate(r.Context(), c)
-	switch {
-	case err != nil:
-		h.serverError(w, r, err)
-	case p != nil:
-		h.pageProblem(w, r, c, p, ActionUnlink)
-	default:
-		h.render(w, r, http.StatusOK, "confirm.html", map[string]any{"UnlinkID": in.UnlinkID})
+	in, err := h.o.MFA.Initiate(r.Context(), c.Actor, c.Proof)
+	if err != nil {
+		h.pageProblem(w, r, c, err)
+		return
 	}
+	h.render(w, r, http.StatusOK, "confirm.html", map[string]any{"UnlinkID": in.ID})
 }
 
 // pageProblem turns a refusal into the screen seed 003 describes.
-func (h *Handler) pageProblem(w http.ResponseWriter, r *http.Request, c caller, p *Problem, action string) {
+func (h *Handler) pageProblem(w http.ResponseWriter, r *http.Request, c caller, err error) {
+	p, err := h.problem(err)
+	if err != nil {
+		h.serverError(w, r, err)
+		return
+	}
 	switch p.State {
-	case "mfa_not_active":
+	case mfa.CodeMFANotActive:
 		http.Redirect(w, r, PathAccount+"?notice=not_active", http.StatusSeeOther)
-	case "step_up_required":
-		eff, err := authn.EffectivePolicy(r.Context(), h.o.Store, c.UserID)
-		if err != nil {
-			h.serverError(w, r, err)
-			return
-		}
-		h.rp.Start(w, r, action, PathSecurity+"?confirm="+action, eff.StepUpMaxAge)
-	case "unlink_expired", "admin_only", "reset_already_requested", "invalid_code", "setup_expired":
+	case mfa.CodeStepUpRequired:
+		action, _ := p.Extra["action"].(string)
+		maxAge, _ := p.Extra["max_age"].(int)
+		h.rp.Start(w, r, action, PathSecurity+"?confirm="+action, time.Duration(maxAge)*time.Second)
+	case mfa.CodeUnlinkExpired, mfa.CodeAdminOnly, mfa.CodeResetRequested, mfa.CodeInvalidCode, mfa.CodeSetupExpired:
 		h.renderSecurity(w, r, c, p.Status, p.Message)
 	default:
 		h.errorPage(w, r, p.Status, p.State, p.Message)
@@ -136,33 +140,23 @@ func (h *Handler) unlinkDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	id, choice := r.PostFormValue("unlink_id"), r.PostFormValue("choice")
-	eff, p, err := h.checkRemoval(ctx, h.o.Store, c)
-	if err != nil {
-		h.serverError(w, r, err)
-		return
-	}
-	if p != nil {
-		h.auditDenied(ctx, c, eff, p)
-		h.pageProblem(w, r, c, p, ActionUnlink)
+	if err := h.o.MFA.CheckRemoval(ctx, c.Actor, c.Proof); err != nil {
+		h.pageProblem(w, r, c, err)
 		return
 	}
 	switch choice {
 	case "no":
-		if p, err := h.cancel(ctx, c, id); err != nil {
-			h.serverError(w, r, err)
-		} else if p != nil {
-			h.pageProblem(w, r, c, p, ActionUnlink)
-		} else {
-			http.Redirect(w, r, PathAccount+"?notice=cancelled", http.StatusSeeOther)
+		if err := h.o.MFA.Cancel(ctx, c.Actor, id); err != nil {
+			h.pageProblem(w, r, c, err)
+			return
 		}
+		http.Redirect(w, r, PathAccount+"?notice=cancelled", http.StatusSeeOther)
 	case "yes":
-		if _, p, err := h.remove(ctx, c, id); err != nil {
-			h.serverError(w, r, err)
-		} else if p != nil {
-			h.pageProblem(w, r, c, p, ActionUnlink)
-		} else {
-			http.Redirect(w, r, PathSetup+"?disabled=1", http.StatusSeeOther)
+		if _, err := h.o.MFA.RemoveOwn(ctx, c.Actor, c.Proof, id); err != nil {
+			h.pageProblem(w, r, c, err)
+			return
 		}
+		http.Redirect(w, r, PathSetup+"?disabled=1", http.StatusSeeOther)
 	default:
 		// No choice made: the dialog stays, with a clear message.
 		h.render(w, r, http.StatusUnprocessableEntity, "confirm.html", map[string]any{"UnlinkID": id, "Error": "Choose Yes to disable two-step verification, or No to keep it."})
@@ -180,18 +174,18 @@ func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderSetup(w http.ResponseWriter, r *http.Request, c caller, status int, errMsg string) {
 	ctx := r.Context()
-	has, err := h.o.Authn.HasTOTP(ctx, c.UserID)
+	has, err := h.o.MFA.HasTOTP(ctx, c.UserID)
 	if err != nil {
 		h.serverError(w, r, err)
 		return
 	}
-	if has { // replacing: only after replaceStart (with its step-up) made a secret
-		if _, err := h.o.Authn.PendingSecret(ctx, h.o.Store, c.UserID); errors.Is(err, authn.ErrNoPendingSetup) {
-			http.Redirect(w, r, PathSecurity, http.StatusSeeOther)
-			return
-		}
+	// A replacement's secret exists only after replaceStart (with its
+	// step-up) made one for this session.
+	secret, err := h.o.MFA.SetupSecret(ctx, c.Actor, c.Proof)
+	if _, refused := mfa.AsRefusal(err); refused && has {
+		http.Redirect(w, r, PathSecurity, http.StatusSeeOther)
+		return
 	}
-	secret, err := h.o.Authn.SetupSecret(ctx, h.o.Store, c.UserID)
 	if err != nil {
 		h.serverError(w, r, err)
 		return
@@ -226,17 +220,16 @@ func (h *Handler) setupSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderSetup(w, r, c, http.StatusUnprocessableEntity, "Enter the 6-digit code from your authenticator app.")
 		return
 	}
-	codes, p, err := h.completeSetup(r, c, code)
-	switch {
-	case err != nil:
-		h.serverError(w, r, err)
-	case p != nil && p.State == "invalid_code":
-		h.renderSetup(w, r, c, p.Status, p.Message)
-	case p != nil:
-		h.pageProblem(w, r, c, p, ActionReplace)
-	default:
-		h.render(w, r, http.StatusOK, "codes.html", map[string]any{"Codes": codes})
+	codes, _, err := h.o.MFA.CompleteSetup(r.Context(), c.Actor, c.Proof, code)
+	if ref, ok := mfa.AsRefusal(err); ok && ref.Code == mfa.CodeInvalidCode {
+		h.renderSetup(w, r, c, http.StatusUnprocessableEntity, ref.Message)
+		return
 	}
+	if err != nil {
+		h.pageProblem(w, r, c, err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "codes.html", map[string]any{"Codes": codes})
 }
 
 // replaceStart begins replacing the authenticator (new phone, old one in
@@ -247,18 +240,8 @@ func (h *Handler) replaceStart(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	eff, err := authn.EffectivePolicy(ctx, h.o.Store, c.UserID)
-	if err != nil {
-		h.serverError(w, r, err)
-		return
-	}
-	if !c.fresh(ActionReplace, eff.StepUpMaxAge, h.o.Now()) {
-		h.rp.Start(w, r, ActionReplace, PathSecurity+"?confirm="+ActionReplace, eff.StepUpMaxAge)
-		return
-	}
-	if _, err := h.o.Authn.StartEnrollment(ctx, h.o.Store, c.UserID); err != nil {
-		h.serverError(w, r, err)
+	if _, err := h.o.MFA.StartSetup(r.Context(), c.Actor, c.Proof); err != nil {
+		h.pageProblem(w, r, c, err)
 		return
 	}
 	http.Redirect(w, r, PathSetup, http.StatusSeeOther)
@@ -274,15 +257,11 @@ func (h *Handler) resetRequestSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderSecurity(w, r, c, http.StatusUnprocessableEntity, "The message can be at most 500 characters.")
 		return
 	}
-	p, err := h.requestReset(r.Context(), c, msg)
-	switch {
-	case err != nil:
-		h.serverError(w, r, err)
-	case p != nil:
-		h.pageProblem(w, r, c, p, "")
-	default:
-		http.Redirect(w, r, PathAccount+"?notice=reset_requested", http.StatusSeeOther)
+	if _, err := h.o.MFA.RequestReset(r.Context(), c.Actor, c.Proof, msg); err != nil {
+		h.pageProblem(w, r, c, err)
+		return
 	}
+	http.Redirect(w, r, PathAccount+"?notice=reset_requested", http.StatusSeeOther)
 }
 
 func (h *Handler) newCodesSubmit(w http.ResponseWriter, r *http.Request) {
@@ -290,13 +269,10 @@ func (h *Handler) newCodesSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	codes, p, err := h.newCodes(r.Context(), c)
-	switch {
-	case err != nil:
-		h.serverError(w, r, err)
-	case p != nil:
-		h.pageProblem(w, r, c, p, ActionCodes)
-	default:
-		h.render(w, r, http.StatusOK, "codes.html", map[string]any{"Codes": codes})
+	codes, err := h.o.MFA.NewRecoveryCodes(r.Context(), c.Actor, c.Proof)
+	if err != nil {
+		h.pageProblem(w, r, c, err)
+		return
 	}
+	h.render(w, r, http.StatusOK, "codes.html", map[string]any{"Codes": codes})
 }

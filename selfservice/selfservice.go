@@ -25,6 +25,7 @@ import (
 	"github.com/latchkey/latchkey/internal/rp"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -35,6 +36,11 @@ type Principal struct {
 	Scopes   []string
 	AuthTime time.Time
 	AMR      []string
+	// GrantID is the authorization grant behind the token.
+	GrantID string
+	// StepUp lists the actions of the token's interactive
+	// re-authentication (RFC 9396 authorization_details), if any.
+	StepUp []string
 }
 
 // TokenVerifier checks a bearer access token (the provider implements it).
@@ -50,6 +56,7 @@ type Options struct {
 	HTTPClient *http.Client
 	Store      store.Store
 	Authn      *authn.Service
+	MFA        *mfa.Service
 	Tokens     TokenVerifier
 	CSRF       *httpx.CSRF
 	Keyring    *seal.Keyring // seals the sign-in state cookie
@@ -92,9 +99,9 @@ const (
 
 // Actions a step-up can be made for. A step-up counts only for its action.
 const (
-	ActionUnlink  = "unlink"
-	ActionReplace = "replace"
-	ActionCodes   = "recovery_codes"
+	ActionUnlink  = mfa.ActionRemove
+	ActionReplace = mfa.ActionReplace
+	ActionCodes   = mfa.ActionRecoveryCodes
 )
 
 //go:embed templates/*.html
@@ -118,12 +125,14 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{
+	h := &Handler{
 		o: o,
 		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: PathAccount, Callback: PathCallback, Cookie: sessionCookie,
 			HTTPClient: o.HTTPClient, Store: o.Store, Keyring: o.Keyring, Secure: o.Secure, Lifetime: o.SessionLifetime, Now: o.Now}),
 		pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
-	}, nil
+	}
+	h.rp.SetOnStepUp(h.recordStepUp)
+	return h, nil
 }
 
 // Mount adds the portal's routes.

@@ -1,6 +1,7 @@
 package selfservice
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -8,7 +9,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
-	"github.com/latchkey/latchkey/internal/rp"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -37,7 +38,8 @@ func (h *Handler) stepUp(w http.ResponseWriter, r *http.Request) {
 	h.rp.Start(w, r, action, r.PostFormValue("return"), eff.StepUpMaxAge)
 }
 
-// callback completes a sign-in or step-up and records a step-up.
+// callback completes a sign-in or step-up; a step-up's audit event was
+// written with the new session (recordStepUp).
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	res, fail := h.rp.Callback(w, r)
 	if fail != nil {
@@ -47,21 +49,16 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, fail.Status, fail.Code, fail.Message)
 		return
 	}
-	if res.StepUp != "" {
-		ctx := r.Context()
-		s := res.Session
-		err := h.o.Store.InTx(ctx, func(q store.Queries) error {
-			_, err := audit.Append(ctx, q, audit.Event{Type: audit.StepUpSucceeded, ActorType: audit.ActorUser, ActorID: s.UserID,
-				SubjectID: s.UserID, ClientID: h.o.ClientID, Request: requestFacts(r), Details: map[string]any{"action": res.StepUp, "amr": s.AMR}})
-			return err
-		})
-		if err != nil {
-			// The action itself is audited when it happens; this record of
-			// the step-up is what is missing.
-			h.o.Logger.ErrorContext(ctx, "audit of step-up failed", "err", err)
-		}
-	}
 	http.Redirect(w, r, res.Return, http.StatusSeeOther)
+}
+
+// recordStepUp appends the step-up's audit event in the transaction that
+// stores the session it created.
+func (h *Handler) recordStepUp(ctx context.Context, q store.Queries, r *http.Request, s store.PortalSession) error {
+	_, err := audit.Append(ctx, q, audit.Event{Type: audit.StepUpSucceeded, ActorType: audit.ActorUser, ActorID: s.UserID,
+		SubjectID: s.UserID, ClientID: h.o.ClientID, Request: requestFacts(r), Time: h.o.Now().UTC(),
+		Details: map[string]any{"action": s.StepUp, "amr": s.AMR, "auth_time": s.AuthTime.UTC().Format(time.RFC3339)}})
+	return err
 }
 
 // logout ends the portal session and the provider session behind it.
@@ -75,30 +72,27 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) currentSession(r *http.Request) (store.PortalSession, bool) { return h.rp.Current(r) }
 
-// caller is who is acting and how fresh their authentication is.
+// caller is who is acting and how they authenticated.
 type caller struct {
-	UserID   string
-	AuthTime time.Time
-	AMR      []string
-	StepUp   string // action of the session's step-up ("" for bearer callers)
-	Session  *store.PortalSession
-	Bearer   bool
-	ClientID string
-	Request  audit.Request
+	UserID  string
+	Session *store.PortalSession // nil for bearer callers
+	Actor   mfa.Actor
+	Proof   mfa.Proof
 }
 
 func requestFacts(r *http.Request) audit.Request {
 	return audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}
 }
 
-// fresh reports whether c may perform action now: signed in with the
-// second factor within maxAge and, for portal sessions, through a step-up
-// made for this action (a step-up for one action is not valid for another).
-func (c caller) fresh(action string, maxAge time.Duration, now time.Time) bool {
-	if now.Sub(c.AuthTime) > maxAge || !rp.HasSecondFactor(c.AMR) {
-		return false
+// sessionCaller is a portal session's user; its proof is the session,
+// with the action of its step-up if it made one.
+func (h *Handler) sessionCaller(r *http.Request, s store.PortalSession) caller {
+	p := mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}
+	if s.StepUp != "" {
+		p.Actions = []string{s.StepUp}
 	}
-	return c.Bearer || c.StepUp == action
+	return caller{UserID: s.UserID, Session: &s, Proof: p,
+		Actor: mfa.Actor{Type: audit.ActorUser, UserID: s.UserID, ClientID: h.o.ClientID, Request: requestFacts(r)}}
 }
 
 // pageCaller returns the signed-in user for an HTML page, or redirects to
@@ -113,5 +107,5 @@ func (h *Handler) pageCaller(w http.ResponseWriter, r *http.Request) (caller, bo
 		http.Redirect(w, r, PathLogin+"?return="+url.QueryEscape(ret), http.StatusSeeOther)
 		return caller{}, false
 	}
-	return caller{UserID: s.UserID, AuthTime: s.AuthTime, AMR: s.AMR, StepUp: s.StepUp, Session: &s, ClientID: h.o.ClientID, Request: requestFacts(r)}, true
+	return h.sessionCaller(r, s), true
 }

@@ -39,6 +39,10 @@ type ResetRequest struct {
 	DecidedBy string
 }
 
+// MaxStepUpAge bounds how long any step-up can count (policy.MaxStepUpMaxAge);
+// spent step-ups older than this are forgotten.
+const MaxStepUpAge = 24 * time.Hour
+
 // Reset request states.
 const (
 	ResetOpen     = "open"
@@ -48,9 +52,23 @@ const (
 
 // PendingTOTP is a new authenticator secret (sealed) not yet verified.
 type PendingTOTP struct {
-	UserID    string
+	UserID string
+	ID     string
+	Secret []byte
+	// Binding names the session, token or sign-in the secret was shown
+	// to; only that caller may see it again or complete the setup.
+	Binding   string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// PendingAction is a console change kept while its admin steps up.
+type PendingAction struct {
 	ID        string
-	Secret    []byte
+	UserID    string
+	Method    string
+	Path      string
+	Form      string // URL-encoded
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
@@ -157,9 +175,21 @@ type Account interface {
 	DeletePortalSession(ctx context.Context, idHash string) error
 	DeleteUserPortalSessions(ctx context.Context, userID string) error
 
-	// DeactivateUserTokens deactivates every active token row of the user
+	// DeactivateUserTokens deactivates every active token row of the user,
+	// except the access token of the grant keepRequestID ("" keeps none),
 	// and returns how many.
-	DeactivateUserTokens(ctx context.Context, userID string) (int, error)
+	DeactivateUserTokens(ctx context.Context, userID, keepRequestID string) (int, error)
+
+	// SpendStepUp records a step-up proof as used; ErrAlreadyExists if it
+	// was used before.
+	SpendStepUp(ctx context.Context, id, userID, action string, at time.Time) error
+	// StepUpSpent reports whether a step-up proof was used.
+	StepUpSpent(ctx context.Context, id string) (bool, error)
+
+	CreatePendingAction(ctx context.Context, a PendingAction) error
+	// ConsumePendingAction deletes and returns the action (ErrNotFound if
+	// it was already taken).
+	ConsumePendingAction(ctx context.Context, id string) (PendingAction, error)
 }
 
 // Audit stores the audit log.

@@ -10,6 +10,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 )
 
@@ -53,6 +55,28 @@ type Client struct {
 	ResponseTypes          []string
 	Scopes                 []string
 	CreatedAt              time.Time
+}
+
+// ErrInvalidClient is returned for a client registration that breaks a
+// rule every client must keep (Client.Validate).
+var ErrInvalidClient = errors.New("store: invalid client registration")
+
+// AdminScope reports whether scope opens the admin API.
+func AdminScope(scope string) bool { return scope == "admin" || scope == "admin:sensitive" }
+
+// Validate checks the rules every stored client keeps, whichever path
+// registers it (CLI, admin API, console): the admin scopes belong to
+// first-party clients only, and admin:sensitive goes with admin.
+func (c Client) Validate() error {
+	for _, s := range c.Scopes {
+		if AdminScope(s) && !c.FirstParty {
+			return fmt.Errorf("%w: scope %q is for first-party clients only", ErrInvalidClient, s)
+		}
+	}
+	if slices.Contains(c.Scopes, "admin:sensitive") && !slices.Contains(c.Scopes, "admin") {
+		return fmt.Errorf("%w: scope admin:sensitive needs scope admin", ErrInvalidClient)
+	}
+	return nil
 }
 
 // TOTPCredential is a user's authenticator. Secret is sealed (AES-256-GCM,

@@ -374,7 +374,7 @@ func setup(o options) error {
 			if err := q.CreateUser(ctx, store.User{ID: id, Username: u.Username, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}); err != nil {
 				return err
 			}
-			_, err := svc.EnrollTOTP(ctx, q, id, u.Secret)
+			_, err := svc.EnrollTOTP(ctx, q, id, u.Secret, 0)
 			return err
 		})
 		if err != nil {

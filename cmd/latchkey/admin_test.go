@@ -291,7 +291,7 @@ func TestAdminBadInput(t *testing.T) {
 func TestAdminAutomationAndClients(t *testing.T) {
 	f := newAdminFixture(t, testdb.SQLite(t))
 	ctx := context.Background()
-	c := f.call(t, f.adminToken, "POST", "/admin/clients", map[string]any{"name": "Automation", "grant_types": []string{"client_credentials"}, "scopes": []string{"admin"}})
+	c := f.call(t, f.adminToken, "POST", "/admin/clients", map[string]any{"name": "Automation", "first_party": true, "grant_types": []string{"client_credentials"}, "scopes": []string{"admin"}})
 	secret, _ := c.Body["client_secret"].(string)
 	if c.Status != http.StatusCreated || len(secret) < 43 {
 		t.Fatalf("create client: %d %v", c.Status, c.Body)
@@ -649,7 +649,7 @@ func TestAuditFailureRollsBackChanges(t *testing.T) {
 		f.srv.policyGroup(t, "Staff", true, eve)
 		b := newBrowser(t, f.srv.URL)
 		portalLogin(t, b, f.srv, eve)
-		stepUp(t, b, f.srv, eve, "unlink")
+		stepUp(t, b, f.srv, eve, "remove")
 		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, f.srv)}
 		in := b.api(t, "POST", f.srv.URL+"/account/mfa/disable", nil, csrf)
 

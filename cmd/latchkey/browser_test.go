@@ -19,6 +19,7 @@ import (
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	lkrp "github.com/latchkey/latchkey/internal/rp"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -31,6 +32,44 @@ type testServer struct {
 	// totpSkew shifts the clock that verifies codes, so a test can move to
 	// the next TOTP step without sleeping 30 seconds.
 	totpSkew atomic.Int64
+}
+
+// ageSession makes the browser's portal or console session (cookie name)
+// look signed in d earlier, so a test can let a sign-in grow stale without
+// waiting (fosite reads the real clock, so the server's cannot move).
+func (s *testServer) ageSession(t testing.TB, b *browser, cookie string, d time.Duration) {
+	t.Helper()
+	u, _ := url.Parse(s.URL + "/console")
+	if cookie == "latchkey_account" {
+		u, _ = url.Parse(s.URL + "/account")
+	}
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == cookie {
+			s.ageSessionValue(t, c.Value, d)
+			return
+		}
+	}
+	t.Fatalf("no %s cookie", cookie)
+}
+
+// ageSessionValue ages the session whose cookie value is v.
+func (s *testServer) ageSessionValue(t testing.TB, v string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	err := s.app.store.InTx(ctx, func(q store.Queries) error {
+		ps, err := q.GetPortalSession(ctx, lkrp.HashID(v))
+		if err != nil {
+			return err
+		}
+		if err := q.DeletePortalSession(ctx, ps.IDHash); err != nil {
+			return err
+		}
+		ps.AuthTime = ps.AuthTime.Add(-d)
+		return q.CreatePortalSession(ctx, ps)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (s *testServer) totpNow() time.Time { return time.Now().Add(time.Duration(s.totpSkew.Load())) }
@@ -109,7 +148,7 @@ func (s *testServer) createUser(t testing.TB, name string, withTOTP bool) user {
 	}
 	if withTOTP {
 		u.Secret = authn.NewTOTPSecret()
-		codes, err := s.app.authn.EnrollTOTP(ctx, s.app.store, u.ID, u.Secret)
+		codes, err := s.app.authn.EnrollTOTP(ctx, s.app.store, u.ID, u.Secret, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/latchkey/latchkey/authn"
@@ -186,20 +188,41 @@ func TestBrowserConsoleStory(t *testing.T) {
 			chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
 		}
 	}
-	var assigned string
+	// ageConsole makes the admin's console sign-in six minutes old, so the
+	// next sensitive change needs a step-up.
+	ageConsole := chromedp.ActionFunc(func(ctx context.Context) error {
+		cs, err := network.GetCookies().WithURLs([]string{srv.URL + "/console"}).Do(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Name == "latchkey_console" {
+				srv.ageSessionValue(t, c.Value, 6*time.Minute)
+				return nil
+			}
+		}
+		return errors.New("no console cookie")
+	})
+	var saved, assigned string
 	err := chromedp.Run(adminCtx,
 		chromedp.Navigate(srv.URL+"/console"),
 		signIn(ada),
 		chromedp.WaitVisible(`//h1[text()="Authentication policies"]`),
 		chromedp.SendKeys(`#name`, "Low risk", chromedp.ByID),
-		chromedp.Click(`input[name=allow_self_service_mfa_removal]`, chromedp.ByQuery),
 		shot(t, "10-console-new-policy"),
-		chromedp.Click(`//button[text()="Create policy"]`),
+		chromedp.Click(`//button[text()="Create policy"]`), // a fresh console sign-in counts as the step-up
 		chromedp.WaitVisible(`//h1[text()="Policy: Low risk"]`),
+		ageConsole,
+		// Save: the step-up comes in between, and the change is kept.
+		chromedp.Click(`input[name=allow_self_service_mfa_removal]`, chromedp.ByQuery),
+		chromedp.Click(`//button[contains(., "Save (version 1)")]`),
+		signIn(ada),
+		chromedp.WaitVisible(`//p[contains(., "Policy saved.")]`),
+		chromedp.Text(`main`, &saved, chromedp.ByQuery),
+		ageConsole,
+		// Assign: the same.
 		chromedp.Click(`//button[text()="Assign"]`),
-		signIn(ada), // the step-up
-		chromedp.WaitVisible(`//h1[text()="Policy: Low risk"]`),
-		chromedp.Click(`//button[text()="Assign"]`),
+		signIn(ada),
 		chromedp.WaitVisible(`//p[contains(., "Assigned to: Staff")]`),
 		chromedp.Text(`main`, &assigned, chromedp.ByQuery),
 		shot(t, "11-console-policy-assigned"),
@@ -207,8 +230,13 @@ func TestBrowserConsoleStory(t *testing.T) {
 	if err != nil {
 		t.Fatalf("admin browser: %v", err)
 	}
-	if !strings.Contains(assigned, "Policy assigned") {
-		t.Fatalf("policy page: %q", assigned)
+	if !strings.Contains(saved, "Save (version 2)") || !strings.Contains(assigned, "Policy assigned") {
+		t.Fatalf("policy page after save %q, after assign %q", saved, assigned)
+	}
+	for _, typ := range []string{"policy.updated", "policy.assigned"} {
+		if n := auditCount(t, srv, typ, ""); n != 1 {
+			t.Fatalf("want one %s event after the step-up, got %d", typ, n)
+		}
 	}
 	err = chromedp.Run(userCtx,
 		chromedp.Navigate(srv.URL+"/account/security"),

@@ -17,6 +17,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
@@ -43,7 +44,8 @@ func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group str
 		"clients create": cli.clientsCreate, "clients list": cli.clientsList, "clients delete": cli.clientsDelete,
 		"users create": cli.usersCreate, "users list": cli.usersList, "users set-password": cli.usersSetPassword,
 		"users add-to-group": cli.usersAddToGroup, "users enroll-totp": cli.usersEnrollTOTP,
-		"groups create": cli.groupsCreate, "groups list": cli.groupsList,
+		"users remove-2sv": cli.usersRemove2SV,
+		"groups create":    cli.groupsCreate, "groups list": cli.groupsList,
 		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
 		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
 		"admins add":   cli.adminsAdd,
@@ -255,7 +257,7 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 		if err := q.DeleteUserPortalSessions(ctx, u.ID); err != nil {
 			return err
 		}
-		_, err := q.DeactivateUserTokens(ctx, u.ID)
+		_, err := q.DeactivateUserTokens(ctx, u.ID, "")
 		return err
 	})
 	if err != nil {
@@ -295,19 +297,13 @@ func (c *cli) usersEnrollTOTP(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("user %s: %w", args[0], err)
 	}
-	system, ring, err := secrets(c.cfg)
+	svc, err := c.lifecycle()
 	if err != nil {
 		return err
 	}
-	svc := authn.NewService(authn.Options{Store: c.st, Keyring: ring, Pepper: derive(system, "recovery-codes")})
 	secret := authn.NewTOTPSecret()
-	var codes []string
-	err = c.audited(ctx, audit.Event{Type: audit.MFAEnrolled, SubjectID: u.ID}, func(q store.Queries) error {
-		var err error
-		codes, err = svc.EnrollTOTP(ctx, q, u.ID, secret)
-		return err
-	})
-	if errors.Is(err, store.ErrAlreadyExists) {
+	codes, err := svc.EnrollVerified(ctx, operator, u.ID, secret)
+	if r, ok := mfa.AsRefusal(err); ok && r.Code == mfa.CodeMFAActive {
 		return fmt.Errorf("%s already has an authenticator", u.Username)
 	}
 	if err != nil {
@@ -315,6 +311,47 @@ func (c *cli) usersEnrollTOTP(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.out, "secret:      %s\notpauth URI: %s\nrecovery codes (shown once):\n  %s\n",
 		secret, authn.TOTPURI("Latchkey", u.Username, secret), strings.Join(codes, "\n  "))
+	return nil
+}
+
+// operator is the CLI as the 2SV lifecycle records it: whoever runs it
+// holds the database and its secrets.
+var operator = mfa.Actor{Type: audit.ActorSystem}
+
+// lifecycle builds the 2SV lifecycle service on the CLI's store.
+func (c *cli) lifecycle() (*mfa.Service, error) {
+	system, ring, err := secrets(c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	an := authn.NewService(authn.Options{Store: c.st, Keyring: ring, Pepper: derive(system, "recovery-codes")})
+	return mfa.New(mfa.Options{Store: c.st, Authn: an, Logger: c.log}), nil
+}
+
+// usersRemove2SV removes a user's 2SV as the operator (for example when no
+// admin can sign in), through the same lifecycle service and audit event
+// as the admin API.
+func (c *cli) usersRemove2SV(ctx context.Context, args []string) error {
+	fs := c.flags("users remove-2sv")
+	reason := fs.String("reason", "", "why (recorded in the audit event)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: users remove-2sv [-reason TEXT] USERNAME")
+	}
+	u, err := c.st.GetUserByUsername(ctx, fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("user %s: %w", fs.Arg(0), err)
+	}
+	svc, err := c.lifecycle()
+	if err != nil {
+		return err
+	}
+	if err := svc.RemoveByAdmin(ctx, operator, mfa.Proof{Via: mfa.ViaOperator}, u.ID, *reason); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "two-step verification removed for %s; their sessions and tokens were revoked\n", u.Username)
 	return nil
 }
 

@@ -85,7 +85,9 @@ func TestConsolePolicies(t *testing.T) {
 		if cur, _ := st.GetPolicy(ctx, "policy_Staff"); cur.AllowSelfServiceRemoval || cur.Version != 1 {
 			t.Fatal("a preview changed the policy")
 		}
-		// Saving needs a step-up: the browser is sent to sign in again.
+		// Saving needs a step-up once the sign-in is over 5 minutes old:
+		// the browser is sent to sign in again.
+		srv.ageSession(t, b, "latchkey_console", 6*time.Minute)
 		save := b.submitForm(sp, "/console/policies/policy_Staff", map[string]string{"allow_self_service_mfa_removal": "on", "action": "save"})
 		if !strings.HasSuffix(save.URL.Path, "/login") {
 			t.Fatalf("save without step-up: %s", save.URL)
@@ -93,8 +95,8 @@ func TestConsolePolicies(t *testing.T) {
 		if cur, _ := st.GetPolicy(ctx, "policy_Staff"); cur.Version != 1 {
 			t.Fatal("saved without a step-up")
 		}
+		// The change made before the step-up is kept and completed after it.
 		p = finishConsoleLogin(t, b, srv, save, ada)
-		p = b.submitForm(p, "/console/policies/policy_Staff", map[string]string{"allow_self_service_mfa_removal": "on", "action": "save"})
 		if !strings.Contains(p.Body, "Policy saved") {
 			t.Fatalf("save after step-up: %d %s", p.Status, p.URL)
 		}
@@ -130,6 +132,7 @@ func TestConsoleRemoveMFA(t *testing.T) {
 	tom := srv.createUser(t, "tom", true)
 	b := newBrowser(t, srv.URL)
 	consoleLogin(t, b, srv, ada)
+	srv.ageSession(t, b, "latchkey_console", 6*time.Minute) // the console sign-in no longer counts as a step-up
 	p := b.get(srv.URL + "/console/users?q=tom")
 	if !strings.Contains(p.Body, "/console/users/"+tom.ID) {
 		t.Fatalf("search: %s", p.Body)
@@ -144,8 +147,6 @@ func TestConsoleRemoveMFA(t *testing.T) {
 		t.Fatalf("want a step-up before removal: %s", p.URL)
 	}
 	p = finishConsoleLogin(t, b, srv, p, ada)
-	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", nil)
-	p = b.submitForm(p, "/console/users/"+tom.ID+"/remove-mfa", map[string]string{"confirm": "yes"})
 	if !strings.Contains(p.Body, "Two-step verification removed") || hasTOTP(t, srv, tom) {
 		t.Fatalf("removal after step-up: %d %s", p.Status, p.URL)
 	}
@@ -190,14 +191,14 @@ func TestConsoleGroupsAndKeys(t *testing.T) {
 	if s := b.get(srv.URL + "/console/users?group=Ops&q=VI"); !strings.Contains(s.Body, "/console/users/"+vic.ID) || strings.Contains(s.Body, "/console/users/"+ada.ID+`"`) {
 		t.Fatal("search by group")
 	}
-	// Choosing the group's policy needs a step-up.
+	// Choosing the group's policy needs a step-up once the sign-in is old.
+	srv.ageSession(t, b, "latchkey_console", 6*time.Minute)
 	form := map[string]string{"policy_id": "policy_default"}
 	got := b.submitForm(p, "/console/groups/"+gid+"/policy", form)
 	if !strings.HasSuffix(got.URL.Path, "/login") {
 		t.Fatalf("policy change without step-up: %s", got.URL)
 	}
 	p = finishConsoleLogin(t, b, srv, got, ada)
-	p = b.submitForm(p, "/console/groups/"+gid+"/policy", form)
 	if pid, _ := srv.app.store.GroupPolicyID(ctx, gid); pid != "policy_default" || !strings.Contains(p.Body, "Saved") {
 		t.Fatalf("policy assignment: %q", pid)
 	}
@@ -398,13 +399,13 @@ func TestConsolePasswordResetLink(t *testing.T) {
 		wes := srv.createUser(t, "wes", true)
 		b := newBrowser(t, srv.URL)
 		consoleLogin(t, b, srv, ada)
+		srv.ageSession(t, b, "latchkey_console", 6*time.Minute)
 		p := b.get(srv.URL + "/console/users/" + wes.ID)
 		p = b.submitForm(p, "/console/users/"+wes.ID+"/reset-link", nil)
 		if !strings.HasSuffix(p.URL.Path, "/login") {
 			t.Fatalf("reset link without step-up: %s", p.URL)
 		}
 		p = finishConsoleLogin(t, b, srv, p, ada)
-		p = b.submitForm(p, "/console/users/"+wes.ID+"/reset-link", nil)
 		link := strings.TrimSpace(between(p.Body, `<code class="secret">`, "</code>"))
 		if !strings.HasPrefix(link, srv.URL+"/password-reset?token=") {
 			t.Fatalf("no link shown: %q", link)

@@ -17,8 +17,10 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -185,7 +187,7 @@ func TestSeed003Validations(t *testing.T) {
 		// User does not select Yes or No.
 		b = newBrowser(t, srv.URL)
 		portalLogin(t, b, srv, ivan)
-		stepUp(t, b, srv, ivan, "unlink")
+		stepUp(t, b, srv, ivan, "remove")
 		csrf = map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 		in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf)
 		if in.Status != 200 || in.state() != "choice_required" || in.Body["unlink_id"] == "" {
@@ -232,7 +234,7 @@ func TestSeed003Actions(t *testing.T) {
 		// JSON: No changes nothing and returns the session context.
 		b := newBrowser(t, srv.URL)
 		portalLogin(t, b, srv, kim)
-		stepUp(t, b, srv, kim, "unlink")
+		stepUp(t, b, srv, kim, "remove")
 		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 		if r := b.api(t, "PUT", srv.URL+"/account/mfa/disable/successful", nil, csrf); r.Status != http.StatusConflict {
 			t.Errorf("confirm while 2SV active: want 409, got %d %v", r.Status, r.Body)
@@ -320,7 +322,7 @@ func TestStepUpIsRequiredAndBound(t *testing.T) {
 	if r := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf); r.state() != "step_up_required" {
 		t.Fatalf("a step-up for replace must not unlink: %d %v", r.Status, r.Body)
 	}
-	stepUp(t, b, srv, mia, "unlink")
+	stepUp(t, b, srv, mia, "remove")
 	csrf = map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 	if r := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf); r.Status != 200 || r.state() != "choice_required" {
 		t.Fatalf("after step-up for unlink: %d %v", r.Status, r.Body)
@@ -340,7 +342,7 @@ func TestStalePolicyDoesNotRemove(t *testing.T) {
 		admin := srv.createUser(t, "olga", true)
 		b := newBrowser(t, srv.URL)
 		portalLogin(t, b, srv, ned)
-		stepUp(t, b, srv, ned, "unlink")
+		stepUp(t, b, srv, ned, "remove")
 		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 		in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf)
 		if in.state() != "choice_required" {
@@ -371,7 +373,7 @@ func TestConcurrentYesRemovesOnce(t *testing.T) {
 		srv.policyGroup(t, "Staff", true, pia)
 		b := newBrowser(t, srv.URL)
 		portalLogin(t, b, srv, pia)
-		stepUp(t, b, srv, pia, "unlink")
+		stepUp(t, b, srv, pia, "remove")
 		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 		in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf)
 		var ok, conflict atomic.Int32
@@ -423,7 +425,7 @@ func TestReenrollmentEnforced(t *testing.T) {
 
 		b := newBrowser(t, srv.URL)
 		portalLogin(t, b, srv, quinn)
-		stepUp(t, b, srv, quinn, "unlink")
+		stepUp(t, b, srv, quinn, "remove")
 		csrf := map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 		in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, csrf)
 		if rr := b.api(t, "PUT", srv.URL+"/account/mfa/disable", map[string]any{"unlink_id": in.Body["unlink_id"], "choice": "yes"}, csrf); rr.Status != 200 {
@@ -669,7 +671,7 @@ func TestRecoveryCodeRegeneration(t *testing.T) {
 	if r := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf); r.Status != http.StatusUnauthorized || r.state() != "step_up_required" || r.Body["action"] != "recovery_codes" {
 		t.Fatalf("without step-up: %d %v", r.Status, r.Body)
 	}
-	stepUp(t, b, srv, yan, "unlink") // a step-up for another action does not count
+	stepUp(t, b, srv, yan, "remove") // a step-up for another action does not count
 	csrf = map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)}
 	if r := b.api(t, "POST", srv.URL+"/account/mfa/recovery-codes", nil, csrf); r.state() != "step_up_required" {
 		t.Fatalf("step-up for unlink reused: %v", r.Body)
@@ -707,11 +709,7 @@ func TestReenrollmentGrace(t *testing.T) {
 	if err := srv.app.store.UpdatePolicy(ctx, pol); err != nil {
 		t.Fatal(err)
 	}
-	err := srv.app.store.InTx(ctx, func(q store.Queries) error {
-		_, _, err := srv.app.authn.RemoveMFA(ctx, q, zoe.ID)
-		return err
-	})
-	if err != nil {
+	if err := srv.app.mfa.RemoveByAdmin(ctx, mfa.Actor{Type: audit.ActorSystem}, mfa.Proof{Via: mfa.ViaOperator}, zoe.ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 	app := newRP(t, srv, srv.createClient(t, "grace", false, true))

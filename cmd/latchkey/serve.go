@@ -13,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/notify"
 	"github.com/latchkey/latchkey/store"
 )
@@ -127,15 +129,10 @@ func (a *app) devBootstrap(ctx context.Context, out io.Writer) error {
 		now := time.Now().UTC()
 		u := store.User{ID: authn.NewID("user"), Username: demoUsername, Email: "demo@example.com", DisplayName: "Demo User (dev only)",
 			PasswordHash: a.authn.Hasher().Hash(password), CreatedAt: now, UpdatedAt: now}
-		var codes []string
-		err := a.store.InTx(ctx, func(q store.Queries) error {
-			if err := q.CreateUser(ctx, u); err != nil {
-				return err
-			}
-			var err error
-			codes, err = a.authn.EnrollTOTP(ctx, q, u.ID, secret)
+		if err := a.store.CreateUser(ctx, u); err != nil {
 			return err
-		})
+		}
+		codes, err := a.mfa.EnrollVerified(ctx, mfa.Actor{Type: audit.ActorSystem}, u.ID, secret)
 		if err != nil {
 			return err
 		}

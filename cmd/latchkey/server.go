@@ -25,6 +25,7 @@ import (
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/provider"
 	"github.com/latchkey/latchkey/selfservice"
 	"github.com/latchkey/latchkey/store"
@@ -40,6 +41,7 @@ type app struct {
 	system   []byte
 	keys     *provider.KeyManager
 	authn    *authn.Service
+	mfa      *mfa.Service
 	provider *provider.Provider
 	router   *chi.Mux
 	log      *slog.Logger
@@ -148,10 +150,11 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	an := authn.NewService(authn.Options{Store: st, Keyring: ring, Pepper: derive(system, "recovery-codes"), Hasher: bo.Hasher, Logger: log, Now: bo.AuthnNow,
 		Lockout: authn.Lockout{AccountThreshold: cfg.Lockout.AccountThreshold, IPThreshold: cfg.Lockout.IPThreshold,
 			BaseDelay: cfg.Lockout.BaseDelay.D(), MaxDelay: cfg.Lockout.MaxDelay.D()}})
+	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Logger: log, Now: bo.Now})
 	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
 		AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout.D(), Now: bo.Now})
 	csrf := &httpx.CSRF{Key: derive(system, "csrf"), Secure: secure}
-	prov, err := provider.New(provider.Options{Issuer: cfg.Issuer, Store: st, Keys: keys, Authn: an, Sessions: sessions, CSRF: csrf,
+	prov, err := provider.New(provider.Options{Issuer: cfg.Issuer, Store: st, Keys: keys, Authn: an, MFA: lifecycle, Sessions: sessions, CSRF: csrf,
 		GlobalSecret: derive(system, "fosite-hmac"), AccessTokenLifespan: cfg.Tokens.AccessTokenLifespan.D(),
 		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan.D(), IDTokenLifespan: cfg.Tokens.IDTokenLifespan.D(),
 		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan.D(), AuditRetention: cfg.Audit.Retention.D(), Registerer: bo.Registry, Logger: log, Now: bo.Now})
@@ -185,13 +188,13 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	if err := ensureFirstPartyClient(ctx, st, consoleClientID, "Latchkey admin console", cfg.Issuer+admin.ConsoleCallback, cfg.Issuer+admin.ConsolePath); err != nil {
 		return nil, err
 	}
-	portal, err := selfservice.New(selfservice.Options{Issuer: cfg.Issuer, ClientID: portalClientID, Store: st, Authn: an,
+	portal, err := selfservice.New(selfservice.Options{Issuer: cfg.Issuer, ClientID: portalClientID, Store: st, Authn: an, MFA: lifecycle,
 		Tokens: tokenVerifier{prov}, CSRF: csrf, Keyring: ring, Secure: secure, Logger: log, Now: bo.Now, HTTPClient: bo.HTTPClient})
 	if err != nil {
 		return nil, err
 	}
 	portal.Mount(r)
-	adm := admin.New(admin.Options{Store: st, Authn: an, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
+	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(r)
 	if err := adm.MountConsole(r, admin.ConsoleOptions{Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
 		Keyring: ring, Secure: secure}); err != nil {
@@ -203,7 +206,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
-	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, provider: prov, router: r, log: log}, nil
+	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, provider: prov, router: r, log: log}, nil
 }
 
 // The account portal's and the admin console's own first-party clients.
@@ -250,7 +253,8 @@ func (v tokenVerifier) VerifyAccessToken(ctx context.Context, token string) (sel
 	if i.Subject == "" {
 		return selfservice.Principal{}, errors.New("account API: the token has no user")
 	}
-	return selfservice.Principal{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR}, nil
+	return selfservice.Principal{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR,
+		GrantID: i.GrantID, StepUp: i.StepUp}, nil
 }
 
 // VerifyAdminToken lets the admin API accept the provider's access tokens.
@@ -259,7 +263,7 @@ func (v tokenVerifier) VerifyAdminToken(ctx context.Context, token string) (admi
 	if err != nil {
 		return admin.Token{}, err
 	}
-	return admin.Token{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes}, nil
+	return admin.Token{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR}, nil
 }
 
 // adminKeys adapts the key manager to the admin API.

@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/store"
 )
@@ -44,7 +44,10 @@ type Options struct {
 	Keyring    *seal.Keyring
 	Secure     bool
 	Lifetime   time.Duration // session lifetime
-	Now        func() time.Time
+	// OnStepUp, when set, records a completed step-up (the audit event)
+	// in the transaction that stores the new session: both or neither.
+	OnStepUp func(ctx context.Context, q store.Queries, r *http.Request, s store.PortalSession) error
+	Now      func() time.Time
 }
 
 // RP is one application's relying-party side.
@@ -86,6 +89,7 @@ type flow struct {
 	Verifier string    `json:"v"`
 	Nonce    string    `json:"n"`
 	Action   string    `json:"a,omitempty"`
+	Subject  string    `json:"u,omitempty"` // a step-up's user: the sign-in must come back as them
 	Return   string    `json:"r"`
 	Started  time.Time `json:"t"`
 }
@@ -116,6 +120,14 @@ func randomHex(n int) string {
 // sign-in (prompt=login) no older than maxAge, with the second factor.
 func (p *RP) Start(w http.ResponseWriter, r *http.Request, action, ret string, maxAge time.Duration) {
 	f := flow{State: randomHex(16), Verifier: oauth2.GenerateVerifier(), Nonce: randomHex(16), Action: action, Return: p.local(ret), Started: p.o.Now().UTC()}
+	var hint string
+	if action != "" {
+		// A step-up pins its user: the provider refuses a sign-in as anyone
+		// else (id_token_hint), and Callback checks the subject again.
+		if cur, ok := p.Current(r); ok {
+			f.Subject, hint = cur.UserID, cur.IDToken
+		}
+	}
 	raw, _ := json.Marshal(f)
 	http.SetCookie(w, &http.Cookie{Name: p.flowCookie(), Value: base64.RawURLEncoding.EncodeToString(p.o.Keyring.Seal(raw, []byte(p.flowCookie()))),
 		Path: p.o.Path, HttpOnly: true, Secure: p.o.Secure, SameSite: http.SameSiteLaxMode, MaxAge: 900})
@@ -123,6 +135,9 @@ func (p *RP) Start(w http.ResponseWriter, r *http.Request, action, ret string, m
 	if action != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("acr_values", "aal2"),
 			oauth2.SetAuthURLParam("max_age", strconv.Itoa(int(maxAge.Seconds()))))
+		if hint != "" {
+			opts = append(opts, oauth2.SetAuthURLParam("id_token_hint", hint))
+		}
 	}
 	http.Redirect(w, r, p.oauth.AuthCodeURL(f.State, opts...), http.StatusSeeOther)
 }
@@ -201,25 +216,25 @@ func (p *RP) Callback(w http.ResponseWriter, r *http.Request) (Result, *Failure)
 	if err := idt.Claims(&claims); err != nil {
 		return Result{}, failed(err)
 	}
+	if f.Subject != "" && idt.Subject != f.Subject {
+		// The session stays whose it was; nothing is recorded as a step-up.
+		return Result{}, &Failure{Status: http.StatusForbidden, Code: "step_up_other_user",
+			Message: "You confirmed as a different account than the one signed in here. Nothing changed; sign in again as yourself to continue."}
+	}
 	authTime := time.Unix(claims.AuthTime, 0).UTC()
 	res := Result{Return: f.Return}
 	// The step-up counts only if this sign-in happened after it was
 	// requested and included the second factor; it is bound to its action.
-	if f.Action != "" && !authTime.Before(f.Started.Truncate(time.Second)) && HasSecondFactor(claims.AMR) {
+	if f.Action != "" && !authTime.Before(f.Started.Truncate(time.Second)) && authn.HasSecondFactor(claims.AMR) {
 		res.StepUp = f.Action
 	}
-	s, err := p.startSession(ctx, w, r, store.PortalSession{UserID: idt.Subject, SID: claims.SID, AuthTime: authTime, AMR: claims.AMR,
+	s, err := p.startSession(r.Context(), w, r, store.PortalSession{UserID: idt.Subject, SID: claims.SID, AuthTime: authTime, AMR: claims.AMR,
 		ACR: claims.ACR, IDToken: raw, StepUp: res.StepUp})
 	if err != nil {
 		return Result{}, &Failure{Status: http.StatusInternalServerError, Code: "server_error", Message: "Something went wrong on our side.", Err: err}
 	}
 	res.Session = s
 	return res, nil
-}
-
-// HasSecondFactor reports whether an amr claim shows a second factor.
-func HasSecondFactor(amr []string) bool {
-	return slices.Contains(amr, "otp") || slices.Contains(amr, "mfa")
 }
 
 // HashID is the stored form of a session cookie value.
@@ -229,17 +244,27 @@ func HashID(v string) string {
 }
 
 // startSession replaces this browser's session with a new one: the id
-// rotates at every sign-in and step-up.
+// rotates at every sign-in and step-up. A step-up's audit event is written
+// in the same transaction.
 func (p *RP) startSession(ctx context.Context, w http.ResponseWriter, r *http.Request, s store.PortalSession) (store.PortalSession, error) {
-	if c, err := r.Cookie(p.o.Cookie); err == nil {
-		if err := p.o.Store.DeletePortalSession(ctx, HashID(c.Value)); err != nil {
-			return s, err
-		}
-	}
 	raw := randomHex(32)
 	now := p.o.Now().UTC()
 	s.IDHash, s.CreatedAt, s.ExpiresAt = HashID(raw), now, now.Add(p.o.Lifetime)
-	if err := p.o.Store.CreatePortalSession(ctx, s); err != nil {
+	err := p.o.Store.InTx(ctx, func(q store.Queries) error {
+		if c, err := r.Cookie(p.o.Cookie); err == nil {
+			if err := q.DeletePortalSession(ctx, HashID(c.Value)); err != nil {
+				return err
+			}
+		}
+		if err := q.CreatePortalSession(ctx, s); err != nil {
+			return err
+		}
+		if s.StepUp != "" && p.o.OnStepUp != nil {
+			return p.o.OnStepUp(ctx, q, r, s)
+		}
+		return nil
+	})
+	if err != nil {
 		return s, err
 	}
 	http.SetCookie(w, &http.Cookie{Name: p.o.Cookie, Value: raw, Path: p.o.Path, HttpOnly: true, Secure: p.o.Secure,
@@ -271,4 +296,10 @@ func (p *RP) End(w http.ResponseWriter, r *http.Request) string {
 	_ = p.o.Store.DeletePortalSession(r.Context(), s.IDHash)
 	v := url.Values{"id_token_hint": {s.IDToken}, "client_id": {p.o.ClientID}}
 	return p.o.Issuer + "/oauth2/logout?" + v.Encode()
+}
+
+// SetOnStepUp sets Options.OnStepUp, for applications whose recorder is a
+// method of the handler that owns the RP.
+func (p *RP) SetOnStepUp(fn func(ctx context.Context, q store.Queries, r *http.Request, s store.PortalSession) error) {
+	p.o.OnStepUp = fn
 }

@@ -192,16 +192,17 @@ func (q queries) ClearMFARemoved(ctx context.Context, userID string) error {
 }
 
 func (q queries) PutPendingTOTP(ctx context.Context, p store.PendingTOTP) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO pending_totp (user_id, id, secret, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, secret = excluded.secret, created_at = excluded.created_at, expires_at = excluded.expires_at`,
-		p.UserID, p.ID, p.Secret, p.CreatedAt.UTC(), p.ExpiresAt.UTC())
+	_, err := q.c.Exec(ctx, `INSERT INTO pending_totp (user_id, id, secret, binding, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, secret = excluded.secret, binding = excluded.binding,
+			created_at = excluded.created_at, expires_at = excluded.expires_at`,
+		p.UserID, p.ID, p.Secret, p.Binding, p.CreatedAt.UTC(), p.ExpiresAt.UTC())
 	return err
 }
 
 func (q queries) GetPendingTOTP(ctx context.Context, userID string) (store.PendingTOTP, error) {
 	var p store.PendingTOTP
-	err := q.c.QueryRow(ctx, `SELECT user_id, id, secret, created_at, expires_at FROM pending_totp WHERE user_id = $1`, userID).
-		Scan(&p.UserID, &p.ID, &p.Secret, &p.CreatedAt, &p.ExpiresAt)
+	err := q.c.QueryRow(ctx, `SELECT user_id, id, secret, binding, created_at, expires_at FROM pending_totp WHERE user_id = $1`, userID).
+		Scan(&p.UserID, &p.ID, &p.Secret, &p.Binding, &p.CreatedAt, &p.ExpiresAt)
 	utc(&p.CreatedAt, &p.ExpiresAt)
 	return p, err
 }
@@ -263,9 +264,35 @@ func (q queries) DeleteUserPortalSessions(ctx context.Context, userID string) er
 	return err
 }
 
-func (q queries) DeactivateUserTokens(ctx context.Context, userID string) (int, error) {
-	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE subject = $1 AND active = TRUE`, userID)
+func (q queries) DeactivateUserTokens(ctx context.Context, userID, keepRequestID string) (int, error) {
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE subject = $1 AND active = TRUE
+		AND NOT (request_id = $2 AND kind = $3)`, userID, keepRequestID, string(store.KindAccessToken))
 	return int(n), err
+}
+
+func (q queries) SpendStepUp(ctx context.Context, id, userID, action string, at time.Time) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO spent_step_ups (id, user_id, action, spent_at) VALUES ($1, $2, $3, $4)`, id, userID, action, at.UTC())
+	return err
+}
+
+func (q queries) StepUpSpent(ctx context.Context, id string) (bool, error) {
+	var n int
+	err := q.c.QueryRow(ctx, `SELECT count(*) FROM spent_step_ups WHERE id = $1`, id).Scan(&n)
+	return n > 0, err
+}
+
+func (q queries) CreatePendingAction(ctx context.Context, a store.PendingAction) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO pending_actions (id, user_id, method, path, form, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		a.ID, a.UserID, a.Method, a.Path, a.Form, a.CreatedAt.UTC(), a.ExpiresAt.UTC())
+	return err
+}
+
+func (q queries) ConsumePendingAction(ctx context.Context, id string) (store.PendingAction, error) {
+	var a store.PendingAction
+	err := q.c.QueryRow(ctx, `DELETE FROM pending_actions WHERE id = $1 RETURNING id, user_id, method, path, form, created_at, expires_at`, id).
+		Scan(&a.ID, &a.UserID, &a.Method, &a.Path, &a.Form, &a.CreatedAt, &a.ExpiresAt)
+	utc(&a.CreatedAt, &a.ExpiresAt)
+	return a, err
 }
 
 // --- audit -----------------------------------------------------------------

@@ -115,6 +115,9 @@ func scanClient(r Row) (store.Client, error) {
 }
 
 func (q queries) CreateClient(ctx context.Context, c store.Client) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
 	_, err := q.c.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
 		list(c.GrantTypes), list(c.ResponseTypes), list(c.Scopes), c.CreatedAt.UTC())
@@ -447,10 +450,16 @@ func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int
 		`DELETE FROM unlink_intents WHERE expires_at < $1`,
 		`DELETE FROM pending_totp WHERE expires_at < $1`,
 		`DELETE FROM password_resets WHERE expires_at < $1`,
+		`DELETE FROM pending_actions WHERE expires_at < $1`,
 	} {
 		if _, err := q.c.Exec(ctx, stmt, before.UTC()); err != nil {
 			return int(n), err
 		}
+	}
+	// A spent step-up only matters while it is fresh enough to be used,
+	// and no policy lets a step-up count for longer than a day.
+	if _, err := q.c.Exec(ctx, `DELETE FROM spent_step_ups WHERE spent_at < $1`, before.Add(-store.MaxStepUpAge).UTC()); err != nil {
+		return int(n), err
 	}
 	return int(n), nil
 }

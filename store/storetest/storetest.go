@@ -716,7 +716,7 @@ func testAccountState(t *testing.T, s store.Store) {
 	if err := s.CreateToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.DeactivateUserTokens(ctx, u.ID); err != nil || n != 1 {
+	if n, err := s.DeactivateUserTokens(ctx, u.ID, ""); err != nil || n != 1 {
 		t.Fatalf("deactivate user tokens: %v %d", err, n)
 	}
 }

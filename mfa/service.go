@@ -1,0 +1,403 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/policy"
+	"github.com/latchkey/latchkey/store"
+)
+
+// unlinkLifetime bounds the confirmation step of an unlink.
+const unlinkLifetime = 5 * time.Minute
+
+// Options configures the Service.
+type Options struct {
+	Store  store.Store
+	Authn  *authn.Service // secrets, codes and their verification
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Service is the 2SV lifecycle.
+type Service struct{ o Options }
+
+// New returns a Service.
+func New(o Options) *Service {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{o: o}
+}
+
+// Decision is why removing a user's 2SV is admin-only, and whom to ask.
+type Decision struct {
+	Policy   policy.Effective
+	Contacts []store.User
+}
+
+func notActive() *Refusal {
+	return &Refusal{Code: CodeMFANotActive, Message: "Two-step verification is not active on this account."}
+}
+
+func unlinkExpired() *Refusal {
+	return &Refusal{Code: CodeUnlinkExpired, Message: "This unlink request has expired or was already answered. Start again."}
+}
+
+func firstSource(s []policy.Source) policy.Source {
+	if len(s) == 0 {
+		return policy.Source{}
+	}
+	return s[0]
+}
+
+// event builds an audit event with the fields every path records.
+func event(typ audit.Type, a Actor, p Proof, subject string, src policy.Source, details map[string]any) audit.Event {
+	d := evidence(p)
+	maps.Copy(d, details)
+	return audit.Event{Type: typ, ActorType: a.Type, ActorID: a.id(), SubjectID: subject, ClientID: a.ClientID,
+		PolicyID: src.PolicyID, PolicyVersion: src.PolicyVersion, Request: a.Request, Details: d}
+}
+
+// append writes e on q with the service's clock.
+func (s *Service) append(ctx context.Context, q store.Queries, e audit.Event) error {
+	e.Time = s.o.Now().UTC()
+	_, err := audit.Append(ctx, q, e)
+	return err
+}
+
+// refused records a refused self-service call that the user could not
+// make for lack of a step-up or of policy, in its own transaction: nothing
+// else changed, but admins see the attempt.
+func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, eff policy.Effective, err error) {
+	r, ok := AsRefusal(err)
+	if !ok || (r.Code != CodeAdminOnly && r.Code != CodeStepUpRequired) {
+		return
+	}
+	typ := audit.StepUpRefused
+	if r.Code == CodeAdminOnly {
+		typ = audit.MFARemovalDenied
+	}
+	e := event(typ, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
+		map[string]any{"action": action, "reason": r.Code, "policy_reason": eff.RemovalReason()})
+	e.Outcome = audit.Denied
+	if err := s.o.Store.InTx(ctx, func(q store.Queries) error { return s.append(ctx, q, e) }); err != nil {
+		s.o.Logger.ErrorContext(ctx, "audit of a refused 2SV call failed", "err", err)
+	}
+}
+
+// contacts returns the admins of the user's groups.
+func contacts(ctx context.Context, q store.Queries, userID string) ([]store.User, error) {
+	return q.UserAdminContacts(ctx, userID)
+}
+
+// checkOwnRemoval applies SPEC §6's checks in order: 2SV active, policy
+// allows self-service removal, a fresh unspent step-up made for removal.
+// q is the transaction that will act on the answer.
+func (s *Service) checkOwnRemoval(ctx context.Context, q store.Queries, userID string, p Proof) (policy.Effective, error) {
+	if _, err := q.GetTOTP(ctx, userID); errors.Is(err, store.ErrNotFound) {
+		return policy.Effective{}, notActive()
+	} else if err != nil {
+		return policy.Effective{}, err
+	}
+	eff, err := authn.EffectivePolicy(ctx, q, userID)
+	if err != nil {
+		return eff, err
+	}
+	if !eff.AllowSelfServiceRemoval {
+		cs, err := contacts(ctx, q, userID)
+		if err != nil {
+			return eff, err
+		}
+		return eff, &Refusal{Code: CodeAdminOnly, Message: eff.RemovalReason() + " Ask an admin to reset it.", Decision: &Decision{Policy: eff, Contacts: cs}}
+	}
+	if err := s.checkStepUp(ctx, q, p, ActionRemove, eff.StepUpMaxAge); err != nil {
+		// A concurrent removal may have spent the step-up and removed 2SV
+		// between the reads above: answer what is true now, in SPEC order.
+		if _, gerr := q.GetTOTP(ctx, userID); errors.Is(gerr, store.ErrNotFound) {
+			return eff, notActive()
+		}
+		return eff, err
+	}
+	return eff, nil
+}
+
+// CheckRemoval runs the checks of a self-service removal without changing
+// anything (refusals are audited), so a caller can answer them before it
+// reads the rest of a request.
+func (s *Service) CheckRemoval(ctx context.Context, a Actor, p Proof) error {
+	eff, err := s.checkOwnRemoval(ctx, s.o.Store, a.UserID, p)
+	if err != nil {
+		s.refused(ctx, a, p, ActionRemove, eff, err)
+	}
+	return err
+}
+
+// Initiate runs the checks and opens the short-lived confirmation step of
+// a self-service removal (seed 003's POST).
+func (s *Service) Initiate(ctx context.Context, a Actor, p Proof) (store.UnlinkIntent, error) {
+	if err := s.CheckRemoval(ctx, a, p); err != nil {
+		return store.UnlinkIntent{}, err
+	}
+	now := s.o.Now().UTC()
+	in := store.UnlinkIntent{ID: "unlink_" + authn.RandomToken(16), UserID: a.UserID, CreatedAt: now, ExpiresAt: now.Add(unlinkLifetime)}
+	return in, s.o.Store.CreateUnlinkIntent(ctx, in)
+}
+
+// Cancel answers "no": the confirmation step ends and nothing changes.
+func (s *Service) Cancel(ctx context.Context, a Actor, unlinkID string) error {
+	in, err := s.o.Store.GetUnlinkIntent(ctx, unlinkID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (in.UserID != a.UserID || s.o.Now().After(in.ExpiresAt))) {
+		return unlinkExpired()
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := s.o.Store.ConsumeUnlinkIntent(ctx, unlinkID); errors.Is(err, store.ErrNotFound) {
+		return unlinkExpired()
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// RemoveOwn answers "yes". In one transaction it locks the user's 2SV,
+// re-checks 2SV, policy and step-up from the database (a stale claim or a
+// policy changed since sign-in removes nothing), consumes the confirmation
+// step, spends the step-up, removes the authenticator and its recovery
+// codes, revokes the user's other tokens and sessions, starts the new
+// authenticator's setup bound to this caller, and appends the audit event.
+// It returns the new secret.
+func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID string) (string, error) {
+	var secret string
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		// Two concurrent "yes" for one user queue here; the second then
+		// finds the authenticator gone or the confirmation used.
+		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
+			return err
+		}
+		eff, err := s.checkOwnRemoval(ctx, q, a.UserID, p)
+		if err != nil {
+			return err
+		}
+		in, err := q.ConsumeUnlinkIntent(ctx, unlinkID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (in.UserID != a.UserID || s.o.Now().After(in.ExpiresAt))) {
+			return unlinkExpired()
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.spend(ctx, q, p, a.UserID, ActionRemove, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		revoked, err := s.remove(ctx, q, a.UserID, p)
+		if err != nil {
+			return err
+		}
+		if secret, err = s.startSetup(ctx, q, a.UserID, p); err != nil {
+			return err
+		}
+		src := firstSource(eff.AllowSelfServiceRemovalBy)
+		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self",
+			"tokens_revoked": revoked, "reenroll": eff.Reenroll, "reason": ""}))
+	})
+	if err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// remove deletes the authenticator and recovery codes on q, records when
+// (so sign-in enforces re-enrollment), and revokes everything issued on the
+// strength of the removed factor: tokens and sessions. The caller's own
+// session or access token survives when the caller is the user, so they
+// can set up the new authenticator; their step-up was already spent.
+func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p Proof) (int, error) {
+	removed, err := q.DeleteTOTP(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	if !removed {
+		return 0, notActive()
+	}
+	if err := q.SetMFARemoved(ctx, userID, s.o.Now().UTC()); err != nil {
+		return 0, err
+	}
+	keepGrant := ""
+	if p.Via == ViaBearer {
+		keepGrant = p.ID
+	}
+	revoked, err := q.DeactivateUserTokens(ctx, userID, keepGrant)
+	if err != nil {
+		return 0, err
+	}
+	if err := q.DeleteUserSessions(ctx, userID); err != nil {
+		return 0, err
+	}
+	var keep *store.PortalSession
+	if p.Via == ViaSession {
+		if ps, err := q.GetPortalSession(ctx, p.ID); err == nil && ps.UserID == userID {
+			keep = &ps
+		}
+	}
+	if err := q.DeleteUserPortalSessions(ctx, userID); err != nil {
+		return 0, err
+	}
+	if keep != nil {
+		keep.StepUp = ""
+		if err := q.CreatePortalSession(ctx, *keep); err != nil {
+			return 0, err
+		}
+	}
+	return revoked, nil
+}
+
+// RemoveByAdmin removes a user's 2SV as an admin (reason is recorded).
+// The admin's proof must be fresh (RequireAdminFresh), and nobody removes
+// their own 2SV this way: another admin must.
+func (s *Service) RemoveByAdmin(ctx context.Context, a Actor, p Proof, userID, reason string) error {
+	if err := s.RequireAdminFresh(p); err != nil {
+		return err
+	}
+	return s.o.Store.InTx(ctx, func(q store.Queries) error {
+		return s.removeByAdmin(ctx, q, a, p, userID, audit.MFARemoved, map[string]any{"reason": reason})
+	})
+}
+
+func (s *Service) removeByAdmin(ctx context.Context, q store.Queries, a Actor, p Proof, userID string, typ audit.Type, details map[string]any) error {
+	if a.UserID != "" && a.UserID == userID {
+		return &Refusal{Code: CodeSelfAction, Message: "You cannot remove your own two-step verification as an admin; another admin must."}
+	}
+	if _, err := q.GetUser(ctx, userID); errors.Is(err, store.ErrNotFound) {
+		return &Refusal{Code: CodeNotFound, Message: "No such user."}
+	} else if err != nil {
+		return err
+	}
+	if err := q.Lock(ctx, "mfa:"+userID); err != nil {
+		return err
+	}
+	eff, err := authn.EffectivePolicy(ctx, q, userID)
+	if err != nil {
+		return err
+	}
+	revoked, err := s.remove(ctx, q, userID, Proof{Via: p.Via})
+	if err != nil {
+		return err
+	}
+	d := map[string]any{"by": "admin", "tokens_revoked": revoked, "reenroll": eff.Reenroll}
+	maps.Copy(d, details)
+	return s.append(ctx, q, event(typ, a, p, userID, firstSource(eff.Applied), d))
+}
+
+// RequestReset records one open reset request for the user's admins.
+func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message string) (store.ResetRequest, error) {
+	var rr store.ResetRequest
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if _, err := q.GetTOTP(ctx, a.UserID); errors.Is(err, store.ErrNotFound) {
+			return notActive()
+		} else if err != nil {
+			return err
+		}
+		eff, err := authn.EffectivePolicy(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		cs, err := contacts(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		rr = store.ResetRequest{ID: authn.NewID("reset"), UserID: a.UserID, Status: store.ResetOpen, Message: message, CreatedAt: s.o.Now().UTC()}
+		if err := q.CreateResetRequest(ctx, rr); errors.Is(err, store.ErrAlreadyExists) {
+			return &Refusal{Code: CodeResetRequested, Message: "You already asked your admins for a reset; they have been notified."}
+		} else if err != nil {
+			return err
+		}
+		names := make([]map[string]string, len(cs))
+		for i, c := range cs {
+			names[i] = map[string]string{"id": c.ID, "name": c.DisplayName, "email": c.Email}
+		}
+		return s.append(ctx, q, event(audit.MFAResetRequested, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
+			map[string]any{"request_id": rr.ID, "admin_contacts": names}))
+	})
+	return rr, err
+}
+
+// DecideReset closes an open reset request; approving removes the user's
+// 2SV in the same transaction, with the admin rules of RemoveByAdmin.
+func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, approve bool) error {
+	if approve {
+		if err := s.RequireAdminFresh(p); err != nil {
+			return err
+		}
+	}
+	return s.o.Store.InTx(ctx, func(q store.Queries) error {
+		rr, err := q.GetResetRequest(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return &Refusal{Code: CodeNotFound, Message: "No such reset request."}
+		} else if err != nil {
+			return err
+		}
+		if a.UserID != "" && a.UserID == rr.UserID {
+			return &Refusal{Code: CodeSelfAction, Message: "You cannot decide your own reset request; another admin must."}
+		}
+		status, typ := store.ResetDenied, audit.MFAResetDenied
+		if approve {
+			status, typ = store.ResetApproved, audit.MFAResetApproved
+		}
+		if err := q.DecideResetRequest(ctx, id, status, a.id(), s.o.Now()); errors.Is(err, store.ErrNotFound) {
+			return &Refusal{Code: CodeAlreadyDecided, Message: "The request was already decided."}
+		} else if err != nil {
+			return err
+		}
+		details := map[string]any{"reset_request": rr.ID}
+		if approve {
+			return s.removeByAdmin(ctx, q, a, p, rr.UserID, typ, details)
+		}
+		return s.append(ctx, q, event(typ, a, p, rr.UserID, policy.Source{}, details))
+	})
+}
+
+// NewRecoveryCodes replaces the user's recovery codes with a new set after
+// a step-up made for this action, which it spends; the old set stops
+// working at once.
+func (s *Service) NewRecoveryCodes(ctx context.Context, a Actor, p Proof) ([]string, error) {
+	codes, digests := s.o.Authn.NewRecoveryCodeSet()
+	var eff policy.Effective
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
+			return err
+		}
+		if _, err := q.GetTOTP(ctx, a.UserID); errors.Is(err, store.ErrNotFound) {
+			return notActive()
+		} else if err != nil {
+			return err
+		}
+		var err error
+		if eff, err = authn.EffectivePolicy(ctx, q, a.UserID); err != nil {
+			return err
+		}
+		if err := s.checkStepUp(ctx, q, p, ActionRecoveryCodes, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		if err := s.spend(ctx, q, p, a.UserID, ActionRecoveryCodes, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		if err := q.ReplaceRecoveryCodes(ctx, a.UserID, digests, s.o.Now()); err != nil {
+			return err
+		}
+		return s.append(ctx, q, event(audit.RecoveryCodesRenewed, a, p, a.UserID, firstSource(eff.Applied), nil))
+	})
+	if err != nil {
+		s.refused(ctx, a, p, ActionRecoveryCodes, eff, err)
+		return nil, err
+	}
+	return codes, nil
+}
