@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -190,11 +189,4 @@ func (p *Provider) hintSubject(r *http.Request, f store.LoginFlow) string {
 	}
 	sub, _ := c["sub"].(string)
 	return sub
-}
-
-// jsonString marshals v compactly.
-func jsonString(v any) string {
-	var b bytes.Buffer
-	_ = json.NewEncoder(&b).Encode(v)
-	return strings.TrimSpace(b.String())
 }

@@ -27,6 +27,7 @@ type adminFixture struct {
 	adminToken string
 	userToken  string // a non-admin's token that carries the admin scope
 	bob        user
+	console    client // a first-party client allowed the admin scope
 }
 
 func newAdminFixture(t *testing.T, st store.Store) *adminFixture {
@@ -44,6 +45,7 @@ func newAdminFixture(t *testing.T, st store.Store) *adminFixture {
 	if err := st.CreateClient(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
+	f.console = console
 	r := newRP(t, srv, console)
 	r.conf.Scopes = []string{"openid", "admin"}
 	for _, u := range []struct {

@@ -100,6 +100,7 @@ func csrfToken(t testing.TB, b *browser, srv *testServer) string {
 type apiResp struct {
 	Status int
 	Body   map[string]any
+	Header http.Header
 }
 
 func (b *browser) api(t testing.TB, method, u string, body any, headers map[string]string) apiResp {
@@ -122,7 +123,7 @@ func (b *browser) api(t testing.TB, method, u string, body any, headers map[stri
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	out := apiResp{Status: resp.StatusCode, Body: map[string]any{}}
+	out := apiResp{Status: resp.StatusCode, Body: map[string]any{}, Header: resp.Header}
 	_ = json.NewDecoder(resp.Body).Decode(&out.Body)
 	return out
 }

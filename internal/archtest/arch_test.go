@@ -6,6 +6,7 @@ package archtest
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,7 @@ const mod = "github.com/latchkey/latchkey/"
 
 type pkg struct {
 	ImportPath string
+	Imports    []string
 	Deps       []string
 }
 
@@ -48,6 +50,7 @@ func TestDependencyRules(t *testing.T) {
 		"migrations":  {mod + "store", mod + "provider"},
 		"notify":      {mod + "provider", mod + "selfservice", mod + "admin", mod + "authn", mod + "config", "github.com/ory/fosite"},
 		"config":      {mod + "store", mod + "provider", mod + "authn"},
+		"mfa":         {mod + "provider", mod + "selfservice", mod + "admin", mod + "config", "github.com/ory/fosite", "github.com/go-chi/chi/v5"},
 	}
 	for _, p := range pkgs {
 		rel := strings.TrimPrefix(p.ImportPath, mod)
@@ -65,6 +68,10 @@ func TestDependencyRules(t *testing.T) {
 					}
 				}
 			}
+		}
+		// The 2SV lifecycle is HTTP-free: its callers speak HTTP.
+		if rel == "mfa" && slices.Contains(p.Imports, "net/http") {
+			t.Errorf("%s imports net/http; it must stay HTTP-free", p.ImportPath)
 		}
 		// Only the provider and the composition root may use fosite.
 		if !strings.HasPrefix(rel, "provider") && !strings.HasPrefix(rel, "cmd/") {
