@@ -59,6 +59,33 @@ var Routes = []Route{
 	{"POST", "/account/mfa/recovery-codes", "Replace the recovery codes (step-up for this action)", "account"},
 }
 
+// StepUps names the routes that need a step-up, "METHOD path" → what
+// kind: "admin" (a sign-in with the second factor within 5 minutes, or a
+// client registered for admin:sensitive) or the account action an
+// interactive re-authentication must name (RFC 9396 authorization_details
+// of type latchkey_mfa). Without it they answer RFC 9470's 401
+// insufficient_user_authentication.
+var StepUps = map[string]string{
+	"DELETE /admin/users/{id}/mfa":            "admin",
+	"PATCH /admin/users/{id}":                 "admin", // when disabling
+	"POST /admin/groups/{id}/admins":          "admin",
+	"PUT /admin/groups/{id}/policy":           "admin",
+	"DELETE /admin/groups/{id}/policy":        "admin",
+	"POST /admin/policies":                    "admin",
+	"PUT /admin/policies/{id}":                "admin",
+	"DELETE /admin/policies/{id}":             "admin",
+	"POST /admin/reset-requests/{id}/approve": "admin",
+	"POST /admin/clients":                     "admin",
+	"PATCH /admin/clients/{id}":               "admin",
+	"DELETE /admin/clients/{id}":              "admin",
+	"POST /admin/keys/rotate":                 "admin",
+	"POST /account/mfa/disable":               "remove",
+	"PUT /account/mfa/disable":                "remove",
+	"POST /account/mfa/setup":                 "replace", // when an authenticator is active
+	"PUT /account/mfa/setup":                  "replace", // when an authenticator is active
+	"POST /account/mfa/recovery-codes":        "recovery_codes",
+}
+
 func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
 	paths := map[string]map[string]any{}
 	for _, rt := range Routes {
@@ -69,6 +96,14 @@ func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		if strings.HasPrefix(rt.Path, "/account/") {
 			op["security"] = []map[string][]string{{"bearer": {"account"}}, {"portalSession": {}}}
+		}
+		if kind, ok := StepUps[rt.Method+" "+rt.Path]; ok {
+			op["x-step-up"] = kind
+			desc := "insufficient_user_authentication (RFC 9470): sign in again with the second factor within max_age (WWW-Authenticate names acr_values and max_age)"
+			if kind != "admin" {
+				desc += `, with authorization_details [{"type":"latchkey_mfa","actions":["` + kind + `"]}] and prompt=login; the step-up is spent by the call`
+			}
+			op["responses"].(map[string]any)["401"] = map[string]any{"description": desc}
 		}
 		var params []map[string]any
 		for _, seg := range strings.Split(rt.Path, "/") {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/store"
 )
@@ -169,6 +170,24 @@ func TestBearerStepUpNamesTheAction(t *testing.T) {
 	if !hasTOTP(t, srv, uma) {
 		t.Fatal("2SV removed")
 	}
+
+	// With a step-up naming "remove", the removal works once.
+	tok, consent = signInTo(t, b, r, uma, stepUpOpts(idt, "remove")...)
+	if !strings.Contains(consent.Body, "Remove your authenticator app") {
+		t.Fatalf("the consent page must name the removal:\n%s", consent.Body)
+	}
+	h := bearer(tok.AccessToken)
+	in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, h)
+	yes := b.api(t, "PUT", srv.URL+"/account/mfa/disable", map[string]any{"unlink_id": in.Body["unlink_id"], "choice": "yes"}, h)
+	if yes.Status != 200 || hasTOTP(t, srv, uma) {
+		t.Fatalf("removal after the step-up: %d %v", yes.Status, yes.Body)
+	}
+	secret := yes.Body["registration"].(map[string]any)["secret"].(string)
+	srv.nextTOTPStep()
+	if got := b.api(t, "PUT", srv.URL+"/account/mfa/setup", map[string]any{"code": mustCode(secret, srv)}, h); got.Status != 200 {
+		t.Fatalf("re-enroll: %d %v", got.Status, got.Body)
+	}
+	wantStepUpChallenge(t, "the removal's proof replayed", b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, h))
 }
 
 // TestBearerSeed003Sequence: a first-party app runs the whole seed-003
@@ -376,6 +395,22 @@ func TestAdminSensitiveRoutesNeedFreshSignIn(t *testing.T) {
 		{"POST", "/admin/clients", map[string]any{"name": "X", "grant_types": []string{"client_credentials"}}},
 		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{"https://evil.example/cb"}}},
 		{"DELETE", "/admin/clients/" + cid, nil},
+	}
+	// The OpenAPI document marks exactly these routes.
+	var documented []string
+	for k, kind := range admin.StepUps {
+		if kind == "admin" {
+			documented = append(documented, k)
+		}
+	}
+	var tested []string
+	for _, rt := range routes {
+		tested = append(tested, rt.method+" "+strings.NewReplacer(f.bob.ID, "{id}", rid, "{id}", gid, "{id}", cid, "{id}", "policy_default", "{id}").Replace(rt.path))
+	}
+	slices.Sort(documented)
+	slices.Sort(tested)
+	if !slices.Equal(slices.Compact(tested), documented) {
+		t.Errorf("OpenAPI step-up routes %v, tested %v", documented, tested)
 	}
 	before := auditCount(t, f.srv, "", "")
 	for _, rt := range routes {
