@@ -3,9 +3,14 @@
 // reset requests, OAuth clients and signing keys.
 //
 // Every call needs a bearer access token with scope "admin", issued either
-// to a user who is an admin or, for automation, to a client-credentials
-// client registered with the admin scope. Every change writes its audit
-// event in the same transaction. It depends on store, policy, audit and
+// to a user who is an admin or, for automation, to a first-party
+// client-credentials client registered with the admin scope. Sensitive
+// changes (StepUps) also need a sign-in with the second factor within the
+// last 5 minutes, or a client registered for admin:sensitive; the service
+// methods check it themselves, so the console (package admin/console, a
+// thin caller of the same methods) gets the same rule. 2SV changes go
+// through the lifecycle service (package mfa). Every change writes its
+// audit event in the same transaction. It depends on store, policy, audit and
 // authn, and on small interfaces for what the provider owns (token checks,
 // signing keys); it never imports provider.
 package admin
@@ -98,7 +103,7 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Get("/users", h.listUsers)
 		r.Post("/users", h.createUser)
 		r.Get("/users/{id}", h.getUser)
-		r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b updateUserBody) (User, error) {
+		r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b UserUpdate) (User, error) {
 			return h.UpdateUser(r.Context(), a, chi.URLParam(r, "id"), b)
 		}))
 		r.Get("/users/{id}/mfa", h.getUserMFA)
@@ -113,11 +118,11 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Put("/groups/{id}/policy", h.assignPolicy)
 		r.Delete("/groups/{id}/policy", h.unassignPolicy)
 		r.Get("/policies", h.listPolicies)
-		r.Post("/policies", jsonCall(h, http.StatusCreated, func(r *http.Request, a actor, b policyBody) (Policy, error) {
+		r.Post("/policies", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
 			return h.CreatePolicy(r.Context(), a, b)
 		}))
 		r.Get("/policies/{id}", h.getPolicy)
-		r.Put("/policies/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b policyBody) (Policy, error) {
+		r.Put("/policies/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
 			return h.UpdatePolicy(r.Context(), a, chi.URLParam(r, "id"), b)
 		}))
 		r.Delete("/policies/{id}", h.deletePolicy)
@@ -126,10 +131,10 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Post("/reset-requests/{id}/approve", h.approveReset)
 		r.Post("/reset-requests/{id}/deny", h.denyReset)
 		r.Get("/clients", h.listClients)
-		r.Post("/clients", jsonCall(h, http.StatusCreated, func(r *http.Request, a actor, b clientBody) (Client, error) {
+		r.Post("/clients", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b ClientInput) (Client, error) {
 			return h.CreateClient(r.Context(), a, b)
 		}))
-		r.Patch("/clients/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a actor, b clientRedirects) (Client, error) {
+		r.Patch("/clients/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b ClientRedirects) (Client, error) {
 			return h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), b)
 		}))
 		r.Delete("/clients/{id}", h.deleteClient)
@@ -146,15 +151,15 @@ func (h *Handler) Mount(r chi.Router) {
 type ctxKey struct{}
 
 // actor is who is calling, and how they authenticated.
-type actor struct {
+type Actor struct {
 	Token
-	req   audit.Request
-	proof mfa.Proof
+	Request audit.Request
+	Proof   mfa.Proof
 }
 
-// mfaActor is the actor as the 2SV lifecycle records it.
-func (a actor) mfaActor() mfa.Actor {
-	return mfa.Actor{Type: audit.ActorAdmin, UserID: a.UserID, ClientID: a.ClientID, Request: a.req}
+// mfaActor is the Actor as the 2SV lifecycle records it.
+func (a Actor) mfaActor() mfa.Actor {
+	return mfa.Actor{Type: audit.ActorAdmin, UserID: a.UserID, ClientID: a.ClientID, Request: a.Request}
 }
 
 // tokenProof is how a bearer caller authenticated: a person's sign-in, or a
@@ -166,24 +171,24 @@ func tokenProof(t Token) mfa.Proof {
 	return mfa.Proof{Via: mfa.ViaBearer, AuthTime: t.AuthTime, AMR: t.AMR}
 }
 
-// fresh refuses a sensitive action unless the actor's authentication is
+// fresh refuses a sensitive action unless the Actor's authentication is
 // fresh enough for it (mfa.Service.RequireAdminFresh: a sign-in with the
 // second factor within 5 minutes, or a client registered for it). Every
 // sensitive service method calls it, so the API and the console agree.
-func (h *Handler) fresh(a actor) error { return h.o.MFA.RequireAdminFresh(a.proof) }
+func (h *Handler) Fresh(a Actor) error { return h.o.MFA.RequireAdminFresh(a.Proof) }
 
-func (a actor) id() string {
+func (a Actor) id() string {
 	if a.UserID != "" {
 		return a.UserID
 	}
 	return "client:" + a.ClientID
 }
 
-func (a actor) event(typ audit.Type, subject string, details map[string]any) audit.Event {
-	return audit.Event{Type: typ, ActorType: audit.ActorAdmin, ActorID: a.id(), SubjectID: subject, ClientID: a.ClientID, Request: a.req, Details: details}
+func (a Actor) event(typ audit.Type, subject string, details map[string]any) audit.Event {
+	return audit.Event{Type: typ, ActorType: audit.ActorAdmin, ActorID: a.id(), SubjectID: subject, ClientID: a.ClientID, Request: a.Request, Details: details}
 }
 
-func actorOf(r *http.Request) actor { return r.Context().Value(ctxKey{}).(actor) }
+func actorOf(r *http.Request) Actor { return r.Context().Value(ctxKey{}).(Actor) }
 
 // authenticate admits a bearer token with scope admin whose user is an
 // admin (or a client token, whose admin scope the client was granted).
@@ -216,7 +221,7 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 				return
 			}
 		}
-		a := actor{Token: t, req: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}, proof: tokenProof(t)}
+		a := Actor{Token: t, Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}, Proof: tokenProof(t)}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
 	})
 }
@@ -224,7 +229,7 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 // fail maps store sentinels and lifecycle refusals to HTTP errors; the one
 // place that does.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	err = httpError(err)
+	err = HTTPError(err)
 	var he *httpx.Error
 	if errors.As(err, &he) && he.Code == mfa.CodeStepUpRequired {
 		// RFC 9470: the client gets a new token with a fresh sign-in.
@@ -244,9 +249,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, h.o.Logger, err)
 }
 
-// httpError turns a lifecycle refusal into an HTTP error; other errors
+// HTTPError turns a lifecycle refusal into an HTTP error; other errors
 // pass through.
-func httpError(err error) error {
+func HTTPError(err error) error {
 	ref, ok := mfa.AsRefusal(err)
 	if !ok {
 		return err
@@ -328,7 +333,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) { httpx.WriteJSON(w, st
 
 // jsonCall is the thin handler of a service method that takes a JSON body:
 // decode, call, answer (errors through the one error writer).
-func jsonCall[B, R any](h *Handler, status int, fn func(r *http.Request, a actor, b B) (R, error)) http.HandlerFunc {
+func jsonCall[B, R any](h *Handler, status int, fn func(r *http.Request, a Actor, b B) (R, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b B
 		if err := decode(r, &b); err != nil {

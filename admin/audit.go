@@ -30,7 +30,7 @@ type Event struct {
 	Hash          string         `json:"hash"`
 }
 
-func viewEvent(e store.AuditEvent) Event {
+func ViewEvent(e store.AuditEvent) Event {
 	v := Event{ID: e.ID, Time: e.Time, Type: e.Type, Outcome: e.Outcome, Actor: map[string]any{"type": e.ActorType, "id": e.ActorID},
 		SubjectID: e.SubjectID, ClientID: e.ClientID, PolicyID: e.PolicyID, PolicyVersion: e.PolicyVersion, IP: e.IP, UserAgent: e.UserAgent,
 		RequestID: e.RequestID, PrevHash: e.PrevHash, Hash: e.Hash}
@@ -38,8 +38,8 @@ func viewEvent(e store.AuditEvent) Event {
 	return v
 }
 
-// auditFilter reads the query filters shared by query and export.
-func auditFilter(r *http.Request) (store.AuditFilter, error) {
+// AuditFilter reads the query filters shared by query and export.
+func AuditFilter(r *http.Request) (store.AuditFilter, error) {
 	q := r.URL.Query()
 	f := store.AuditFilter{ActorID: q.Get("actor"), SubjectID: q.Get("subject"), TypePrefix: q.Get("type"), Outcome: q.Get("outcome")}
 	fields := map[string]string{}
@@ -80,7 +80,7 @@ func auditFilter(r *http.Request) (store.AuditFilter, error) {
 
 // queryAudit is GET /admin/audit: filters and cursor pagination.
 func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
-	f, err := auditFilter(r)
+	f, err := AuditFilter(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -93,7 +93,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{"events": []Event{}}
 	views := make([]Event, 0, len(evs))
 	for _, e := range evs {
-		views = append(views, viewEvent(e))
+		views = append(views, ViewEvent(e))
 	}
 	out["events"] = views
 	if len(evs) == f.Limit {
@@ -105,7 +105,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
 // exportAudit streams every matching event as JSON Lines, page by page, so
 // a large log never sits in memory.
 func (h *Handler) exportAudit(w http.ResponseWriter, r *http.Request) {
-	f, err := auditFilter(r)
+	f, err := AuditFilter(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -121,7 +121,7 @@ func (h *Handler) exportAudit(w http.ResponseWriter, r *http.Request) {
 			return // the truncated stream cannot be repaired; the log says why
 		}
 		for _, e := range evs {
-			if err := enc.Encode(viewEvent(e)); err != nil {
+			if err := enc.Encode(ViewEvent(e)); err != nil {
 				return
 			}
 		}
@@ -205,7 +205,7 @@ func (h *Handler) notifications(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Event, 0, len(evs))
 	for _, e := range evs {
-		out = append(out, viewEvent(e))
+		out = append(out, ViewEvent(e))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"notifications": out})
 }

@@ -49,7 +49,7 @@ type Client struct {
 	Secret                 string    `json:"client_secret,omitempty"` // only in the create response
 }
 
-func viewClient(c store.Client) Client {
+func ViewClient(c store.Client) Client {
 	nz := func(s []string) []string {
 		if s == nil {
 			return []string{}
@@ -68,7 +68,7 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Client, 0, len(cs))
 	for _, c := range cs {
-		out = append(out, viewClient(c))
+		out = append(out, ViewClient(c))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
@@ -84,8 +84,8 @@ func checkURIs(fields map[string]string, name string, uris []string) {
 	}
 }
 
-// clientBody is the input of client creation.
-type clientBody struct {
+// ClientInput is the input of client creation.
+type ClientInput struct {
 	Name                   string   `json:"name"`
 	Public                 bool     `json:"public"`
 	FirstParty             bool     `json:"first_party"`
@@ -97,8 +97,8 @@ type clientBody struct {
 
 // CreateClient registers a client; the returned view carries the secret,
 // the only time it is shown (only its digest is stored).
-func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Client, error) {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) CreateClient(ctx context.Context, a Actor, b ClientInput) (Client, error) {
+	if err := h.Fresh(a); err != nil {
 		return Client{}, err
 	}
 	if len(b.GrantTypes) == 0 {
@@ -147,20 +147,20 @@ func (h *Handler) CreateClient(ctx context.Context, a actor, b clientBody) (Clie
 	if err != nil {
 		return Client{}, err
 	}
-	v := viewClient(c)
+	v := ViewClient(c)
 	v.Secret = secret
 	return v, nil
 }
 
-// clientRedirects is the input of a client update; absent lists stay.
-type clientRedirects struct {
+// ClientRedirects is the input of a client update; absent lists stay.
+type ClientRedirects struct {
 	RedirectURIs           *[]string `json:"redirect_uris"`
 	PostLogoutRedirectURIs *[]string `json:"post_logout_redirect_uris"`
 }
 
 // UpdateClient replaces a client's redirect URIs, with its audit event.
-func (h *Handler) UpdateClient(ctx context.Context, a actor, id string, b clientRedirects) (Client, error) {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) UpdateClient(ctx context.Context, a Actor, id string, b ClientRedirects) (Client, error) {
+	if err := h.Fresh(a); err != nil {
 		return Client{}, err
 	}
 	fields := map[string]string{}
@@ -193,7 +193,7 @@ func (h *Handler) UpdateClient(ctx context.Context, a actor, id string, b client
 		}
 		return h.appendAudit(ctx, q, a.event(audit.ClientUpdated, "", map[string]any{"client_id": c.ID, "redirect_uris": c.RedirectURIs}))
 	})
-	return viewClient(c), err
+	return ViewClient(c), err
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) {
@@ -205,8 +205,8 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) {
 }
 
 // DeleteClient removes a client, with its audit event.
-func (h *Handler) DeleteClient(ctx context.Context, a actor, id string) error {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) DeleteClient(ctx context.Context, a Actor, id string) error {
+	if err := h.Fresh(a); err != nil {
 		return err
 	}
 	return h.o.Store.InTx(ctx, func(q store.Queries) error {
@@ -241,8 +241,8 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 
 // RotateKey rotates signing keys, with the audit event in the rotation's
 // transaction.
-func (h *Handler) RotateKey(ctx context.Context, a actor) (string, error) {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) RotateKey(ctx context.Context, a Actor) (string, error) {
+	if err := h.Fresh(a); err != nil {
 		return "", err
 	}
 	return h.o.Keys.RotateKey(ctx, func(ctx context.Context, q store.Queries, kid string) error {

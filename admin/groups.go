@@ -62,7 +62,7 @@ func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
 }
 
 // CreateGroup creates a group, with its audit event.
-func (h *Handler) CreateGroup(ctx context.Context, a actor, name, description string) (Group, error) {
+func (h *Handler) CreateGroup(ctx context.Context, a Actor, name, description string) (Group, error) {
 	fields := map[string]string{}
 	if name = strings.TrimSpace(name); name == "" || len(name) > 100 {
 		fields["name"] = "required, at most 100 characters"
@@ -103,7 +103,7 @@ func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, m := range ms {
-		v.Members = append(v.Members, viewUser(m))
+		v.Members = append(v.Members, ViewUser(m))
 	}
 	as, err := h.o.Store.GroupAdmins(ctx, g.ID)
 	if err != nil {
@@ -111,7 +111,7 @@ func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, m := range as {
-		v.Admins = append(v.Admins, viewUser(m))
+		v.Admins = append(v.Admins, ViewUser(m))
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -146,10 +146,10 @@ func membershipChange(ctx context.Context, q store.Queries, typ audit.Type, g, u
 
 // ChangeMembership applies one member or admin-contact change (typ names
 // it) with its audit event.
-func (h *Handler) ChangeMembership(ctx context.Context, a actor, groupID, userID string, typ audit.Type) error {
+func (h *Handler) ChangeMembership(ctx context.Context, a Actor, groupID, userID string, typ audit.Type) error {
 	if typ == audit.GroupAdminAdded {
 		// Making someone an admin of a group is a grant of power.
-		if err := h.fresh(a); err != nil {
+		if err := h.Fresh(a); err != nil {
 			return err
 		}
 	}
@@ -224,8 +224,8 @@ func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // AssignPolicy makes policyID the group's policy, with its audit event.
-func (h *Handler) AssignPolicy(ctx context.Context, a actor, groupID, policyID string) error {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) AssignPolicy(ctx context.Context, a Actor, groupID, policyID string) error {
+	if err := h.Fresh(a); err != nil {
 		return err
 	}
 	if policyID == "" {
@@ -261,8 +261,8 @@ func (h *Handler) unassignPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // UnassignPolicy removes the group's policy, with its audit event.
-func (h *Handler) UnassignPolicy(ctx context.Context, a actor, groupID string) error {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) UnassignPolicy(ctx context.Context, a Actor, groupID string) error {
+	if err := h.Fresh(a); err != nil {
 		return err
 	}
 	return h.o.Store.InTx(ctx, func(q store.Queries) error {

@@ -35,8 +35,8 @@ func (h *Handler) removeUserMFA(w http.ResponseWriter, r *http.Request) {
 
 // RemoveUserMFA removes a user's 2SV as an admin, through the lifecycle
 // service (fresh step-up, never one's own, audited with the others).
-func (h *Handler) RemoveUserMFA(ctx context.Context, a actor, userID string) error {
-	return h.o.MFA.RemoveByAdmin(ctx, a.mfaActor(), a.proof, userID, "")
+func (h *Handler) RemoveUserMFA(ctx context.Context, a Actor, userID string) error {
+	return h.o.MFA.RemoveByAdmin(ctx, a.mfaActor(), a.Proof, userID, "")
 }
 
 // ResetRequest is the admin view of a reset request.
@@ -71,7 +71,7 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, err)
 			return
 		}
-		v := ResetRequest{ID: rr.ID, User: viewUser(u), Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt, DecidedBy: rr.DecidedBy}
+		v := ResetRequest{ID: rr.ID, User: ViewUser(u), Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt, DecidedBy: rr.DecidedBy}
 		if !rr.DecidedAt.IsZero() {
 			t := rr.DecidedAt
 			v.DecidedAt = &t
@@ -91,8 +91,8 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 
 // DecideReset closes an open request; approving removes the user's 2SV
 // in the same transaction (the lifecycle service's admin rules apply).
-func (h *Handler) DecideReset(ctx context.Context, a actor, id string, approve bool) error {
-	return h.o.MFA.DecideReset(ctx, a.mfaActor(), a.proof, id, approve)
+func (h *Handler) DecideReset(ctx context.Context, a Actor, id string, approve bool) error {
+	return h.o.MFA.DecideReset(ctx, a.mfaActor(), a.Proof, id, approve)
 }
 
 func (h *Handler) approveReset(w http.ResponseWriter, r *http.Request) { h.decide(w, r, true) }

@@ -30,7 +30,7 @@ type Policy struct {
 	UpdatedAt               time.Time `json:"updated_at"`
 }
 
-func (h *Handler) viewPolicy(ctx context.Context, q store.Queries, p store.Policy) (Policy, error) {
+func (h *Handler) ViewPolicy(ctx context.Context, q store.Queries, p store.Policy) (Policy, error) {
 	gs, err := q.PolicyGroups(ctx, p.ID)
 	v := Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowSelfServiceRemoval: p.AllowSelfServiceRemoval,
 		StepUpMaxAge: int(p.StepUpMaxAge.Seconds()), Reenroll: p.Reenroll, GracePeriod: int(p.GracePeriod.Seconds()), Version: p.Version,
@@ -41,9 +41,9 @@ func (h *Handler) viewPolicy(ctx context.Context, q store.Queries, p store.Polic
 	return v, err
 }
 
-// policyBody is the input of create and update. Pointers tell "absent"
+// PolicyInput is the input of create and update. Pointers tell "absent"
 // from "false"/0, so defaults apply only to what was not sent.
-type policyBody struct {
+type PolicyInput struct {
 	Name                    *string `json:"name"`
 	Description             *string `json:"description"`
 	RequireMFA              *bool   `json:"require_mfa"`
@@ -54,7 +54,7 @@ type policyBody struct {
 	Version                 *int    `json:"version"` // update: the version the change is based on
 }
 
-func (b policyBody) apply(p *policy.Policy) {
+func (b PolicyInput) apply(p *policy.Policy) {
 	if b.Name != nil {
 		p.Name = *b.Name
 	}
@@ -98,7 +98,7 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Policy, 0, len(ps))
 	for _, p := range ps {
-		v, err := h.viewPolicy(r.Context(), h.o.Store, p)
+		v, err := h.ViewPolicy(r.Context(), h.o.Store, p)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -110,8 +110,8 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 
 // CreatePolicy creates a policy from b over SPEC §4's defaults (removal
 // off), with its audit event.
-func (h *Handler) CreatePolicy(ctx context.Context, a actor, b policyBody) (Policy, error) {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) CreatePolicy(ctx context.Context, a Actor, b PolicyInput) (Policy, error) {
+	if err := h.Fresh(a); err != nil {
 		return Policy{}, err
 	}
 	if b.Version != nil {
@@ -136,7 +136,7 @@ func (h *Handler) CreatePolicy(ctx context.Context, a actor, b policyBody) (Poli
 			return err
 		}
 		var err error
-		v, err = h.viewPolicy(ctx, q, authn.PolicyToStore(p))
+		v, err = h.ViewPolicy(ctx, q, authn.PolicyToStore(p))
 		return err
 	})
 	return v, err
@@ -148,7 +148,7 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	v, err := h.viewPolicy(r.Context(), h.o.Store, p)
+	v, err := h.ViewPolicy(r.Context(), h.o.Store, p)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -159,8 +159,8 @@ func (h *Handler) getPolicy(w http.ResponseWriter, r *http.Request) {
 // UpdatePolicy applies b on top of the version the admin read (b.Version);
 // a concurrent change makes it a version_conflict instead of silently
 // overwriting.
-func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policyBody) (Policy, error) {
-	if err := h.fresh(a); err != nil {
+func (h *Handler) UpdatePolicy(ctx context.Context, a Actor, id string, b PolicyInput) (Policy, error) {
+	if err := h.Fresh(a); err != nil {
 		return Policy{}, err
 	}
 	if b.Version == nil {
@@ -194,7 +194,7 @@ func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policy
 		if err := h.appendAudit(ctx, q, e); err != nil {
 			return err
 		}
-		v, err = h.viewPolicy(ctx, q, authn.PolicyToStore(p))
+		v, err = h.ViewPolicy(ctx, q, authn.PolicyToStore(p))
 		return err
 	})
 	return v, err
@@ -203,7 +203,7 @@ func (h *Handler) UpdatePolicy(ctx context.Context, a actor, id string, b policy
 func (h *Handler) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	a := actorOf(r)
 	ctx := r.Context()
-	if err := h.fresh(a); err != nil {
+	if err := h.Fresh(a); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -86,7 +86,7 @@ type PreviewResult struct {
 
 // PreviewPolicy computes, without saving, how applying b to the policy
 // would change its members' effective policies.
-func (h *Handler) PreviewPolicy(ctx context.Context, policyID string, b policyBody) (PreviewResult, error) {
+func (h *Handler) PreviewPolicy(ctx context.Context, policyID string, b PolicyInput) (PreviewResult, error) {
 	cur, err := h.o.Store.GetPolicy(ctx, policyID)
 	if err != nil {
 		return PreviewResult{}, err
@@ -106,7 +106,7 @@ func (h *Handler) PreviewPolicy(ctx context.Context, policyID string, b policyBo
 }
 
 func (h *Handler) previewPolicy(w http.ResponseWriter, r *http.Request) {
-	var b policyBody
+	var b PolicyInput
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return

@@ -28,7 +28,7 @@ type User struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 }
 
-func viewUser(u store.User) User {
+func ViewUser(u store.User) User {
 	return User{ID: u.ID, Username: u.Username, Email: u.Email, DisplayName: u.DisplayName, Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
@@ -59,7 +59,7 @@ func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) {
 			out["next"] = views[len(views)-1].Username // cursor: pass as ?after=
 			break
 		}
-		views = append(views, viewUser(u))
+		views = append(views, ViewUser(u))
 	}
 	out["users"] = views
 	writeJSON(w, http.StatusOK, out)
@@ -117,7 +117,7 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	writeJSON(w, http.StatusCreated, viewUser(u))
+	writeJSON(w, http.StatusCreated, ViewUser(u))
 }
 
 // UserDetail is GET /admin/users/{id}.
@@ -201,7 +201,7 @@ func (h *Handler) UserDetail(ctx context.Context, id string) (UserDetail, error)
 	if err != nil {
 		return UserDetail{}, err
 	}
-	d := UserDetail{User: viewUser(u), Groups: []string{}}
+	d := UserDetail{User: ViewUser(u), Groups: []string{}}
 	gs, err := q.UserGroups(ctx, u.ID)
 	if err != nil {
 		return d, err
@@ -223,7 +223,7 @@ func (h *Handler) UserDetail(ctx context.Context, id string) (UserDetail, error)
 	return d, nil
 }
 
-type updateUserBody struct {
+type UserUpdate struct {
 	Email       *string `json:"email"`
 	DisplayName *string `json:"display_name"`
 	Disabled    *bool   `json:"disabled"`
@@ -231,7 +231,7 @@ type updateUserBody struct {
 
 // UpdateUser changes email, display name or disabled; disabling revokes
 // the user's sessions and tokens in the same transaction.
-func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUserBody) (User, error) {
+func (h *Handler) UpdateUser(ctx context.Context, a Actor, id string, b UserUpdate) (User, error) {
 	fields := map[string]string{}
 	if b.Email != nil && !validEmail(*b.Email) {
 		fields["email"] = "must be an email address"
@@ -243,7 +243,7 @@ func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUs
 		return User{}, invalid(fields)
 	}
 	if b.Disabled != nil && *b.Disabled {
-		if err := h.fresh(a); err != nil {
+		if err := h.Fresh(a); err != nil {
 			return User{}, err
 		}
 	}
@@ -281,16 +281,16 @@ func (h *Handler) UpdateUser(ctx context.Context, a actor, id string, b updateUs
 		}
 		return h.appendAudit(ctx, q, a.event(audit.UserUpdated, u.ID, changes))
 	})
-	return viewUser(u), err
+	return ViewUser(u), err
 }
 
 // CreateResetLink makes a single-use password reset link for the user,
 // with its audit event (which never contains the link).
-func (h *Handler) CreateResetLink(ctx context.Context, a actor, userID string) (string, error) {
+func (h *Handler) CreateResetLink(ctx context.Context, a Actor, userID string) (string, error) {
 	if h.o.Issuer == "" {
 		return "", errors.New("admin: reset links need Options.Issuer")
 	}
-	if err := h.fresh(a); err != nil {
+	if err := h.Fresh(a); err != nil {
 		return "", err
 	}
 	var token string

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/latchkey/latchkey/admin"
+	"github.com/latchkey/latchkey/admin/console"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/httpx"
@@ -185,7 +186,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	if err := ensureFirstPartyClient(ctx, st, portalClientID, "Latchkey account", cfg.Issuer+selfservice.PathCallback, cfg.Issuer+selfservice.PathAccount); err != nil {
 		return nil, err
 	}
-	if err := ensureFirstPartyClient(ctx, st, consoleClientID, "Latchkey admin console", cfg.Issuer+admin.ConsoleCallback, cfg.Issuer+admin.ConsolePath); err != nil {
+	if err := ensureFirstPartyClient(ctx, st, consoleClientID, "Latchkey admin console", cfg.Issuer+console.Callback, cfg.Issuer+console.Path); err != nil {
 		return nil, err
 	}
 	portal, err := selfservice.New(selfservice.Options{Issuer: cfg.Issuer, ClientID: portalClientID, Store: st, Authn: an, MFA: lifecycle,
@@ -196,7 +197,8 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	portal.Mount(r)
 	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(r)
-	if err := adm.MountConsole(r, admin.ConsoleOptions{Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
+	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
+		Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
 		Keyring: ring, Secure: secure}); err != nil {
 		return nil, err
 	}

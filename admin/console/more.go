@@ -1,4 +1,4 @@
-package admin
+package console
 
 import (
 	"net/http"
@@ -7,31 +7,32 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/store"
 )
 
 func (c *console) mountMore(r chi.Router) {
-	r.Get(ConsolePath+"/clients", c.clients)
-	r.Post(ConsolePath+"/clients", c.createClient)
-	r.Post(ConsolePath+"/clients/{id}/delete", c.deleteClient)
-	r.Get(ConsolePath+"/clients/{id}", c.client)
-	r.Post(ConsolePath+"/clients/{id}", c.saveClient)
-	r.Post(ConsolePath+"/users/{id}/disable", c.disable)
-	r.Get(ConsolePath+"/audit/{eventID}", c.event)
-	r.Post(ConsolePath+"/users/{id}/reset-link", c.resetLink)
+	r.Get(Path+"/clients", c.clients)
+	r.Post(Path+"/clients", c.createClient)
+	r.Post(Path+"/clients/{id}/delete", c.deleteClient)
+	r.Get(Path+"/clients/{id}", c.client)
+	r.Post(Path+"/clients/{id}", c.saveClient)
+	r.Post(Path+"/users/{id}/disable", c.disable)
+	r.Get(Path+"/audit/{eventID}", c.event)
+	r.Post(Path+"/users/{id}/reset-link", c.resetLink)
 }
 
 type clientForm struct{ Name, Redirect string }
 
 func (c *console) renderClients(w http.ResponseWriter, r *http.Request, status int, data map[string]any) {
-	cs, err := c.h.o.Store.ListClients(r.Context())
+	cs, err := c.o.Store.ListClients(r.Context())
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	views := make([]Client, 0, len(cs))
+	views := make([]admin.Client, 0, len(cs))
 	for _, cl := range cs {
-		views = append(views, viewClient(cl))
+		views = append(views, admin.ViewClient(cl))
 	}
 	data["Clients"] = views
 	if _, ok := data["Form"]; !ok {
@@ -55,7 +56,7 @@ func (c *console) createClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := clientForm{Name: r.PostFormValue("name"), Redirect: strings.TrimSpace(r.PostFormValue("redirect_uri"))}
-	b := clientBody{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on"}
+	b := admin.ClientInput{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on"}
 	if f.Redirect != "" {
 		b.RedirectURIs = []string{f.Redirect}
 	}
@@ -85,7 +86,7 @@ func (c *console) deleteClient(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/clients?notice=deleted", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/clients?notice=deleted", http.StatusSeeOther)
 }
 
 func (c *console) disable(w http.ResponseWriter, r *http.Request) {
@@ -99,11 +100,11 @@ func (c *console) disable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	yes := true
-	if _, err := c.h.UpdateUser(r.Context(), a, id, updateUserBody{Disabled: &yes}); err != nil {
+	if _, err := c.h.UpdateUser(r.Context(), a, id, admin.UserUpdate{Disabled: &yes}); err != nil {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/users/"+id+"?notice=disabled", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/users/"+id+"?notice=disabled", http.StatusSeeOther)
 }
 
 func (c *console) event(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +116,7 @@ func (c *console) event(w http.ResponseWriter, r *http.Request) {
 		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such event.")
 		return
 	}
-	evs, err := c.h.o.Store.ListAuditEvents(r.Context(), store.AuditFilter{AfterID: id - 1, Limit: 1})
+	evs, err := c.o.Store.ListAuditEvents(r.Context(), store.AuditFilter{AfterID: id - 1, Limit: 1})
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -128,12 +129,12 @@ func (c *console) event(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) renderClient(w http.ResponseWriter, r *http.Request, status int, redirects string, errMsg string) {
-	cl, err := c.h.o.Store.GetClient(r.Context(), chi.URLParam(r, "id"))
+	cl, err := c.o.Store.GetClient(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		c.failPage(w, r, err)
 		return
 	}
-	v := viewClient(cl)
+	v := admin.ViewClient(cl)
 	if redirects == "" && errMsg == "" {
 		redirects = strings.Join(v.RedirectURIs, "\n")
 	}
@@ -160,7 +161,7 @@ func (c *console) saveClient(w http.ResponseWriter, r *http.Request) {
 			uris = append(uris, l)
 		}
 	}
-	_, err := c.h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), clientRedirects{RedirectURIs: &uris})
+	_, err := c.h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), admin.ClientRedirects{RedirectURIs: &uris})
 	if fields, isField := fieldErrors(err); isField {
 		c.renderClient(w, r, http.StatusUnprocessableEntity, text, fields["redirect_uris"])
 		return
@@ -169,7 +170,7 @@ func (c *console) saveClient(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/clients/"+chi.URLParam(r, "id")+"?notice=saved", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/clients/"+chi.URLParam(r, "id")+"?notice=saved", http.StatusSeeOther)
 }
 
 // resetLink creates a single-use password reset link, after a step-up, and

@@ -1,4 +1,4 @@
-package admin
+package console
 
 import (
 	"context"
@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
@@ -23,70 +26,75 @@ import (
 	"github.com/latchkey/latchkey/store"
 )
 
-// The admin console: server-rendered pages for people, built on the same
-// service methods as the JSON API. It signs admins in as a first-party
-// OIDC client of the provider (internal/rp), admits only admins, and asks
-// for a step-up no older than consoleStepUp before changing a policy or
-// removing someone's 2SV.
-
-// ConsoleOptions enables the console.
-type ConsoleOptions struct {
+// Options configures the console.
+type Options struct {
+	Admin      *admin.Handler // the admin service methods the console calls
+	Store      store.Store
+	Keys       admin.Keys
 	Issuer     string
 	ClientID   string
 	HTTPClient *http.Client
 	CSRF       *httpx.CSRF
 	Keyring    *seal.Keyring
 	Secure     bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
-// Console paths.
+// Paths.
 const (
-	ConsolePath     = "/console"
-	ConsoleCallback = "/console/callback"
-	consoleCookie   = "latchkey_console"
+	Path          = "/console"
+	Callback      = "/console/callback"
+	consoleCookie = "latchkey_console"
 )
 
 //go:embed templates/*.html
 var consoleTemplates embed.FS
 
 type console struct {
-	h      *Handler
+	h      *admin.Handler
 	router http.Handler // for completing a change after its step-up
-	o      ConsoleOptions
+	o      Options
 	rp     *rp.RP
 	pages  *ui.Pages
 }
 
-// MountConsole adds the console's pages.
-func (h *Handler) MountConsole(r chi.Router, o ConsoleOptions) error {
+// Mount adds the console's pages to r.
+func Mount(r chi.Router, o Options) error {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	tmpl, err := template.New("").Funcs(template.FuncMap{"join": strings.Join}).ParseFS(consoleTemplates, "templates/*.html")
 	if err != nil {
 		return err
 	}
-	c := &console{h: h, o: o, router: r, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: h.o.Logger},
-		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: ConsolePath, Callback: ConsoleCallback, Cookie: consoleCookie,
-			HTTPClient: o.HTTPClient, Store: h.o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: h.o.Now})}
+	c := &console{h: o.Admin, o: o, router: r, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
+		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: Path, Callback: Callback, Cookie: consoleCookie,
+			HTTPClient: o.HTTPClient, Store: o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: o.Now})}
 	r.Group(func(r chi.Router) {
 		r.Use(httpx.NoStore)
-		r.Get(ConsolePath, func(w http.ResponseWriter, r *http.Request) {
-			http.Redirect(w, r, ConsolePath+"/policies", http.StatusSeeOther)
+		r.Get(Path, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, Path+"/policies", http.StatusSeeOther)
 		})
-		r.Get(ConsolePath+"/login", func(w http.ResponseWriter, r *http.Request) { c.rp.Start(w, r, "", r.URL.Query().Get("return"), 0) })
-		r.Get(ConsoleCallback, c.callback)
-		r.Get(ConsolePath+"/resume/{id}", c.resume)
-		r.Post(ConsolePath+"/logout", c.logout)
-		r.Get(ConsolePath+"/policies", c.policies)
-		r.Post(ConsolePath+"/policies", c.createPolicy)
-		r.Get(ConsolePath+"/policies/{id}", c.policy)
-		r.Post(ConsolePath+"/policies/{id}", c.savePolicy)
-		r.Post(ConsolePath+"/policies/{id}/assign", c.assign)
-		r.Get(ConsolePath+"/users", c.users)
-		r.Get(ConsolePath+"/users/{id}", c.user)
-		r.Post(ConsolePath+"/users/{id}/remove-mfa", c.removeMFA)
-		r.Get(ConsolePath+"/resets", c.resets)
-		r.Post(ConsolePath+"/resets/{id}/{decision}", c.decide)
-		r.Get(ConsolePath+"/audit", c.audit)
-		r.Get(ConsolePath+"/audit/export", c.export)
+		r.Get(Path+"/login", func(w http.ResponseWriter, r *http.Request) { c.rp.Start(w, r, "", r.URL.Query().Get("return"), 0) })
+		r.Get(Callback, c.callback)
+		r.Get(Path+"/resume/{id}", c.resume)
+		r.Post(Path+"/logout", c.logout)
+		r.Get(Path+"/policies", c.policies)
+		r.Post(Path+"/policies", c.createPolicy)
+		r.Get(Path+"/policies/{id}", c.policy)
+		r.Post(Path+"/policies/{id}", c.savePolicy)
+		r.Post(Path+"/policies/{id}/assign", c.assign)
+		r.Get(Path+"/users", c.users)
+		r.Get(Path+"/users/{id}", c.user)
+		r.Post(Path+"/users/{id}/remove-mfa", c.removeMFA)
+		r.Get(Path+"/resets", c.resets)
+		r.Post(Path+"/resets/{id}/{decision}", c.decide)
+		r.Get(Path+"/audit", c.audit)
+		r.Get(Path+"/audit/export", c.export)
 		c.mountGroups(r)
 		c.mountMore(r)
 	})
@@ -112,35 +120,35 @@ func (c *console) logout(w http.ResponseWriter, r *http.Request) {
 
 // admin returns the signed-in admin, or answers: sign in, or 403 for
 // people who are not admins.
-func (c *console) admin(w http.ResponseWriter, r *http.Request) (actor, store.PortalSession, bool) {
+func (c *console) admin(w http.ResponseWriter, r *http.Request) (admin.Actor, store.PortalSession, bool) {
 	s, ok := c.rp.Current(r)
 	if !ok {
 		ret := r.URL.Path
 		if r.Method != http.MethodGet {
-			ret = ConsolePath
+			ret = Path
 		}
-		http.Redirect(w, r, ConsolePath+"/login?return="+url.QueryEscape(ret), http.StatusSeeOther)
-		return actor{}, s, false
+		http.Redirect(w, r, Path+"/login?return="+url.QueryEscape(ret), http.StatusSeeOther)
+		return admin.Actor{}, s, false
 	}
-	isAdmin, err := c.h.o.Store.IsAdmin(r.Context(), s.UserID)
+	isAdmin, err := c.o.Store.IsAdmin(r.Context(), s.UserID)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
-		return actor{}, s, false
+		return admin.Actor{}, s, false
 	}
 	if !isAdmin {
 		c.pages.Error(w, r, http.StatusForbidden, "not_admin", "Only admins may use the admin console.")
-		return actor{}, s, false
+		return admin.Actor{}, s, false
 	}
-	return actor{Token: Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
-		req:   audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
-		proof: mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}}, s, true
+	return admin.Actor{Token: admin.Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
+		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
+		Proof:   mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}}, s, true
 }
 
 // post checks a form's CSRF token, then the admin.
-func (c *console) post(w http.ResponseWriter, r *http.Request) (actor, store.PortalSession, bool) {
+func (c *console) post(w http.ResponseWriter, r *http.Request) (admin.Actor, store.PortalSession, bool) {
 	if !c.o.CSRF.Valid(r) {
 		c.pages.CSRFFailed(w, r)
-		return actor{}, store.PortalSession{}, false
+		return admin.Actor{}, store.PortalSession{}, false
 	}
 	return c.admin(w, r)
 }
@@ -151,17 +159,17 @@ func (c *console) post(w http.ResponseWriter, r *http.Request) (actor, store.Por
 func (c *console) stepUp(w http.ResponseWriter, r *http.Request) {
 	s, ok := c.rp.Current(r)
 	if !ok {
-		http.Redirect(w, r, ConsolePath+"/login", http.StatusSeeOther)
+		http.Redirect(w, r, Path+"/login", http.StatusSeeOther)
 		return
 	}
-	now := c.h.o.Now().UTC()
+	now := c.o.Now().UTC()
 	pa := store.PendingAction{ID: "pending_" + authn.RandomToken(16), UserID: s.UserID, Method: r.Method, Path: r.URL.Path,
 		Form: r.PostForm.Encode(), CreatedAt: now, ExpiresAt: now.Add(mfa.AdminStepUpMaxAge)}
-	if err := c.h.o.Store.CreatePendingAction(r.Context(), pa); err != nil {
+	if err := c.o.Store.CreatePendingAction(r.Context(), pa); err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	c.rp.Start(w, r, mfa.ActionAdmin, ConsolePath+"/resume/"+pa.ID, mfa.AdminStepUpMaxAge)
+	c.rp.Start(w, r, mfa.ActionAdmin, Path+"/resume/"+pa.ID, mfa.AdminStepUpMaxAge)
 }
 
 // resume completes a change kept by stepUp: once, by the admin who made
@@ -172,12 +180,12 @@ func (c *console) resume(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pa, err := c.h.o.Store.ConsumePendingAction(r.Context(), chi.URLParam(r, "id"))
-	if err != nil || pa.UserID != a.UserID || c.h.o.Now().After(pa.ExpiresAt) || pa.Method != http.MethodPost {
+	pa, err := c.o.Store.ConsumePendingAction(r.Context(), chi.URLParam(r, "id"))
+	if err != nil || pa.UserID != a.UserID || c.o.Now().After(pa.ExpiresAt) || pa.Method != http.MethodPost {
 		c.pages.Error(w, r, http.StatusConflict, "change_expired", "The change you started has expired or was already made. Nothing was saved; make it again.")
 		return
 	}
-	if err := c.h.fresh(a); err != nil {
+	if err := c.h.Fresh(a); err != nil {
 		// Without a fresh second factor the replay would only ask again.
 		c.pages.Error(w, r, http.StatusForbidden, mfa.CodeStepUpRequired, "This change needs a sign-in with your second factor. Nothing was saved.")
 		return
@@ -204,7 +212,7 @@ func (c *console) failPage(w http.ResponseWriter, r *http.Request, err error) {
 		c.stepUp(w, r)
 		return
 	}
-	err = httpError(err)
+	err = admin.HTTPError(err)
 	var he *httpx.Error
 	switch {
 	case errors.As(err, &he):
@@ -224,14 +232,14 @@ type policyForm struct {
 	Errors                    map[string]string
 }
 
-func formOf(p Policy) policyForm {
+func formOf(p admin.Policy) policyForm {
 	return policyForm{Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowRemoval: p.AllowSelfServiceRemoval,
 		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod}
 }
 
 // readPolicyForm turns the form into an API body; numbers that do not
 // parse are field errors.
-func readPolicyForm(r *http.Request) (policyBody, policyForm) {
+func readPolicyForm(r *http.Request) (admin.PolicyInput, policyForm) {
 	f := policyForm{Name: strings.TrimSpace(r.PostFormValue("name")), Description: r.PostFormValue("description"),
 		RequireMFA: r.PostFormValue("require_mfa") == "on", AllowRemoval: r.PostFormValue("allow_self_service_mfa_removal") == "on", Errors: map[string]string{}}
 	num := func(field string, dst *int) {
@@ -248,7 +256,7 @@ func readPolicyForm(r *http.Request) (policyBody, policyForm) {
 	if f.GracePeriod > 0 {
 		reenroll = "grace"
 	}
-	b := policyBody{Name: &f.Name, Description: &f.Description, RequireMFA: &f.RequireMFA, AllowSelfServiceRemoval: &f.AllowRemoval,
+	b := admin.PolicyInput{Name: &f.Name, Description: &f.Description, RequireMFA: &f.RequireMFA, AllowSelfServiceRemoval: &f.AllowRemoval,
 		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod}
 	return b, f
 }
@@ -262,14 +270,14 @@ func fieldErrors(err error) (map[string]string, bool) {
 	return nil, false
 }
 
-func (c *console) policyList(r *http.Request) ([]Policy, error) {
-	ps, err := c.h.o.Store.ListPolicies(r.Context())
+func (c *console) policyList(r *http.Request) ([]admin.Policy, error) {
+	ps, err := c.o.Store.ListPolicies(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Policy, 0, len(ps))
+	out := make([]admin.Policy, 0, len(ps))
 	for _, p := range ps {
-		v, err := c.h.viewPolicy(r.Context(), c.h.o.Store, p)
+		v, err := c.h.ViewPolicy(r.Context(), c.o.Store, p)
 		if err != nil {
 			return nil, err
 		}
@@ -319,22 +327,22 @@ func (c *console) createPolicy(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/policies/"+p.ID+"?notice=created", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/policies/"+p.ID+"?notice=created", http.StatusSeeOther)
 }
 
 func (c *console) renderPolicy(w http.ResponseWriter, r *http.Request, status int, id string, form *policyForm, preview, errMsg string) {
 	ctx := r.Context()
-	sp, err := c.h.o.Store.GetPolicy(ctx, id)
+	sp, err := c.o.Store.GetPolicy(ctx, id)
 	if err != nil {
 		c.failPage(w, r, err)
 		return
 	}
-	p, err := c.h.viewPolicy(ctx, c.h.o.Store, sp)
+	p, err := c.h.ViewPolicy(ctx, c.o.Store, sp)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	gs, err := c.h.o.Store.ListGroups(ctx)
+	gs, err := c.o.Store.ListGroups(ctx)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -401,7 +409,7 @@ func (c *console) savePolicy(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/policies/"+id+"?notice=saved", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/policies/"+id+"?notice=saved", http.StatusSeeOther)
 }
 
 func (c *console) assign(w http.ResponseWriter, r *http.Request) {
@@ -414,7 +422,7 @@ func (c *console) assign(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/policies/"+id+"?notice=assigned", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/policies/"+id+"?notice=assigned", http.StatusSeeOther)
 }
 
 func (c *console) users(w http.ResponseWriter, r *http.Request) {
@@ -427,10 +435,10 @@ func (c *console) users(w http.ResponseWriter, r *http.Request) {
 	next := ""
 	if group := q.Get("group"); group != "" {
 		// Members of one group, filtered by the search text.
-		g, gerr := c.h.o.Store.GetGroupByName(r.Context(), group)
+		g, gerr := c.o.Store.GetGroupByName(r.Context(), group)
 		if gerr == nil {
 			var ms []store.User
-			ms, err = c.h.o.Store.GroupMembers(r.Context(), g.ID)
+			ms, err = c.o.Store.GroupMembers(r.Context(), g.ID)
 			needle := strings.ToLower(q.Get("q"))
 			for _, m := range ms {
 				if strings.Contains(strings.ToLower(m.Username+" "+m.Email+" "+m.DisplayName), needle) {
@@ -441,7 +449,7 @@ func (c *console) users(w http.ResponseWriter, r *http.Request) {
 			err = gerr
 		}
 	} else {
-		us, err = c.h.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), 51)
+		us, err = c.o.Store.SearchUsers(r.Context(), q.Get("q"), q.Get("after"), 51)
 		if len(us) == 51 {
 			us, next = us[:50], us[49].Username
 		}
@@ -450,9 +458,9 @@ func (c *console) users(w http.ResponseWriter, r *http.Request) {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	views := make([]User, len(us))
+	views := make([]admin.User, len(us))
 	for i, u := range us {
-		views[i] = viewUser(u)
+		views[i] = admin.ViewUser(u)
 	}
 	c.pages.Render(w, r, http.StatusOK, "users.html", map[string]any{"Users": views, "Query": q.Get("q"), "Group": q.Get("group"), "Next": next})
 }
@@ -468,7 +476,7 @@ func (c *console) renderUserWith(w http.ResponseWriter, r *http.Request, page st
 		c.failPage(w, r, err)
 		return
 	}
-	evs, err := c.h.o.Store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: d.ID, Limit: 1000})
+	evs, err := c.o.Store.ListAuditEvents(ctx, store.AuditFilter{SubjectID: d.ID, Limit: 1000})
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -502,19 +510,19 @@ func (c *console) removeMFA(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/users/"+id+"?notice=removed", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/users/"+id+"?notice=removed", http.StatusSeeOther)
 }
 
 func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.admin(w, r); !ok {
 		return
 	}
-	rs, err := c.h.o.Store.ListResetRequests(r.Context(), store.ResetOpen)
+	rs, err := c.o.Store.ListResetRequests(r.Context(), store.ResetOpen)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	out := make([]ResetRequest, 0, len(rs))
+	out := make([]admin.ResetRequest, 0, len(rs))
 	reasons := map[string]string{}
 	for _, rr := range rs {
 		d, err := c.h.UserDetail(r.Context(), rr.UserID)
@@ -522,7 +530,7 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 			c.pages.ServerError(w, r, err)
 			return
 		}
-		out = append(out, ResetRequest{ID: rr.ID, User: d.User, Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
+		out = append(out, admin.ResetRequest{ID: rr.ID, User: d.User, Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
 		reasons[rr.ID] = d.Effective.Reason
 	}
 	notice := map[string]string{"approve": "Approved: the user's 2SV was removed.", "deny": "Denied."}[r.URL.Query().Get("notice")]
@@ -543,7 +551,7 @@ func (c *console) decide(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/resets?notice="+decision, http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/resets?notice="+decision, http.StatusSeeOther)
 }
 
 type verifyView struct {
@@ -557,13 +565,13 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.admin(w, r); !ok {
 		return
 	}
-	f, err := auditFilter(r)
+	f, err := admin.AuditFilter(r)
 	if err != nil {
 		c.failPage(w, r, err)
 		return
 	}
 	f.Limit = 1000
-	evs, err := c.h.o.Store.ListAuditEvents(r.Context(), f)
+	evs, err := c.o.Store.ListAuditEvents(r.Context(), f)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -575,7 +583,7 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request) {
 	if len(evs) > 100 {
 		evs = evs[:100]
 	}
-	n, broken, err := audit.Verify(r.Context(), c.h.o.Store)
+	n, broken, err := audit.Verify(r.Context(), c.o.Store)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -598,12 +606,12 @@ func (c *console) export(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	f := store.AuditFilter{Limit: 1000}
 	for {
-		evs, err := c.h.o.Store.ListAuditEvents(r.Context(), f)
+		evs, err := c.o.Store.ListAuditEvents(r.Context(), f)
 		if err != nil {
 			return
 		}
 		for _, e := range evs {
-			_ = enc.Encode(viewEvent(e))
+			_ = enc.Encode(admin.ViewEvent(e))
 		}
 		if len(evs) < f.Limit {
 			return

@@ -1,4 +1,4 @@
-package admin
+package console
 
 import (
 	"errors"
@@ -6,31 +6,32 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/store"
 )
 
 func (c *console) mountGroups(r chi.Router) {
-	r.Get(ConsolePath+"/groups", c.groups)
-	r.Post(ConsolePath+"/groups", c.createGroup)
-	r.Get(ConsolePath+"/groups/{id}", c.group)
-	r.Post(ConsolePath+"/groups/{id}/policy", c.groupPolicy)
-	r.Post(ConsolePath+"/groups/{id}/members", c.addMembership(audit.GroupMemberAdded))
-	r.Post(ConsolePath+"/groups/{id}/admins", c.addMembership(audit.GroupAdminAdded))
-	r.Post(ConsolePath+"/groups/{id}/members/{userID}/remove", c.removeMembership(audit.GroupMemberRemoved))
-	r.Post(ConsolePath+"/groups/{id}/admins/{userID}/remove", c.removeMembership(audit.GroupAdminRemoved))
-	r.Get(ConsolePath+"/keys", c.keys)
-	r.Post(ConsolePath+"/keys/rotate", c.rotate)
+	r.Get(Path+"/groups", c.groups)
+	r.Post(Path+"/groups", c.createGroup)
+	r.Get(Path+"/groups/{id}", c.group)
+	r.Post(Path+"/groups/{id}/policy", c.groupPolicy)
+	r.Post(Path+"/groups/{id}/members", c.addMembership(audit.GroupMemberAdded))
+	r.Post(Path+"/groups/{id}/admins", c.addMembership(audit.GroupAdminAdded))
+	r.Post(Path+"/groups/{id}/members/{userID}/remove", c.removeMembership(audit.GroupMemberRemoved))
+	r.Post(Path+"/groups/{id}/admins/{userID}/remove", c.removeMembership(audit.GroupAdminRemoved))
+	r.Get(Path+"/keys", c.keys)
+	r.Post(Path+"/keys/rotate", c.rotate)
 }
 
 func (c *console) renderGroups(w http.ResponseWriter, r *http.Request, status int, name, errMsg string) {
 	ctx := r.Context()
-	gs, err := c.h.o.Store.ListGroups(ctx)
+	gs, err := c.o.Store.ListGroups(ctx)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
-	ps, err := c.h.o.Store.ListPolicies(ctx)
+	ps, err := c.o.Store.ListPolicies(ctx)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -39,14 +40,14 @@ func (c *console) renderGroups(w http.ResponseWriter, r *http.Request, status in
 	for _, p := range ps {
 		names[p.ID] = p.Name
 	}
-	views := make([]Group, 0, len(gs))
+	views := make([]admin.Group, 0, len(gs))
 	for _, g := range gs {
-		pid, err := c.h.o.Store.GroupPolicyID(ctx, g.ID)
+		pid, err := c.o.Store.GroupPolicyID(ctx, g.ID)
 		if err != nil {
 			c.pages.ServerError(w, r, err)
 			return
 		}
-		views = append(views, Group{ID: g.ID, Name: g.Name, Description: g.Description, PolicyID: pid})
+		views = append(views, admin.Group{ID: g.ID, Name: g.Name, Description: g.Description, PolicyID: pid})
 	}
 	c.pages.Render(w, r, status, "groups.html", map[string]any{"Groups": views, "PolicyNames": names, "Name": name, "Error": errMsg})
 }
@@ -76,37 +77,37 @@ func (c *console) createGroup(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/groups/"+g.ID+"?notice=created", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/groups/"+g.ID+"?notice=created", http.StatusSeeOther)
 }
 
 func (c *console) renderGroup(w http.ResponseWriter, r *http.Request, status int, errMsg string) {
 	ctx := r.Context()
 	id := chi.URLParam(r, "id")
-	g, err := c.h.o.Store.GetGroup(ctx, id)
+	g, err := c.o.Store.GetGroup(ctx, id)
 	if err != nil {
 		c.failPage(w, r, err)
 		return
 	}
-	v := Group{ID: g.ID, Name: g.Name, Description: g.Description}
-	if v.PolicyID, err = c.h.o.Store.GroupPolicyID(ctx, g.ID); err != nil {
+	v := admin.Group{ID: g.ID, Name: g.Name, Description: g.Description}
+	if v.PolicyID, err = c.o.Store.GroupPolicyID(ctx, g.ID); err != nil {
 		c.pages.ServerError(w, r, err)
 		return
 	}
 	for _, load := range []struct {
-		dst *[]User
+		dst *[]admin.User
 		get func() ([]store.User, error)
-	}{{&v.Members, func() ([]store.User, error) { return c.h.o.Store.GroupMembers(ctx, g.ID) }},
-		{&v.Admins, func() ([]store.User, error) { return c.h.o.Store.GroupAdmins(ctx, g.ID) }}} {
+	}{{&v.Members, func() ([]store.User, error) { return c.o.Store.GroupMembers(ctx, g.ID) }},
+		{&v.Admins, func() ([]store.User, error) { return c.o.Store.GroupAdmins(ctx, g.ID) }}} {
 		us, err := load.get()
 		if err != nil {
 			c.pages.ServerError(w, r, err)
 			return
 		}
 		for _, u := range us {
-			*load.dst = append(*load.dst, viewUser(u))
+			*load.dst = append(*load.dst, admin.ViewUser(u))
 		}
 	}
-	ps, err := c.h.o.Store.ListPolicies(ctx)
+	ps, err := c.o.Store.ListPolicies(ctx)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -142,7 +143,7 @@ func (c *console) afterGroupChange(w http.ResponseWriter, r *http.Request, err e
 	var he *httpErr
 	switch {
 	case err == nil:
-		http.Redirect(w, r, ConsolePath+"/groups/"+chi.URLParam(r, "id")+"?notice=changed", http.StatusSeeOther)
+		http.Redirect(w, r, Path+"/groups/"+chi.URLParam(r, "id")+"?notice=changed", http.StatusSeeOther)
 	case errors.As(err, &he) && he.Status < 500:
 		c.renderGroup(w, r, he.Status, he.Message)
 	default:
@@ -156,7 +157,7 @@ func (c *console) addMembership(typ audit.Type) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		u, err := c.h.o.Store.GetUserByUsername(r.Context(), r.PostFormValue("username"))
+		u, err := c.o.Store.GetUserByUsername(r.Context(), r.PostFormValue("username"))
 		if errors.Is(err, store.ErrNotFound) {
 			c.renderGroup(w, r, http.StatusUnprocessableEntity, "No user with that username.")
 			return
@@ -182,7 +183,7 @@ func (c *console) keys(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.admin(w, r); !ok {
 		return
 	}
-	ks, err := c.h.o.Keys.ListKeys(r.Context())
+	ks, err := c.o.Keys.ListKeys(r.Context())
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return
@@ -201,5 +202,5 @@ func (c *console) rotate(w http.ResponseWriter, r *http.Request) {
 		c.failPage(w, r, err)
 		return
 	}
-	http.Redirect(w, r, ConsolePath+"/keys?notice=rotated", http.StatusSeeOther)
+	http.Redirect(w, r, Path+"/keys?notice=rotated", http.StatusSeeOther)
 }
