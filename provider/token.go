@@ -51,6 +51,13 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.grants.WithLabelValues(label, "ok").Inc()
+	// RFC 9396 §7: the token response names the authorization details the
+	// token carries.
+	if s, ok := ar.GetSession().(*openid.DefaultSession); ok && s.Claims != nil {
+		if d, ok := s.Claims.Extra[claimStepUp]; ok {
+			resp.SetExtra("authorization_details", d)
+		}
+	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
 

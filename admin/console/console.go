@@ -74,6 +74,7 @@ func Mount(r chi.Router, o Options) error {
 	c := &console{h: o.Admin, o: o, router: r, pages: &ui.Pages{T: tmpl, CSRF: o.CSRF, Logger: o.Logger},
 		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: Path, Callback: Callback, Cookie: consoleCookie,
 			HTTPClient: o.HTTPClient, Store: o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: o.Now})}
+	c.rp.SetOnStepUp(c.recordStepUp)
 	r.Group(func(r chi.Router) {
 		r.Use(httpx.NoStore)
 		r.Get(Path, func(w http.ResponseWriter, r *http.Request) {
@@ -108,6 +109,15 @@ func (c *console) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, res.Return, http.StatusSeeOther)
+}
+
+// recordStepUp appends an admin's step-up event in the transaction that
+// stores the session it created.
+func (c *console) recordStepUp(ctx context.Context, q store.Queries, r *http.Request, s store.PortalSession) error {
+	_, err := audit.Append(ctx, q, audit.Event{Type: audit.StepUpSucceeded, ActorType: audit.ActorAdmin, ActorID: s.UserID, SubjectID: s.UserID,
+		ClientID: c.o.ClientID, Time: c.o.Now().UTC(), Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
+		Details: map[string]any{"action": s.StepUp, "amr": s.AMR, "auth_time": s.AuthTime.UTC().Format(time.RFC3339)}})
+	return err
 }
 
 func (c *console) logout(w http.ResponseWriter, r *http.Request) {

@@ -147,6 +147,9 @@ func TestConsoleRemoveMFA(t *testing.T) {
 		t.Fatalf("want a step-up before removal: %s", p.URL)
 	}
 	p = finishConsoleLogin(t, b, srv, p, ada)
+	if n := auditCount(t, srv, "auth.step_up.succeeded", ada.ID); n != 1 {
+		t.Fatalf("the admin's step-up is audited: %d", n)
+	}
 	if !strings.Contains(p.Body, "Two-step verification removed") || hasTOTP(t, srv, tom) {
 		t.Fatalf("removal after step-up: %d %s", p.Status, p.URL)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"net/url"
@@ -210,6 +211,15 @@ func TestBearerSeed003Sequence(t *testing.T) {
 		tok, login := signInTo(t, b, r, kai, stepUpOpts(idt, "remove")...)
 		if !strings.Contains(login.Body, "Remove your authenticator app") {
 			t.Fatalf("the sign-in page must say what is being confirmed:\n%s", login.Body)
+		}
+		// RFC 9396 §7: the token response names what the token carries.
+		var details []struct {
+			Type    string   `json:"type"`
+			Actions []string `json:"actions"`
+		}
+		raw, _ := json.Marshal(tok.Extra("authorization_details"))
+		if err := json.Unmarshal(raw, &details); err != nil || len(details) != 1 || details[0].Type != "latchkey_mfa" || !slices.Equal(details[0].Actions, []string{"remove"}) {
+			t.Fatalf("token response authorization_details: %s", raw)
 		}
 		h := bearer(tok.AccessToken)
 		in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, h)
@@ -547,5 +557,43 @@ func TestEveryPathAuditsRemovalAlike(t *testing.T) {
 		if !slices.Contains(want, k) {
 			t.Errorf("removal events lack %q: %v", k, want)
 		}
+	}
+}
+
+// failStepUpAudit is the real store, except that appending a step-up's
+// audit event fails.
+type failStepUpAudit struct{ store.Store }
+
+func (f failStepUpAudit) InTx(ctx context.Context, fn func(store.Queries) error) error {
+	return f.Store.InTx(ctx, func(q store.Queries) error { return fn(failStepUpQueries{q}) })
+}
+
+type failStepUpQueries struct{ store.Queries }
+
+func (q failStepUpQueries) InsertAuditEvent(ctx context.Context, e store.AuditEvent) (int64, error) {
+	if e.Type == "auth.step_up.succeeded" {
+		return 0, errors.New("forced: audit log unavailable")
+	}
+	return q.Queries.InsertAuditEvent(ctx, e)
+}
+
+// TestStepUpAuditedWithItsSession: a step-up whose audit event cannot be
+// written does not count; the browser keeps its previous session.
+func TestStepUpAuditedWithItsSession(t *testing.T) {
+	srv := startServer(t, failStepUpAudit{testdbSQLite(t)})
+	ivy := srv.createUser(t, "ivy", true)
+	srv.policyGroup(t, "Staff", true, ivy)
+	b := newBrowser(t, srv.URL)
+	portalLogin(t, b, srv, ivy)
+	p := b.post(srv.URL+"/account/step-up", url.Values{"csrf_token": {csrfToken(t, b, srv)}, "action": {"remove"}, "return": {"/account/security"}})
+	p = b.submit(p, map[string]string{"username": ivy.Username, "password": ivy.Password})
+	srv.nextTOTPStep()
+	p = b.submit(p, map[string]string{"code": mustCode(ivy.Secret, srv)})
+	if p.Status != http.StatusInternalServerError {
+		t.Fatalf("step-up without its audit event: %d %s", p.Status, p.URL)
+	}
+	in := b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, map[string]string{"X-CSRF-Token": csrfToken(t, b, srv)})
+	if in.state() != "step_up_required" {
+		t.Fatalf("an unaudited step-up must not count, and the old session stays: %d %v", in.Status, in.Body)
 	}
 }

@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AccountState", testAccountState},
 		{"AuditEvents", testAuditEvents},
 		{"AdminQueries", testAdminQueries},
+		{"StepUpsSpentOnce", testStepUps},
+		{"PendingActions", testPendingActions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -170,6 +172,103 @@ func testClients(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteClient(ctx, "spa"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete twice: want ErrNotFound, got %v", err)
+	}
+	// The admin scopes are for first-party clients, whichever path registers.
+	for _, scopes := range [][]string{{"admin"}, {"openid", "admin:sensitive"}} {
+		bad := store.Client{ID: "third", Scopes: scopes, CreatedAt: base}
+		if err := s.CreateClient(ctx, bad); !errors.Is(err, store.ErrInvalidClient) {
+			t.Fatalf("third-party client with %v: %v", scopes, err)
+		}
+	}
+	if err := s.CreateClient(ctx, store.Client{ID: "robot", FirstParty: true, Scopes: []string{"admin:sensitive"}, CreatedAt: base}); !errors.Is(err, store.ErrInvalidClient) {
+		t.Fatalf("admin:sensitive without admin: %v", err)
+	}
+	if _, err := s.GetClient(ctx, "third"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("a refused client was stored")
+	}
+}
+
+// testStepUps: a step-up proof is spent once, also under concurrent use,
+// and a spend rolled back with its transaction is not spent.
+func testStepUps(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if spent, err := s.StepUpSpent(ctx, "bearer:g1"); err != nil || spent {
+		t.Fatalf("fresh proof: %v %v", spent, err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.InTx(ctx, func(q store.Queries) error { return q.SpendStepUp(ctx, "bearer:g1", "u1", "remove", base) })
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, store.ErrAlreadyExists):
+				t.Errorf("spend: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("a step-up must be spent exactly once, got %d", wins.Load())
+	}
+	if spent, _ := s.StepUpSpent(ctx, "bearer:g1"); !spent {
+		t.Fatal("spent proof not recorded")
+	}
+	errBoom := errors.New("boom")
+	if err := s.InTx(ctx, func(q store.Queries) error {
+		if err := q.SpendStepUp(ctx, "session:s2", "u1", "remove", base); err != nil {
+			return err
+		}
+		return errBoom
+	}); !errors.Is(err, errBoom) {
+		t.Fatal(err)
+	}
+	if spent, _ := s.StepUpSpent(ctx, "session:s2"); spent {
+		t.Fatal("a rolled-back spend counts")
+	}
+	// Spent proofs are forgotten only after any step-up could have expired.
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if spent, _ := s.StepUpSpent(ctx, "bearer:g1"); !spent {
+		t.Fatal("cleanup forgot a proof that could still be fresh")
+	}
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(store.MaxStepUpAge+2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if spent, _ := s.StepUpSpent(ctx, "bearer:g1"); spent {
+		t.Fatal("cleanup kept a proof older than any step-up")
+	}
+}
+
+// testPendingActions: a console change kept across a step-up is taken
+// once, and cleanup removes expired ones.
+func testPendingActions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := store.PendingAction{ID: "pa1", UserID: "u1", Method: "POST", Path: "/console/policies/p1", Form: "a=b&c=%00",
+		CreatedAt: base, ExpiresAt: base.Add(5 * time.Minute)}
+	if err := s.CreatePendingAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ConsumePendingAction(ctx, "pa1")
+	if err != nil || got != a {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, a)
+	}
+	if _, err := s.ConsumePendingAction(ctx, "pa1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("taken twice: %v", err)
+	}
+	a.ID = "pa2"
+	if err := s.CreatePendingAction(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ConsumePendingAction(ctx, "pa2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired action kept: %v", err)
 	}
 }
 
@@ -645,16 +744,16 @@ func testAccountState(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 
-	p := store.PendingTOTP{UserID: u.ID, ID: "pt1", Secret: []byte("sealed"), CreatedAt: base, ExpiresAt: base.Add(time.Minute)}
+	p := store.PendingTOTP{UserID: u.ID, ID: "pt1", Secret: []byte("sealed"), Binding: "session:a", CreatedAt: base, ExpiresAt: base.Add(time.Minute)}
 	if err := s.PutPendingTOTP(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	p.ID = "pt2"
+	p.ID, p.Binding = "pt2", "bearer:g"
 	if err := s.PutPendingTOTP(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.GetPendingTOTP(ctx, u.ID); err != nil || got.ID != "pt2" {
-		t.Fatalf("pending replaces: %v %+v", err, got)
+	if got, err := s.GetPendingTOTP(ctx, u.ID); err != nil || got.ID != "pt2" || got.Binding != "bearer:g" {
+		t.Fatalf("pending replaces, with its binding: %v %+v", err, got)
 	}
 
 	// Cleanup takes expired pending secrets and confirmations with the tokens.
@@ -711,13 +810,23 @@ func testAccountState(t *testing.T, s store.Store) {
 		t.Fatalf("after delete: %v", err)
 	}
 
-	tok := token(store.KindRefreshToken, "user-rt", "req-u")
-	tok.Subject = u.ID
-	if err := s.CreateToken(ctx, tok); err != nil {
-		t.Fatal(err)
+	// The caller's own access token can be kept; its refresh token and
+	// everything else of the user goes.
+	for _, tk := range []store.TokenRecord{token(store.KindRefreshToken, "user-rt", "req-u"), token(store.KindAccessToken, "user-at", "req-u"),
+		token(store.KindAccessToken, "other-at", "req-v")} {
+		tk.Subject = u.ID
+		if err := s.CreateToken(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.DeactivateUserTokens(ctx, u.ID, "req-u"); err != nil || n != 2 {
+		t.Fatalf("deactivate user tokens keeping one: %v %d", err, n)
+	}
+	if kept, _ := s.GetToken(ctx, store.KindAccessToken, "user-at"); !kept.Active {
+		t.Fatal("the caller's access token was deactivated")
 	}
 	if n, err := s.DeactivateUserTokens(ctx, u.ID, ""); err != nil || n != 1 {
-		t.Fatalf("deactivate user tokens: %v %d", err, n)
+		t.Fatalf("deactivate the rest: %v %d", err, n)
 	}
 }
 
