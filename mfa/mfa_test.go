@@ -62,9 +62,10 @@ func newFixture(t *testing.T, st store.Store, allowRemoval bool) *fixture {
 
 func (f *fixture) self() mfa.Actor { return mfa.Actor{Type: audit.ActorUser, UserID: f.user.ID} }
 
-// stepUp is a fresh step-up proof for action, as a bearer token would carry.
+// stepUp is a fresh step-up proof for action, as a first-party app's
+// bearer token would carry.
 func (f *fixture) stepUp(id string, actions ...string) mfa.Proof {
-	return mfa.Proof{Via: mfa.ViaBearer, ID: id, AuthTime: f.now.Add(-time.Minute), AMR: []string{"pwd", "otp", "mfa"}, Actions: actions}
+	return mfa.Proof{Via: mfa.ViaBearer, ID: id, AuthTime: f.now.Add(-time.Minute), AMR: []string{"pwd", "otp", "mfa"}, Actions: actions, FirstParty: true}
 }
 
 func code(t *testing.T, err error) string {
@@ -162,6 +163,16 @@ func TestSecretBoundToCaller(t *testing.T) {
 	}
 	if shown == planted {
 		t.Fatal("the sign-in setup screen showed the secret another caller holds")
+	}
+	thirdParty := attacker
+	thirdParty.FirstParty = false
+	if _, err := f.svc.StartSetup(ctx, f.self(), thirdParty); code(t, err) != mfa.CodeFirstPartyOnly {
+		t.Fatalf("a third-party token must not enroll a secret it knows: %v", err)
+	}
+	stale := attacker
+	stale.AuthTime = f.now.Add(-time.Hour)
+	if _, err := f.svc.StartSetup(ctx, f.self(), stale); code(t, err) != mfa.CodeStepUpRequired {
+		t.Fatalf("an old token must not enroll either: %v", err)
 	}
 	if _, _, err := f.svc.CompleteSetup(ctx, f.self(), attacker, mustCode(t, planted)); code(t, err) != mfa.CodeSetupExpired {
 		t.Fatalf("the superseded secret must not complete: %v", err)

@@ -21,6 +21,9 @@ const (
 	ActionRecoveryCodes = "recovery_codes"
 	// ActionAdmin is the admins' step-up: a window, not single-use.
 	ActionAdmin = "admin"
+	// ActionEnroll is a first authenticator set up over a bearer token: a
+	// recent sign-in is enough (there is no second factor to show yet).
+	ActionEnroll = "enroll"
 )
 
 // AuthorizationDetailsType is the RFC 9396 type a client names an action
@@ -87,6 +90,9 @@ type Proof struct {
 	Actions []string
 	// Scopes of a client token.
 	Scopes []string
+	// FirstParty: the token was issued to one of the organisation's own
+	// applications (bearer callers).
+	FirstParty bool
 }
 
 // key is the proof's identity for spending and for binding secrets.
@@ -120,6 +126,7 @@ const (
 	CodeInvalidCode       = "invalid_code"
 	CodeSetupExpired      = "setup_expired"
 	CodeInsufficientScope = "insufficient_scope"
+	CodeFirstPartyOnly    = "first_party_only"
 )
 
 // AsRefusal returns err's refusal, if it is one.

@@ -43,20 +43,33 @@ func (s *Service) pending(ctx context.Context, q store.Queries, userID string, p
 }
 
 // checkReplace refuses starting or completing a replacement of a working
-// authenticator without a step-up made for it.
+// authenticator without a step-up made for it, and a first authenticator
+// set up over a bearer token unless the token belongs to a first-party
+// application and its sign-in is fresh: a stolen or third-party token must
+// not enroll a secret its holder knows on an account waiting to
+// re-enroll.
 func (s *Service) checkReplace(ctx context.Context, q store.Queries, userID string, p Proof) (bool, policy.Effective, error) {
 	_, err := q.GetTOTP(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, policy.Effective{}, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return false, policy.Effective{}, err
 	}
+	active := err == nil
 	eff, err := authn.EffectivePolicy(ctx, q, userID)
 	if err != nil {
-		return true, eff, err
+		return active, eff, err
 	}
-	return true, eff, s.checkStepUp(ctx, q, p, ActionReplace, eff.StepUpMaxAge)
+	if active {
+		return true, eff, s.checkStepUp(ctx, q, p, ActionReplace, eff.StepUpMaxAge)
+	}
+	if p.Via == ViaBearer {
+		if !p.FirstParty {
+			return false, eff, &Refusal{Code: CodeFirstPartyOnly, Message: "Only the organisation's own applications may set up an authenticator for you; use the account portal."}
+		}
+		if s.o.Now().Sub(p.AuthTime) > eff.StepUpMaxAge {
+			return false, eff, stepUpRequired(ActionEnroll, eff.StepUpMaxAge)
+		}
+	}
+	return false, eff, nil
 }
 
 // StartSetup shows a new secret to the caller: a first authenticator, or

@@ -231,6 +231,8 @@ type TokenInfo struct {
 	// StepUp lists the actions the token's interactive re-authentication
 	// was made for (RFC 9396 authorization_details); empty otherwise.
 	StepUp []string
+	// FirstParty: the client is one of the organisation's own.
+	FirstParty bool
 }
 
 // AccessTokenInfo validates an access token (active, unexpired, not
@@ -244,6 +246,9 @@ func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo
 		return TokenInfo{}, err
 	}
 	info := TokenInfo{Subject: ar.GetSession().GetSubject(), ClientID: ar.GetClient().GetID(), Scopes: ar.GetGrantedScopes(), GrantID: ar.GetID()}
+	if c, ok := ar.GetClient().(*client); ok {
+		info.FirstParty = c.FirstParty
+	}
 	if s, ok := ar.GetSession().(*openid.DefaultSession); ok && s.Claims != nil {
 		info.AuthTime, info.AMR = s.Claims.AuthTime, s.Claims.AuthenticationMethodsReferences
 		info.StepUp = stepUpFromClaims(s.Claims.Extra)

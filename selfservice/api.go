@@ -80,7 +80,7 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, mutating boo
 		// grant; a token without one proves only that the user signed in.
 		return caller{UserID: p.UserID,
 			Actor: mfa.Actor{Type: audit.ActorUser, UserID: p.UserID, ClientID: p.ClientID, Request: requestFacts(r)},
-			Proof: mfa.Proof{Via: mfa.ViaBearer, ID: p.GrantID, AuthTime: p.AuthTime, AMR: p.AMR, Actions: p.StepUp}}, true
+			Proof: mfa.Proof{Via: mfa.ViaBearer, ID: p.GrantID, AuthTime: p.AuthTime, AMR: p.AMR, Actions: p.StepUp, FirstParty: p.FirstParty}}, true
 	}
 	s, ok := h.currentSession(r)
 	if !ok {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/latchkey/latchkey/authn"
@@ -20,8 +21,6 @@ type Problem struct {
 	Message string
 	Extra   map[string]any
 }
-
-func (p *Problem) Error() string { return "selfservice: " + p.State + ": " + p.Message }
 
 // Banner is shown after 2SV was disabled.
 const disabledBanner = "Two-step verification was disabled. Set up a new authenticator app now to keep your account protected."
@@ -122,8 +121,10 @@ func (h *Handler) problem(err error) (*Problem, error) {
 	switch r.Code {
 	case mfa.CodeStepUpRequired:
 		p.Status = http.StatusUnauthorized
-		p.Extra = map[string]any{"step_up_url": h.o.Issuer + PathStepUp, "action": r.Action, "max_age": int(r.MaxAge.Seconds()),
-			"acr_values": "aal2", "authorization_details": []map[string]any{{"type": mfa.AuthorizationDetailsType, "actions": []string{r.Action}}}}
+		p.Extra = map[string]any{"step_up_url": h.o.Issuer + PathStepUp, "action": r.Action, "max_age": int(r.MaxAge.Seconds()), "acr_values": "aal2"}
+		if slices.Contains(mfa.Actions, r.Action) {
+			p.Extra["authorization_details"] = []map[string]any{{"type": mfa.AuthorizationDetailsType, "actions": []string{r.Action}}}
+		}
 	case mfa.CodeAdminOnly:
 		p.Status = http.StatusForbidden
 		p.Extra = map[string]any{"admin_contacts": viewContacts(r.Decision.Contacts), "reset_request_url": h.o.Issuer + PathMFAReset,
@@ -133,7 +134,7 @@ func (h *Handler) problem(err error) (*Problem, error) {
 		p.Extra = map[string]any{"fields": map[string]string{"code": "does not match the new secret"}}
 	case mfa.CodeNotFound:
 		p.Status = http.StatusNotFound
-	case mfa.CodeSelfAction, mfa.CodeInsufficientScope:
+	case mfa.CodeSelfAction, mfa.CodeInsufficientScope, mfa.CodeFirstPartyOnly:
 		p.Status = http.StatusForbidden
 	default: // not active, active, expired, already requested, already decided
 		p.Status = http.StatusConflict

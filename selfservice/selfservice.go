@@ -41,6 +41,8 @@ type Principal struct {
 	// StepUp lists the actions of the token's interactive
 	// re-authentication (RFC 9396 authorization_details), if any.
 	StepUp []string
+	// FirstParty: the token's client is one of the organisation's own.
+	FirstParty bool
 }
 
 // TokenVerifier checks a bearer access token (the provider implements it).

@@ -191,7 +191,7 @@ func (c *console) resume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pa, err := c.o.Store.ConsumePendingAction(r.Context(), chi.URLParam(r, "id"))
-	if err != nil || pa.UserID != a.UserID || c.o.Now().After(pa.ExpiresAt) || pa.Method != http.MethodPost {
+	if err != nil || pa.UserID != a.UserID || c.o.Now().After(pa.ExpiresAt) || pa.Method != http.MethodPost || !strings.HasPrefix(pa.Path, Path+"/") {
 		c.pages.Error(w, r, http.StatusConflict, "change_expired", "The change you started has expired or was already made. Nothing was saved; make it again.")
 		return
 	}

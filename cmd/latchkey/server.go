@@ -256,7 +256,7 @@ func (v tokenVerifier) VerifyAccessToken(ctx context.Context, token string) (sel
 		return selfservice.Principal{}, errors.New("account API: the token has no user")
 	}
 	return selfservice.Principal{UserID: i.Subject, ClientID: i.ClientID, Scopes: i.Scopes, AuthTime: i.AuthTime, AMR: i.AMR,
-		GrantID: i.GrantID, StepUp: i.StepUp}, nil
+		GrantID: i.GrantID, StepUp: i.StepUp, FirstParty: i.FirstParty}, nil
 }
 
 // VerifyAdminToken lets the admin API accept the provider's access tokens.

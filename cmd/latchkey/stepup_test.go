@@ -19,7 +19,9 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/latchkey/latchkey/admin"
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -183,10 +185,15 @@ func TestBearerStepUpNamesTheAction(t *testing.T) {
 	if yes.Status != 200 || hasTOTP(t, srv, uma) {
 		t.Fatalf("removal after the step-up: %d %v", yes.Status, yes.Body)
 	}
+	// A third-party application cannot enroll a secret it would know: the
+	// user re-enrolls at the portal or at their next sign-in.
 	secret := yes.Body["registration"].(map[string]any)["secret"].(string)
 	srv.nextTOTPStep()
-	if got := b.api(t, "PUT", srv.URL+"/account/mfa/setup", map[string]any{"code": mustCode(secret, srv)}, h); got.Status != 200 {
-		t.Fatalf("re-enroll: %d %v", got.Status, got.Body)
+	if got := b.api(t, "PUT", srv.URL+"/account/mfa/setup", map[string]any{"code": mustCode(secret, srv)}, h); got.Status != http.StatusForbidden || got.state() != "first_party_only" {
+		t.Fatalf("third-party enrollment: %d %v", got.Status, got.Body)
+	}
+	if _, err := srv.app.mfa.EnrollVerified(context.Background(), mfa.Actor{Type: audit.ActorSystem}, uma.ID, authn.NewTOTPSecret()); err != nil {
+		t.Fatal(err)
 	}
 	wantStepUpChallenge(t, "the removal's proof replayed", b.api(t, "POST", srv.URL+"/account/mfa/disable", nil, h))
 }
