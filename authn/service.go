@@ -254,3 +254,21 @@ func RandomToken(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// Allow counts one use of key and reports whether it stays within limit
+// uses; the count is forgotten after window without use. Counters live in
+// the database, so replicas share them (requests for help from the sign-in
+// page are limited per network this way).
+func (s *Service) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, error) {
+	now := s.o.Now()
+	if a, err := s.o.Store.GetAttempt(ctx, key); err == nil && now.Sub(a.LastFailure) > window {
+		if err := s.o.Store.ResetAttempts(ctx, key); err != nil {
+			return false, err
+		}
+	}
+	n, err := s.o.Store.RecordFailure(ctx, key, now)
+	if err != nil {
+		return false, err
+	}
+	return n <= limit, nil
+}

@@ -50,7 +50,15 @@ type Config struct {
 	Passwords     Passwords     `yaml:"passwords"`
 	Audit         Audit         `yaml:"audit"`
 	Notifications Notifications `yaml:"notifications"`
+	Support       Support       `yaml:"support"`
 	Log           Log           `yaml:"log"`
+}
+
+// Support names whom users ask for help when their groups name no admin.
+type Support struct {
+	// Contacts are "Name <email>" or "Name <https://url>" entries, shown on
+	// the lost-authenticator page and the account portal.
+	Contacts []string `yaml:"contacts"`
 }
 
 // Notifications configures email to users and the audit webhook.
@@ -398,6 +406,14 @@ func (c *Config) Validate() error {
 		if len(n.WebhookSecret) < 16 {
 			add("notifications.webhook_secret: at least 16 characters, to sign deliveries")
 		}
+	}
+	for i, s := range c.Support.Contacts {
+		if _, err := ParseContact(s); err != nil {
+			add("support.contacts[%d]: %v", i, err)
+		}
+	}
+	if len(c.Support.Contacts) > 20 {
+		add("support.contacts: at most 20 entries")
 	}
 	if c.Passwords.HashConcurrency < 0 || c.Passwords.HashConcurrency > 256 {
 		add("passwords.hash_concurrency: must be between 0 (one per CPU) and 256")

@@ -18,10 +18,13 @@ const unlinkLifetime = 5 * time.Minute
 
 // Options configures the Service.
 type Options struct {
-	Store  store.Store
-	Authn  *authn.Service // secrets, codes and their verification
-	Logger *slog.Logger
-	Now    func() time.Time
+	Store store.Store
+	Authn *authn.Service // secrets, codes and their verification
+	// Support are the organisation's fallback contacts, for users whose
+	// groups name no admin.
+	Support []Contact
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Service is the 2SV lifecycle.
@@ -41,7 +44,7 @@ func New(o Options) *Service {
 // Decision is why removing a user's 2SV is admin-only, and whom to ask.
 type Decision struct {
 	Policy   policy.Effective
-	Contacts []store.User
+	Contacts []Contact
 }
 
 func notActive() *Refusal {
@@ -94,11 +97,6 @@ func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, 
 	}
 }
 
-// contacts returns the admins of the user's groups.
-func contacts(ctx context.Context, q store.Queries, userID string) ([]store.User, error) {
-	return q.UserAdminContacts(ctx, userID)
-}
-
 // checkOwnRemoval applies SPEC §6's checks in order: 2SV active, policy
 // allows self-service removal, a fresh unspent step-up made for removal.
 // q is the transaction that will act on the answer.
@@ -113,7 +111,7 @@ func (s *Service) checkOwnRemoval(ctx context.Context, q store.Queries, userID s
 		return eff, err
 	}
 	if !eff.AllowSelfServiceRemoval {
-		cs, err := contacts(ctx, q, userID)
+		cs, err := s.contacts(ctx, q, userID)
 		if err != nil {
 			return eff, err
 		}
@@ -310,7 +308,7 @@ func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message st
 		if err != nil {
 			return err
 		}
-		cs, err := contacts(ctx, q, a.UserID)
+		cs, err := s.contacts(ctx, q, a.UserID)
 		if err != nil {
 			return err
 		}
@@ -320,12 +318,8 @@ func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message st
 		} else if err != nil {
 			return err
 		}
-		names := make([]map[string]string, len(cs))
-		for i, c := range cs {
-			names[i] = map[string]string{"id": c.ID, "name": c.DisplayName, "email": c.Email}
-		}
 		return s.append(ctx, q, event(audit.MFAResetRequested, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
-			map[string]any{"request_id": rr.ID, "admin_contacts": names}))
+			map[string]any{"request_id": rr.ID, "admin_contacts": cs}))
 	})
 	return rr, err
 }

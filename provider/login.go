@@ -110,7 +110,12 @@ func (p *Provider) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
-	p.render(w, r, http.StatusOK, "second_factor.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)})
+	left, err := p.o.Store.CountRecoveryCodes(r.Context(), f.UserID)
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	p.render(w, r, http.StatusOK, "second_factor.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "NoCodes": left == 0})
 }
 
 func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {

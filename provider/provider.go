@@ -166,6 +166,8 @@ func (p *Provider) Mount(r chi.Router) {
 		r.Get(PathLogin2SV, p.secondFactorPage)
 		r.Post(PathLogin2SV, p.secondFactorSubmit)
 		r.Post(PathConsent, p.consentSubmit)
+		r.Get(PathLoginLost, p.lostPage)
+		r.Post(PathLoginLost, p.lostSubmit)
 		r.Get(PathLoginSetup, p.loginSetupPage)
 		r.Post(PathLoginSetup, p.loginSetupSubmit)
 		r.Post(PathLoginSetup+"/continue", p.loginSetupContinue)

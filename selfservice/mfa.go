@@ -25,11 +25,8 @@ type Problem struct {
 // Banner is shown after 2SV was disabled.
 const disabledBanner = "Two-step verification was disabled. Set up a new authenticator app now to keep your account protected."
 
-// Contact is an admin a user can ask for a reset.
-type Contact struct {
-	Name  string `json:"name"`
-	Email string `json:"email"`
-}
+// Contact is someone a user can ask for a reset.
+type Contact = mfa.Contact
 
 // PolicyView is the effective policy as the portal explains it.
 type PolicyView struct {
@@ -62,11 +59,6 @@ func viewPolicy(e policy.Effective) PolicyView {
 		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy}
 }
 
-func (h *Handler) contacts(ctx context.Context, q store.Queries, userID string) ([]Contact, error) {
-	us, err := q.UserAdminContacts(ctx, userID)
-	return viewContacts(us), err
-}
-
 // state reads the user's 2SV state and effective policy.
 func (h *Handler) state(ctx context.Context, userID string) (MFAState, policy.Effective, error) {
 	q := h.o.Store
@@ -95,7 +87,7 @@ func (h *Handler) state(ctx context.Context, userID string) (MFAState, policy.Ef
 		}
 	}
 	if !eff.AllowSelfServiceRemoval {
-		if st.AdminContacts, err = h.contacts(ctx, q, userID); err != nil {
+		if st.AdminContacts, err = h.o.MFA.Contacts(ctx, userID); err != nil {
 			return st, eff, err
 		}
 		st.ResetRequestURL = h.o.Issuer + PathMFAReset
@@ -127,7 +119,7 @@ func (h *Handler) problem(err error) (*Problem, error) {
 		}
 	case mfa.CodeAdminOnly:
 		p.Status = http.StatusForbidden
-		p.Extra = map[string]any{"admin_contacts": viewContacts(r.Decision.Contacts), "reset_request_url": h.o.Issuer + PathMFAReset,
+		p.Extra = map[string]any{"admin_contacts": r.Decision.Contacts, "reset_request_url": h.o.Issuer + PathMFAReset,
 			"policy": viewPolicy(r.Decision.Policy)}
 	case mfa.CodeInvalidCode:
 		p.Status = http.StatusUnprocessableEntity
@@ -140,18 +132,6 @@ func (h *Handler) problem(err error) (*Problem, error) {
 		p.Status = http.StatusConflict
 	}
 	return p, nil
-}
-
-func viewContacts(us []store.User) []Contact {
-	out := make([]Contact, 0, len(us))
-	for _, u := range us {
-		name := u.DisplayName
-		if name == "" {
-			name = u.Username
-		}
-		out = append(out, Contact{Name: name, Email: u.Email})
-	}
-	return out
 }
 
 // Intent is the answer to POST /account/mfa/disable.

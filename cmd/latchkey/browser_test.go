@@ -355,6 +355,15 @@ func parseFormFull(body, want string) (string, url.Values, map[string]bool, erro
 				}
 			}
 		}
+		if n.Type == html.ElementNode && n.Data == "textarea" {
+			if name, ok := attr(n, "name"); ok {
+				v := ""
+				if n.FirstChild != nil && n.FirstChild.Type == html.TextNode {
+					v = n.FirstChild.Data
+				}
+				fields.Set(name, v)
+			}
+		}
 		if n.Type == html.ElementNode && n.Data == "button" {
 			if name, ok := attr(n, "name"); ok {
 				buttons[name] = true

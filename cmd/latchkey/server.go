@@ -151,7 +151,12 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	an := authn.NewService(authn.Options{Store: st, Keyring: ring, Pepper: derive(system, "recovery-codes"), Hasher: bo.Hasher, Logger: log, Now: bo.AuthnNow,
 		Lockout: authn.Lockout{AccountThreshold: cfg.Lockout.AccountThreshold, IPThreshold: cfg.Lockout.IPThreshold,
 			BaseDelay: cfg.Lockout.BaseDelay.D(), MaxDelay: cfg.Lockout.MaxDelay.D()}})
-	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Logger: log, Now: bo.Now})
+	var support []mfa.Contact
+	for _, s := range cfg.Support.Contacts {
+		c, _ := config.ParseContact(s) // Validate has checked every entry
+		support = append(support, mfa.Contact{Name: c.Name, Email: c.Email, URL: c.URL})
+	}
+	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Support: support, Logger: log, Now: bo.Now})
 	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
 		AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout.D(), Now: bo.Now})
 	csrf := &httpx.CSRF{Key: derive(system, "csrf"), Secure: secure}
