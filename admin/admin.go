@@ -100,51 +100,57 @@ func (h *Handler) Mount(r chi.Router) {
 	r.Get("/admin/openapi.json", h.openAPI)
 	r.Route("/admin", func(r chi.Router) {
 		r.Use(httpx.NoStore, h.authenticate)
-		r.Get("/users", h.listUsers)
-		r.Post("/users", h.createUser)
+		// Group admins (a group's admin contacts) may use these too; each
+		// checks, through the lifecycle service, that the user concerned is
+		// theirs to act on.
 		r.Get("/users/{id}", h.getUser)
-		r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b UserUpdate) (User, error) {
-			return h.UpdateUser(r.Context(), a, chi.URLParam(r, "id"), b)
-		}))
 		r.Get("/users/{id}/mfa", h.getUserMFA)
 		r.Delete("/users/{id}/mfa", h.removeUserMFA)
-		r.Get("/groups", h.listGroups)
-		r.Post("/groups", h.createGroup)
-		r.Get("/groups/{id}", h.getGroup)
-		r.Post("/groups/{id}/members", h.addMember)
-		r.Delete("/groups/{id}/members/{userID}", h.removeMember)
-		r.Post("/groups/{id}/admins", h.addGroupAdmin)
-		r.Delete("/groups/{id}/admins/{userID}", h.removeGroupAdmin)
-		r.Put("/groups/{id}/policy", h.assignPolicy)
-		r.Delete("/groups/{id}/policy", h.unassignPolicy)
-		r.Get("/policies", h.listPolicies)
-		r.Post("/policies", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
-			return h.CreatePolicy(r.Context(), a, b)
-		}))
-		r.Get("/policies/{id}", h.getPolicy)
-		r.Put("/policies/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
-			return h.UpdatePolicy(r.Context(), a, chi.URLParam(r, "id"), b)
-		}))
-		r.Delete("/policies/{id}", h.deletePolicy)
-		r.Post("/policies/{id}/preview", h.previewPolicy)
 		r.Get("/reset-requests", h.listResetRequests)
 		r.Post("/reset-requests/{id}/approve", h.approveReset)
 		r.Post("/reset-requests/{id}/deny", h.denyReset)
-		r.Get("/clients", h.listClients)
-		r.Post("/clients", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b ClientInput) (Client, error) {
-			return h.CreateClient(r.Context(), a, b)
-		}))
-		r.Patch("/clients/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b ClientRedirects) (Client, error) {
-			return h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), b)
-		}))
-		r.Delete("/clients/{id}", h.deleteClient)
 		r.Get("/audit", h.queryAudit)
-		r.Get("/audit/export", h.exportAudit)
-		r.Get("/audit/verify", h.verifyAudit)
-		r.Get("/token-events", h.tokenEvents)
 		r.Get("/notifications", h.notifications)
-		r.Get("/keys", h.listKeys)
-		r.Post("/keys/rotate", h.rotateKey)
+		r.Group(func(r chi.Router) {
+			r.Use(h.globalOnly)
+			r.Get("/users", h.listUsers)
+			r.Post("/users", h.createUser)
+			r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b UserUpdate) (User, error) {
+				return h.UpdateUser(r.Context(), a, chi.URLParam(r, "id"), b)
+			}))
+			r.Get("/groups", h.listGroups)
+			r.Post("/groups", h.createGroup)
+			r.Get("/groups/{id}", h.getGroup)
+			r.Post("/groups/{id}/members", h.addMember)
+			r.Delete("/groups/{id}/members/{userID}", h.removeMember)
+			r.Post("/groups/{id}/admins", h.addGroupAdmin)
+			r.Delete("/groups/{id}/admins/{userID}", h.removeGroupAdmin)
+			r.Put("/groups/{id}/policy", h.assignPolicy)
+			r.Delete("/groups/{id}/policy", h.unassignPolicy)
+			r.Get("/policies", h.listPolicies)
+			r.Post("/policies", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
+				return h.CreatePolicy(r.Context(), a, b)
+			}))
+			r.Get("/policies/{id}", h.getPolicy)
+			r.Put("/policies/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b PolicyInput) (Policy, error) {
+				return h.UpdatePolicy(r.Context(), a, chi.URLParam(r, "id"), b)
+			}))
+			r.Delete("/policies/{id}", h.deletePolicy)
+			r.Post("/policies/{id}/preview", h.previewPolicy)
+			r.Get("/clients", h.listClients)
+			r.Post("/clients", jsonCall(h, http.StatusCreated, func(r *http.Request, a Actor, b ClientInput) (Client, error) {
+				return h.CreateClient(r.Context(), a, b)
+			}))
+			r.Patch("/clients/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b ClientRedirects) (Client, error) {
+				return h.UpdateClient(r.Context(), a, chi.URLParam(r, "id"), b)
+			}))
+			r.Delete("/clients/{id}", h.deleteClient)
+			r.Get("/audit/export", h.exportAudit)
+			r.Get("/audit/verify", h.verifyAudit)
+			r.Get("/token-events", h.tokenEvents)
+			r.Get("/keys", h.listKeys)
+			r.Post("/keys/rotate", h.rotateKey)
+		})
 	})
 }
 
@@ -155,6 +161,30 @@ type Actor struct {
 	Token
 	Request audit.Request
 	Proof   mfa.Proof
+	// Global: a global admin or an admin client; otherwise the actor is a
+	// group admin, limited to their groups' members.
+	Global bool
+}
+
+// globalOnly refuses group admins the routes that are not about their
+// members.
+func (h *Handler) globalOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !actorOf(r).Global {
+			h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "global_admin_only", Message: "Only global admins may do this; group admins act on their groups' members."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// member refuses unless a may administer the user (see mfa.MayAdminister).
+func (h *Handler) member(ctx context.Context, a Actor, userID string) error {
+	if a.Global {
+		return nil
+	}
+	_, err := h.o.MFA.MayAdminister(ctx, a.mfaActor(), userID)
+	return err
 }
 
 // mfaActor is the Actor as the 2SV lifecycle records it.
@@ -210,18 +240,27 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 			h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "insufficient_scope", Message: "The access token lacks the admin scope."})
 			return
 		}
+		global := true
 		if t.UserID != "" {
-			isAdmin, err := h.o.Store.IsAdmin(r.Context(), t.UserID)
-			if err != nil {
+			var err error
+			if global, err = h.o.Store.IsAdmin(r.Context(), t.UserID); err != nil {
 				h.fail(w, r, err)
 				return
 			}
-			if !isAdmin {
+			groupAdmin := false
+			if !global {
+				if groupAdmin, err = h.o.MFA.IsAnyAdmin(r.Context(), t.UserID); err != nil {
+					h.fail(w, r, err)
+					return
+				}
+			}
+			if !global && !groupAdmin {
 				h.fail(w, r, &httpx.Error{Status: http.StatusForbidden, Code: "not_admin", Message: "Only admins may use the admin API."})
 				return
 			}
 		}
-		a := Actor{Token: t, Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}, Proof: tokenProof(t)}
+		a := Actor{Token: t, Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
+			Proof: tokenProof(t), Global: global}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
 	})
 }
@@ -260,7 +299,7 @@ func HTTPError(err error) error {
 	switch ref.Code {
 	case mfa.CodeStepUpRequired:
 		status = http.StatusUnauthorized
-	case mfa.CodeSelfAction, mfa.CodeInsufficientScope, mfa.CodeAdminOnly:
+	case mfa.CodeSelfAction, mfa.CodeInsufficientScope, mfa.CodeAdminOnly, mfa.CodeNotYourMember, mfa.CodeTargetIsAdmin, mfa.CodeStricterGroup:
 		status = http.StatusForbidden
 	case mfa.CodeNotFound:
 		status = http.StatusNotFound

@@ -85,6 +85,17 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	// Group admins read the events of one of their members at a time.
+	if a := actorOf(r); !a.Global {
+		if f.SubjectID == "" {
+			h.fail(w, r, invalid(map[string]string{"subject": "required for group admins: one of your members"}))
+			return
+		}
+		if err := h.member(r.Context(), a, f.SubjectID); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
 	evs, err := h.o.Store.ListAuditEvents(r.Context(), f)
 	if err != nil {
 		h.fail(w, r, err)

@@ -7,11 +7,16 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
 func (h *Handler) getUserMFA(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if err := h.member(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	u, err := h.o.Store.GetUser(ctx, chi.URLParam(r, "id"))
 	if err != nil {
 		h.fail(w, r, err)
@@ -65,7 +70,15 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]ResetRequest, 0, len(rs))
+	a := actorOf(r)
 	for _, rr := range rs {
+		if err := h.member(r.Context(), a, rr.UserID); err != nil {
+			if _, refused := mfa.AsRefusal(err); refused {
+				continue // a group admin sees their members' requests only
+			}
+			h.fail(w, r, err)
+			return
+		}
 		u, err := h.o.Store.GetUser(r.Context(), rr.UserID)
 		if err != nil {
 			h.fail(w, r, err)

@@ -186,6 +186,10 @@ func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MF
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
+	if err := h.member(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	d, err := h.UserDetail(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		h.fail(w, r, err)

@@ -29,6 +29,7 @@ const (
 	LoginFailed          Type = "auth.login.failed"
 	StepUpSucceeded      Type = "auth.step_up.succeeded"
 	StepUpRefused        Type = "auth.step_up.refused"
+	AdminActionDenied    Type = "admin.action.denied"
 	MFAEnrolled          Type = "mfa.totp.enrolled"
 	MFARemoved           Type = "mfa.totp.removed"
 	MFAReplaced          Type = "mfa.totp.replaced"

@@ -204,7 +204,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 			return err
 		}
 		src := firstSource(eff.AllowSelfServiceRemovalBy)
-		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self",
+		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self", "basis": "self",
 			"tokens_revoked": revoked, "reenroll": eff.Reenroll, "reason": ""}))
 	})
 	if err != nil {
@@ -265,21 +265,24 @@ func (s *Service) RemoveByAdmin(ctx context.Context, a Actor, p Proof, userID, r
 	if err := s.RequireAdminFresh(p); err != nil {
 		return err
 	}
-	return s.o.Store.InTx(ctx, func(q store.Queries) error {
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
 		return s.removeByAdmin(ctx, q, a, p, userID, audit.MFARemoved, map[string]any{"reason": reason})
 	})
+	s.adminRefused(ctx, a, p, userID, "remove", err)
+	return err
 }
 
 func (s *Service) removeByAdmin(ctx context.Context, q store.Queries, a Actor, p Proof, userID string, typ audit.Type, details map[string]any) error {
-	if a.UserID != "" && a.UserID == userID {
-		return &Refusal{Code: CodeSelfAction, Message: "You cannot remove your own two-step verification as an admin; another admin must."}
-	}
 	if _, err := q.GetUser(ctx, userID); errors.Is(err, store.ErrNotFound) {
 		return &Refusal{Code: CodeNotFound, Message: "No such user."}
 	} else if err != nil {
 		return err
 	}
 	if err := q.Lock(ctx, "mfa:"+userID); err != nil {
+		return err
+	}
+	basis, err := s.mayAdminister(ctx, q, a, userID)
+	if err != nil {
 		return err
 	}
 	eff, err := authn.EffectivePolicy(ctx, q, userID)
@@ -290,7 +293,7 @@ func (s *Service) removeByAdmin(ctx context.Context, q store.Queries, a Actor, p
 	if err != nil {
 		return err
 	}
-	d := map[string]any{"by": "admin", "tokens_revoked": revoked, "reenroll": eff.Reenroll}
+	d := map[string]any{"by": "admin", "basis": basis, "tokens_revoked": revoked, "reenroll": eff.Reenroll}
 	maps.Copy(d, details)
 	return s.append(ctx, q, event(typ, a, p, userID, firstSource(eff.Applied), d))
 }
@@ -332,15 +335,18 @@ func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, 
 			return err
 		}
 	}
-	return s.o.Store.InTx(ctx, func(q store.Queries) error {
+	target := ""
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
 		rr, err := q.GetResetRequest(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return &Refusal{Code: CodeNotFound, Message: "No such reset request."}
 		} else if err != nil {
 			return err
 		}
-		if a.UserID != "" && a.UserID == rr.UserID {
-			return &Refusal{Code: CodeSelfAction, Message: "You cannot decide your own reset request; another admin must."}
+		target = rr.UserID
+		basis, err := s.mayAdminister(ctx, q, a, rr.UserID)
+		if err != nil {
+			return err
 		}
 		status, typ := store.ResetDenied, audit.MFAResetDenied
 		if approve {
@@ -351,12 +357,18 @@ func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, 
 		} else if err != nil {
 			return err
 		}
-		details := map[string]any{"reset_request": rr.ID}
+		details := map[string]any{"reset_request": rr.ID, "basis": basis}
 		if approve {
 			return s.removeByAdmin(ctx, q, a, p, rr.UserID, typ, details)
 		}
 		return s.append(ctx, q, event(typ, a, p, rr.UserID, policy.Source{}, details))
 	})
+	action := "deny"
+	if approve {
+		action = "approve"
+	}
+	s.adminRefused(ctx, a, p, target, action, err)
+	return err
 }
 
 // NewRecoveryCodes replaces the user's recovery codes with a new set after

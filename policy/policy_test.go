@@ -120,3 +120,28 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestStricterElsewhere(t *testing.T) {
+	low := Policy{ID: "low", Name: "Low risk", RequireMFA: true, AllowSelfServiceRemoval: true, StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate}
+	strict := Policy{ID: "priv", Name: "Privileged", RequireMFA: true, StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate}
+	optional := Policy{ID: "opt", Name: "Optional", StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate}
+	tests := []struct {
+		name          string
+		mine, others  []Assignment
+		blocked       bool
+		blockingGroup string
+	}{
+		{"no other groups", []Assignment{{Policy: low, GroupName: "Staff"}}, nil, false, ""},
+		{"other group stricter", []Assignment{{Policy: low, GroupName: "Staff"}}, []Assignment{{Policy: strict, GroupName: "Finance"}}, true, "Finance"},
+		{"other group as strict", []Assignment{{Policy: strict, GroupName: "Ops"}}, []Assignment{{Policy: strict, GroupName: "Finance"}}, false, ""},
+		{"other group laxer", []Assignment{{Policy: low, GroupName: "Staff"}}, []Assignment{{Policy: optional, GroupName: "Guests"}}, false, ""},
+		{"mine combine most-restrictively", []Assignment{{Policy: low, GroupName: "Staff"}, {Policy: strict, GroupName: "Ops"}},
+			[]Assignment{{Policy: strict, GroupName: "Finance"}}, false, ""},
+	}
+	for _, tc := range tests {
+		src, blocked := StricterElsewhere(tc.mine, tc.others)
+		if blocked != tc.blocked || src.GroupName != tc.blockingGroup {
+			t.Errorf("%s: got %v %+v", tc.name, blocked, src)
+		}
+	}
+}

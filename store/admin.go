@@ -22,6 +22,9 @@ type Admins interface {
 	GroupMembers(ctx context.Context, groupID string) ([]User, error)
 	RemoveGroupAdmin(ctx context.Context, groupID, userID string) error
 	GroupAdmins(ctx context.Context, groupID string) ([]User, error)
+	// AdministeredGroups returns the groups the user is an admin contact
+	// of (none for a disabled user).
+	AdministeredGroups(ctx context.Context, userID string) ([]Group, error)
 	// GroupPolicyID returns the policy assigned to the group ("" if none).
 	GroupPolicyID(ctx context.Context, groupID string) (string, error)
 	// PolicyGroups returns the groups a policy is assigned to.

@@ -68,6 +68,16 @@ func (q queries) GroupAdmins(ctx context.Context, groupID string) ([]store.User,
 	return q.usersIn(ctx, "group_admins", groupID)
 }
 
+func (q queries) AdministeredGroups(ctx context.Context, userID string) ([]store.Group, error) {
+	rows, err := q.c.Query(ctx, `SELECT g.id, g.name, g.description, g.created_at FROM group_admins a
+		JOIN user_groups g ON g.id = a.group_id JOIN users u ON u.id = a.user_id
+		WHERE a.user_id = $1 AND u.disabled = FALSE ORDER BY g.name`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanGroup)
+}
+
 func (q queries) RemoveGroupAdmin(ctx context.Context, groupID, userID string) error {
 	n, err := q.c.Exec(ctx, `DELETE FROM group_admins WHERE group_id = $1 AND user_id = $2`, groupID, userID)
 	return affected(n, err)
