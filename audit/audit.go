@@ -54,6 +54,7 @@ const (
 	PasswordChanged      Type = "user.password.changed"
 	ResetLinkCreated     Type = "user.password_reset_link.created"
 	AdminAdded           Type = "admin.added"
+	AdminRemoved         Type = "admin.removed"
 	ClientUpdated        Type = "client.updated"
 	ClientCreated        Type = "client.created"
 	ClientDeleted        Type = "client.deleted"

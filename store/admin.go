@@ -10,6 +10,9 @@ import (
 type Admins interface {
 	AddAdmin(ctx context.Context, userID string, at time.Time) error
 	IsAdmin(ctx context.Context, userID string) (bool, error)
+	// RemoveAdmin takes the global admin role away (ErrNotFound if the
+	// user did not have it).
+	RemoveAdmin(ctx context.Context, userID string) error
 
 	// UpdateUser writes email, display name and disabled.
 	UpdateUser(ctx context.Context, u User) error

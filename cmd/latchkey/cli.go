@@ -48,7 +48,7 @@ func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group str
 		"groups create":    cli.groupsCreate, "groups list": cli.groupsList,
 		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
 		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
-		"admins add":   cli.adminsAdd,
+		"admins add": cli.adminsAdd, "admins remove": cli.adminsRemove, "groups admins": cli.groupsAdmins,
 		"audit verify": cli.auditVerify, "audit export": cli.auditExport,
 	}
 	fn, ok := cmds[group+" "+sub]
@@ -534,6 +534,50 @@ func (c *cli) adminsAdd(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.out, "%s is now an admin\n", u.Username)
+	return nil
+}
+
+func (c *cli) adminsRemove(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: admins remove USERNAME")
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[0])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[0], err)
+	}
+	err = c.audited(ctx, audit.Event{Type: audit.AdminRemoved, SubjectID: u.ID}, func(q store.Queries) error { return q.RemoveAdmin(ctx, u.ID) })
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%s is not a global admin", u.Username)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s is no longer a global admin\n", u.Username)
+	return nil
+}
+
+// groupsAdmins makes a user an admin contact of a group (a delegated
+// admin of its members) or takes that away.
+func (c *cli) groupsAdmins(ctx context.Context, args []string) error {
+	if len(args) != 3 || (args[0] != "add" && args[0] != "remove") {
+		return errors.New("usage: groups admins add|remove GROUP USERNAME")
+	}
+	g, err := c.st.GetGroupByName(ctx, args[1])
+	if err != nil {
+		return fmt.Errorf("group %s: %w", args[1], err)
+	}
+	u, err := c.st.GetUserByUsername(ctx, args[2])
+	if err != nil {
+		return fmt.Errorf("user %s: %w", args[2], err)
+	}
+	typ, change := audit.GroupAdminAdded, func(q store.Queries) error { return q.AddGroupAdmin(ctx, g.ID, u.ID) }
+	if args[0] == "remove" {
+		typ, change = audit.GroupAdminRemoved, func(q store.Queries) error { return q.RemoveGroupAdmin(ctx, g.ID, u.ID) }
+	}
+	if err := c.audited(ctx, audit.Event{Type: typ, SubjectID: u.ID, Details: map[string]any{"group_id": g.ID}}, change); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%s: %s %s as admin of %s\n", args[0], u.Username, map[string]string{"add": "added", "remove": "removed"}[args[0]], g.Name)
 	return nil
 }
 

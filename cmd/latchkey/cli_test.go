@@ -77,3 +77,58 @@ func TestCLIBootstrap(t *testing.T) {
 }
 
 func storeFilter(prefix string) store.AuditFilter { return store.AuditFilter{TypePrefix: prefix} }
+
+// TestCLIAdmins: global and group admins are granted and taken away from
+// the command line (audited), and the admin scope is refused to a
+// third-party client there too.
+func TestCLIAdmins(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "cli.db")
+	t.Setenv("LATCHKEY_DATABASE_PATH", db)
+	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
+	cli := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, strings.NewReader("a-good-password\n"), &out, &errOut)
+		return out.String(), err
+	}
+	for _, args := range [][]string{{"migrate"}, {"users", "create", "-username", "gus"}, {"users", "create", "-username", "ida"},
+		{"groups", "create", "Ops"}, {"groups", "admins", "add", "Ops", "gus"}, {"admins", "add", "ida"}, {"admins", "remove", "ida"}} {
+		if out, err := cli(args...); err != nil {
+			t.Fatalf("latchkey %s: %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	if _, err := cli("admins", "remove", "ida"); err == nil {
+		t.Fatal("removing a non-admin must fail")
+	}
+	if _, err := cli("groups", "admins", "promote", "Ops", "gus"); err == nil {
+		t.Fatal("unknown sub-command accepted")
+	}
+	if _, err := cli("clients", "create", "-name", "Robot", "-grant-type", "client_credentials", "-scope", "admin"); err == nil {
+		t.Fatal("a third-party client with the admin scope must be refused")
+	}
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Path: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	gus, _ := st.GetUserByUsername(ctx, "gus")
+	ida, _ := st.GetUserByUsername(ctx, "ida")
+	if gs, _ := st.AdministeredGroups(ctx, gus.ID); len(gs) != 1 || gs[0].Name != "Ops" {
+		t.Fatalf("groups admins add: %+v", gs)
+	}
+	if ok, _ := st.IsAdmin(ctx, ida.ID); ok {
+		t.Fatal("admins remove did not take the role away")
+	}
+	for _, typ := range []string{"group.admin.added", "admin.added", "admin.removed"} {
+		if evs, _ := st.ListAuditEvents(ctx, storeFilter(typ)); len(evs) != 1 {
+			t.Errorf("%s audited %d times", typ, len(evs))
+		}
+	}
+	if _, err := cli("groups", "admins", "remove", "Ops", "gus"); err != nil {
+		t.Fatal(err)
+	}
+	if gs, _ := st.AdministeredGroups(ctx, gus.ID); len(gs) != 0 {
+		t.Fatalf("groups admins remove: %+v", gs)
+	}
+}

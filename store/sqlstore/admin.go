@@ -14,6 +14,11 @@ func (q queries) AddAdmin(ctx context.Context, userID string, at time.Time) erro
 	return err
 }
 
+func (q queries) RemoveAdmin(ctx context.Context, userID string) error {
+	n, err := q.c.Exec(ctx, `DELETE FROM admins WHERE user_id = $1`, userID)
+	return affected(n, err)
+}
+
 func (q queries) IsAdmin(ctx context.Context, userID string) (bool, error) {
 	var n int
 	err := q.c.QueryRow(ctx, `SELECT count(*) FROM admins a JOIN users u ON u.id = a.user_id WHERE a.user_id = $1 AND u.disabled = FALSE`, userID).Scan(&n)

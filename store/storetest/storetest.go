@@ -918,6 +918,18 @@ func testAdminQueries(t *testing.T, s store.Store) {
 	if as, _ := s.GroupAdmins(ctx, "g1"); len(as) != 1 || as[0].ID != "u-pct" {
 		t.Fatalf("admins: %+v", as)
 	}
+	if gs, err := s.AdministeredGroups(ctx, "u-pct"); err != nil || len(gs) != 1 || gs[0].ID != "g1" || gs[0].Name != "g1" {
+		t.Fatalf("administered groups: %+v %v", gs, err)
+	}
+	if gs, _ := s.AdministeredGroups(ctx, "u-bert"); len(gs) != 0 {
+		t.Fatalf("a member administers nothing: %+v", gs)
+	}
+	if err := s.RemoveAdmin(ctx, ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAdmin(ctx, ann.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("remove admin twice: %v", err)
+	}
 	if err := s.RemoveMember(ctx, "g1", "u-bert"); err != nil {
 		t.Fatal(err)
 	}
