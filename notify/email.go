@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -56,11 +57,16 @@ func (m *Email) Deliver(ctx context.Context, e store.AuditEvent) error {
 	}
 	body := fmt.Sprintf("Hello %s,\r\n\r\n%s on %s UTC, by %s.\r\n\r\nIf this was not you, contact your administrator now and review your account at %s/account/security.\r\n\r\n-- Latchkey\r\n",
 		firstNonEmpty(u.DisplayName, u.Username), subject, e.Time.UTC().Format("2 Jan 2006 15:04"), by, m.Issuer)
-	msg := "From: " + m.From + "\r\nTo: " + u.Email + "\r\nSubject: " + subject + "\r\nDate: " + e.Time.UTC().Format(time.RFC1123Z) +
-		"\r\nMessage-ID: <audit-" + fmt.Sprint(e.ID) + "@latchkey>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
-	if strings.ContainsAny(u.Email+m.From, "\r\n") {
-		return nil // never let a stored address inject headers
+	return m.send(u.Email, subject, fmt.Sprintf("audit-%d", e.ID), e.Time, body)
+}
+
+// send mails one plain-text message.
+func (m *Email) send(to, subject, id string, at time.Time, body string) error {
+	if strings.ContainsAny(to+m.From+subject, "\r\n") {
+		return nil // never let a stored value inject headers
 	}
+	msg := "From: " + m.From + "\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nDate: " + at.UTC().Format(time.RFC1123Z) +
+		"\r\nMessage-ID: <" + id + "@latchkey>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
 	var auth smtp.Auth
 	if m.Username != "" {
 		host, _, _ := net.SplitHostPort(m.Addr)
@@ -70,7 +76,7 @@ func (m *Email) Deliver(ctx context.Context, e store.AuditEvent) error {
 	if send == nil {
 		send = smtp.SendMail
 	}
-	return send(m.Addr, auth, m.From, []string{u.Email}, []byte(msg))
+	return send(m.Addr, auth, m.From, []string{to}, []byte(msg))
 }
 
 func firstNonEmpty(a, b string) string {
@@ -78,4 +84,68 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// AdminEmail tells a user's group admins when the user asks for a reset or
+// removes their own 2SV, with a link to the console (which needs a
+// sign-in: the mail unlocks nothing). It has its own cursor, so a
+// failing admin mailbox does not hold back the users' mail.
+type AdminEmail struct {
+	Mail   *Email
+	Admins interface {
+		GetUser(ctx context.Context, id string) (store.User, error)
+		UserAdminContacts(ctx context.Context, userID string) ([]store.User, error)
+	}
+}
+
+// Name identifies the admin email cursor.
+func (m *AdminEmail) Name() string { return "admin-email" }
+
+// Deliver mails each group admin of the event's subject about a reset
+// request or a self-service removal; other events pass through. A failed
+// send is retried for the whole event (at least once per admin).
+func (m *AdminEmail) Deliver(ctx context.Context, e store.AuditEvent) error {
+	var what, link string
+	switch {
+	case e.Type == "mfa.reset.requested":
+		what, link = "asked for a reset of their two-step verification", m.Mail.Issuer+"/console/resets"
+	case e.Type == "mfa.totp.removed" && detail(e, "by") == "self":
+		what, link = "removed their own two-step verification (allowed by their policy)", m.Mail.Issuer+"/console/users/"+e.SubjectID
+	default:
+		return nil
+	}
+	member, err := m.Admins.GetUser(ctx, e.SubjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	admins, err := m.Admins.UserAdminContacts(ctx, e.SubjectID)
+	if err != nil {
+		return err
+	}
+	name := firstNonEmpty(member.DisplayName, member.Username)
+	for _, a := range admins {
+		if a.Email == "" {
+			continue
+		}
+		body := fmt.Sprintf("Hello %s,\r\n\r\n%s (%s), a member of a group you administer, %s on %s UTC.\r\n\r\nReview it in the admin console (sign-in required): %s\r\n\r\n-- Latchkey\r\n",
+			firstNonEmpty(a.DisplayName, a.Username), name, member.Username, what, e.Time.UTC().Format("2 Jan 2006 15:04"), link)
+		subject := name + " " + strings.SplitN(what, " (", 2)[0]
+		if err := m.Mail.send(a.Email, subject, fmt.Sprintf("audit-%d-%s", e.ID, a.ID), e.Time, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// detail reads one string field of an event's details.
+func detail(e store.AuditEvent, key string) string {
+	var d map[string]any
+	if json.Unmarshal([]byte(e.Details), &d) != nil {
+		return ""
+	}
+	v, _ := d[key].(string)
+	return v
 }

@@ -227,3 +227,65 @@ func TestEmailOn2SVChanges(t *testing.T) {
 		t.Fatalf("mails: %q", mail.msgs)
 	}
 }
+
+// TestAdminEmail: a member's group admins are mailed when the member asks
+// for a reset or removes their own 2SV, with a console link and nothing
+// that works without signing in; other events mail nobody.
+func TestAdminEmail(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for _, u := range []store.User{{ID: "u1", Username: "una", Email: "una@example.com", DisplayName: "Una"},
+		{ID: "a1", Username: "ada", Email: "ada@example.com", DisplayName: "Ada"}, {ID: "a2", Username: "bo", Email: "bo@example.com"}} {
+		u.CreatedAt, u.UpdatedAt = now, now
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateGroup(ctx, store.Group{ID: "g1", Name: "Staff", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx, "g1", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"a1", "a2"} {
+		if err := s.AddGroupAdmin(ctx, "g1", a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mail := newSMTP(t)
+	d := &notify.Dispatcher{Store: s, Sink: &notify.AdminEmail{Admins: s,
+		Mail: &notify.Email{Addr: mail.ln.Addr().String(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	add := func(typ audit.Type, by string) {
+		err := s.InTx(ctx, func(q store.Queries) error {
+			_, err := audit.Append(ctx, q, audit.Event{Type: typ, ActorType: audit.ActorUser, ActorID: "u1", SubjectID: "u1", Details: map[string]any{"by": by}})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(audit.LoginSucceeded, "")
+	add(audit.MFAResetRequested, "")
+	add(audit.MFARemoved, "admin")
+	add(audit.MFARemoved, "self")
+	if n, err := d.RunOnce(ctx); err != nil || n != 4 {
+		t.Fatalf("pass: %d %v", n, err)
+	}
+	if len(mail.msgs) != 4 {
+		t.Fatalf("want 2 admins × 2 events, got %d: %q", len(mail.msgs), mail.msgs)
+	}
+	joined := strings.Join(mail.msgs, "\n---\n")
+	for _, want := range []string{"To: ada@example.com", "To: bo@example.com", "Subject: Una asked for a reset of their two-step verification",
+		"https://id.example.com/console/resets", "Subject: Una removed their own two-step verification", "sign-in required"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("mails lack %q", want)
+		}
+	}
+	if strings.Contains(joined, "una@example.com") || strings.Contains(joined, "token") {
+		t.Errorf("admin mails must carry nothing to act on without signing in:\n%s", joined)
+	}
+}

@@ -93,8 +93,9 @@ func (a *app) dispatchers() []*notify.Dispatcher {
 			Sink: &notify.Webhook{URL: n.WebhookURL, Secret: []byte(n.WebhookSecret)}})
 	}
 	if n.SMTPAddr != "" {
-		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log, Sink: &notify.Email{Addr: n.SMTPAddr, From: n.SMTPFrom,
-			Username: n.SMTPUsername, Password: n.SMTPPassword, Issuer: a.cfg.Issuer, Users: a.store}})
+		mail := &notify.Email{Addr: n.SMTPAddr, From: n.SMTPFrom, Username: n.SMTPUsername, Password: n.SMTPPassword, Issuer: a.cfg.Issuer, Users: a.store}
+		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log, Sink: mail},
+			&notify.Dispatcher{Store: a.store, Logger: a.log, Sink: &notify.AdminEmail{Mail: mail, Admins: a.store}})
 	}
 	return out
 }
