@@ -178,8 +178,18 @@ func (h *Handler) globalOnly(next http.Handler) http.Handler {
 	})
 }
 
-// member refuses unless a may administer the user (see mfa.MayAdminister).
-func (h *Handler) member(ctx context.Context, a Actor, userID string) error {
+// Roles reports whether the user is a global admin, and whether they
+// administer a group (a delegated admin of its members).
+func (h *Handler) Roles(ctx context.Context, userID string) (global, groupAdmin bool, err error) {
+	if global, err = h.o.Store.IsAdmin(ctx, userID); err != nil || global {
+		return global, false, err
+	}
+	groupAdmin, err = h.o.MFA.IsAnyAdmin(ctx, userID)
+	return false, groupAdmin, err
+}
+
+// Member refuses unless a may administer the user (see mfa.MayAdminister).
+func (h *Handler) Member(ctx context.Context, a Actor, userID string) error {
 	if a.Global {
 		return nil
 	}

@@ -91,7 +91,7 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
 			h.fail(w, r, invalid(map[string]string{"subject": "required for group admins: one of your members"}))
 			return
 		}
-		if err := h.member(r.Context(), a, f.SubjectID); err != nil {
+		if err := h.Member(r.Context(), a, f.SubjectID); err != nil {
 			h.fail(w, r, err)
 			return
 		}

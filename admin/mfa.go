@@ -13,7 +13,7 @@ import (
 
 func (h *Handler) getUserMFA(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := h.member(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
+	if err := h.Member(ctx, actorOf(r), chi.URLParam(r, "id")); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -72,7 +72,7 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 	out := make([]ResetRequest, 0, len(rs))
 	a := actorOf(r)
 	for _, rr := range rs {
-		if err := h.member(r.Context(), a, rr.UserID); err != nil {
+		if err := h.Member(r.Context(), a, rr.UserID); err != nil {
 			if _, refused := mfa.AsRefusal(err); refused {
 				continue // a group admin sees their members' requests only
 			}

@@ -186,7 +186,7 @@ func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MF
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
-	if err := h.member(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
+	if err := h.Member(r.Context(), actorOf(r), chi.URLParam(r, "id")); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -78,6 +78,14 @@ func Mount(r chi.Router, o Options) error {
 	r.Group(func(r chi.Router) {
 		r.Use(httpx.NoStore)
 		r.Get(Path, func(w http.ResponseWriter, r *http.Request) {
+			a, _, ok := c.admin(w, r)
+			if !ok {
+				return
+			}
+			if !a.Global {
+				http.Redirect(w, r, Path+"/resets", http.StatusSeeOther)
+				return
+			}
 			http.Redirect(w, r, Path+"/policies", http.StatusSeeOther)
 		})
 		r.Get(Path+"/login", func(w http.ResponseWriter, r *http.Request) { c.rp.Start(w, r, "", r.URL.Query().Get("return"), 0) })
@@ -140,18 +148,29 @@ func (c *console) admin(w http.ResponseWriter, r *http.Request) (admin.Actor, st
 		http.Redirect(w, r, Path+"/login?return="+url.QueryEscape(ret), http.StatusSeeOther)
 		return admin.Actor{}, s, false
 	}
-	isAdmin, err := c.o.Store.IsAdmin(r.Context(), s.UserID)
+	global, groupAdmin, err := c.h.Roles(r.Context(), s.UserID)
 	if err != nil {
 		c.pages.ServerError(w, r, err)
 		return admin.Actor{}, s, false
 	}
-	if !isAdmin {
+	if !global && !groupAdmin {
 		c.pages.Error(w, r, http.StatusForbidden, "not_admin", "Only admins may use the admin console.")
 		return admin.Actor{}, s, false
 	}
-	return admin.Actor{Token: admin.Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
+	if !global && !delegated[chi.RouteContext(r.Context()).RoutePattern()] {
+		c.pages.Error(w, r, http.StatusForbidden, "global_admin_only", "Only global admins may use this page. As a group admin you handle your members' reset requests and two-step verification.")
+		return admin.Actor{}, s, false
+	}
+	return admin.Actor{Global: global, Token: admin.Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
 		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
 		Proof:   mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}}, s, true
+}
+
+// delegated are the console pages a group admin (not a global admin) may
+// use: their members' reset requests, pages and 2SV removal. Each checks
+// the member through the admin service.
+var delegated = map[string]bool{
+	Path: true, Path + "/resume/{id}": true, Path + "/users/{id}": true, Path + "/users/{id}/remove-mfa": true, Path + "/resets": true, Path + "/resets/{id}/{decision}": true,
 }
 
 // post checks a form's CSRF token, then the admin.
@@ -499,7 +518,12 @@ func (c *console) renderUserWith(w http.ResponseWriter, r *http.Request, page st
 }
 
 func (c *console) user(w http.ResponseWriter, r *http.Request) {
-	if _, _, ok := c.admin(w, r); !ok {
+	a, _, ok := c.admin(w, r)
+	if !ok {
+		return
+	}
+	if err := c.h.Member(r.Context(), a, chi.URLParam(r, "id")); err != nil {
+		c.failPage(w, r, err)
 		return
 	}
 	c.renderUser(w, r, "user.html", map[string]string{"removed": "Two-step verification removed.", "disabled": "User disabled; their sessions and tokens were revoked."}[r.URL.Query().Get("notice")])
@@ -524,7 +548,8 @@ func (c *console) removeMFA(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) resets(w http.ResponseWriter, r *http.Request) {
-	if _, _, ok := c.admin(w, r); !ok {
+	a, _, ok := c.admin(w, r)
+	if !ok {
 		return
 	}
 	rs, err := c.o.Store.ListResetRequests(r.Context(), store.ResetOpen)
@@ -535,6 +560,13 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 	out := make([]admin.ResetRequest, 0, len(rs))
 	reasons := map[string]string{}
 	for _, rr := range rs {
+		if err := c.h.Member(r.Context(), a, rr.UserID); err != nil {
+			if _, refused := mfa.AsRefusal(err); refused {
+				continue // a group admin sees their members' requests only
+			}
+			c.pages.ServerError(w, r, err)
+			return
+		}
 		d, err := c.h.UserDetail(r.Context(), rr.UserID)
 		if err != nil {
 			c.pages.ServerError(w, r, err)
