@@ -144,7 +144,7 @@ func benchRemoval(b *testing.B, conc int) {
 			if _, err := q.DeleteTOTP(ctx, u); err != nil {
 				return err
 			}
-			if err := q.SetMFARemoved(ctx, u, now); err != nil {
+			if err := q.SetMFARemoved(ctx, u, now, now.Add(24*time.Hour)); err != nil {
 				return err
 			}
 			_, err := audit.Append(ctx, q, audit.Event{Type: audit.MFARemoved, ActorType: audit.ActorUser, ActorID: u, SubjectID: u})

@@ -51,7 +51,15 @@ type Config struct {
 	Audit         Audit         `yaml:"audit"`
 	Notifications Notifications `yaml:"notifications"`
 	Support       Support       `yaml:"support"`
+	MFA           MFA           `yaml:"mfa"`
 	Log           Log           `yaml:"log"`
+}
+
+// MFA bounds how long a password alone reaches the setup screen after
+// 2SV was removed.
+type MFA struct {
+	SetupWindow    Duration `yaml:"setup_window"`    // after removing one's own 2SV
+	ApprovalWindow Duration `yaml:"approval_window"` // after an admin's removal or approval
 }
 
 // Support names whom users ask for help when their groups name no admin.
@@ -176,6 +184,7 @@ func Defaults() Config {
 		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
 		Lockout:  Lockout{AccountThreshold: 5, IPThreshold: 50, BaseDelay: Duration(time.Second), MaxDelay: Duration(15 * time.Minute)},
 		Log:      Log{Level: "info"},
+		MFA:      MFA{SetupWindow: Duration(24 * time.Hour), ApprovalWindow: Duration(72 * time.Hour)},
 	}
 }
 
@@ -405,6 +414,14 @@ func (c *Config) Validate() error {
 		}
 		if len(n.WebhookSecret) < 16 {
 			add("notifications.webhook_secret: at least 16 characters, to sign deliveries")
+		}
+	}
+	for _, w := range []struct {
+		name string
+		d    Duration
+	}{{"mfa.setup_window", c.MFA.SetupWindow}, {"mfa.approval_window", c.MFA.ApprovalWindow}} {
+		if w.d < Duration(time.Hour) || w.d > Duration(30*24*time.Hour) {
+			add("%s: between 1h and 720h", w.name)
 		}
 	}
 	for i, s := range c.Support.Contacts {

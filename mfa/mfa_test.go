@@ -138,6 +138,10 @@ func TestProofIsSingleUse(t *testing.T) {
 			if has, _ := f.svc.HasTOTP(ctx, f.user.ID); has {
 				t.Fatal("not removed")
 			}
+			// A self-service removal opens a 24-hour setup window.
+			if until, _ := f.st.MFASetupUntil(ctx, f.user.ID); until.Sub(time.Now()) < 23*time.Hour || until.Sub(time.Now()) > 25*time.Hour {
+				t.Fatalf("setup window: %v", until)
+			}
 		})
 	}
 }

@@ -23,7 +23,13 @@ type Options struct {
 	// Support are the organisation's fallback contacts, for users whose
 	// groups name no admin.
 	Support []Contact
-	Logger  *slog.Logger
+	// SetupWindow bounds how long after removing their own 2SV a user may
+	// reach the setup screen with a password alone (default 24h);
+	// ApprovalWindow does the same after an admin's removal or approval
+	// (default 72h). Afterwards a new request is needed.
+	SetupWindow    time.Duration
+	ApprovalWindow time.Duration
+	Logger         *slog.Logger
 	Now     func() time.Time
 }
 
@@ -37,6 +43,12 @@ func New(o Options) *Service {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.SetupWindow == 0 {
+		o.SetupWindow = 24 * time.Hour
+	}
+	if o.ApprovalWindow == 0 {
+		o.ApprovalWindow = 72 * time.Hour
 	}
 	return &Service{o: o}
 }
@@ -196,7 +208,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 		if err := s.spend(ctx, q, p, a.UserID, ActionRemove, eff.StepUpMaxAge); err != nil {
 			return err
 		}
-		revoked, err := s.remove(ctx, q, a.UserID, p)
+		revoked, err := s.remove(ctx, q, a.UserID, p, s.o.SetupWindow)
 		if err != nil {
 			return err
 		}
@@ -205,6 +217,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 		}
 		src := firstSource(eff.AllowSelfServiceRemovalBy)
 		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self", "basis": "self",
+			"setup_until": s.o.Now().UTC().Add(s.o.SetupWindow).Format(time.RFC3339),
 			"tokens_revoked": revoked, "reenroll": eff.Reenroll, "reason": ""}))
 	})
 	if err != nil {
@@ -218,7 +231,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 // strength of the removed factor: tokens and sessions. The caller's own
 // session or access token survives when the caller is the user, so they
 // can set up the new authenticator; their step-up was already spent.
-func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p Proof) (int, error) {
+func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p Proof, window time.Duration) (int, error) {
 	removed, err := q.DeleteTOTP(ctx, userID)
 	if err != nil {
 		return 0, err
@@ -226,7 +239,8 @@ func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p 
 	if !removed {
 		return 0, notActive()
 	}
-	if err := q.SetMFARemoved(ctx, userID, s.o.Now().UTC()); err != nil {
+	now := s.o.Now().UTC()
+	if err := q.SetMFARemoved(ctx, userID, now, now.Add(window)); err != nil {
 		return 0, err
 	}
 	keepGrant := ""
@@ -256,6 +270,20 @@ func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p 
 		}
 	}
 	return revoked, nil
+}
+
+// setupExpired reports whether the user's 2SV was removed and the window
+// to set up a new authenticator with a password alone has ended.
+func (s *Service) setupExpired(ctx context.Context, q store.Queries, userID string) (bool, error) {
+	until, err := q.MFASetupUntil(ctx, userID)
+	return !until.IsZero() && s.o.Now().After(until), err
+}
+
+// SetupExpired reports whether the user's setup window after a removal
+// has ended (see Options.SetupWindow): a password alone no longer reaches
+// the setup screen.
+func (s *Service) SetupExpired(ctx context.Context, userID string) (bool, error) {
+	return s.setupExpired(ctx, s.o.Store, userID)
 }
 
 // RemoveByAdmin removes a user's 2SV as an admin (reason is recorded).
@@ -289,11 +317,24 @@ func (s *Service) removeByAdmin(ctx context.Context, q store.Queries, a Actor, p
 	if err != nil {
 		return err
 	}
-	revoked, err := s.remove(ctx, q, userID, Proof{Via: p.Via})
+	revoked, err := s.remove(ctx, q, userID, Proof{Via: p.Via}, s.o.ApprovalWindow)
+	if r, ok := AsRefusal(err); ok && r.Code == CodeMFANotActive {
+		// The setup window of an earlier removal ran out: approving a new
+		// request opens a new one. Anything else without 2SV stays refused.
+		if expired, xerr := s.setupExpired(ctx, q, userID); xerr != nil || !expired {
+			return errors.Join(err, xerr)
+		}
+		now := s.o.Now().UTC()
+		if err := q.SetMFARemoved(ctx, userID, now, now.Add(s.o.ApprovalWindow)); err != nil {
+			return err
+		}
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
-	d := map[string]any{"by": "admin", "basis": basis, "tokens_revoked": revoked, "reenroll": eff.Reenroll}
+	d := map[string]any{"by": "admin", "basis": basis, "tokens_revoked": revoked, "reenroll": eff.Reenroll,
+		"setup_until": s.o.Now().UTC().Add(s.o.ApprovalWindow).Format(time.RFC3339)}
 	maps.Copy(d, details)
 	return s.append(ctx, q, event(typ, a, p, userID, firstSource(eff.Applied), d))
 }
@@ -303,7 +344,11 @@ func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message st
 	var rr store.ResetRequest
 	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
 		if _, err := q.GetTOTP(ctx, a.UserID); errors.Is(err, store.ErrNotFound) {
-			return notActive()
+			// Without 2SV there is nothing to reset, unless the setup
+			// window after a removal ran out.
+			if expired, err := s.setupExpired(ctx, q, a.UserID); err != nil || !expired {
+				return errors.Join(notActive(), err)
+			}
 		} else if err != nil {
 			return err
 		}

@@ -75,8 +75,16 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
+	if err := p.o.Store.SetFlowUser(r.Context(), f.ID, user.ID, p.o.Now()); err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	f.UserID, f.PasswordAt = user.ID, p.o.Now()
 	next := PathLogin2SV
 	if !hasTOTP {
+		if p.setupExpired(w, r, f) {
+			return
+		}
 		enroll, err := p.mustEnroll(r, user.ID)
 		if err != nil {
 			p.serverError(w, r, err)
@@ -87,10 +95,6 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		next = PathLoginSetup
-	}
-	if err := p.o.Store.SetFlowUser(r.Context(), f.ID, user.ID, p.o.Now()); err != nil {
-		p.serverError(w, r, err)
-		return
 	}
 	http.Redirect(w, r, next+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }

@@ -23,7 +23,7 @@ import (
 const PathLoginSetup = "/login/setup"
 
 // mustEnroll reports whether a user without an authenticator must set one
-// up before this sign-in can finish.
+// up before this sign-in can finish. The caller checks setupExpired first.
 func (p *Provider) mustEnroll(r *http.Request, userID string) (bool, error) {
 	ctx := r.Context()
 	eff, err := authn.EffectivePolicy(ctx, p.o.Store, userID)
@@ -53,6 +53,9 @@ func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) 
 	has, err := p.o.Authn.HasTOTP(r.Context(), f.UserID)
 	if err != nil {
 		p.serverError(w, r, err)
+		return f, false
+	}
+	if !has && p.setupExpired(w, r, f) {
 		return f, false
 	}
 	if has {
@@ -104,6 +107,23 @@ func (p *Provider) setupActor(r *http.Request, f store.LoginFlow) mfa.Actor {
 	q, _ := url.ParseQuery(f.AuthorizeQuery)
 	return mfa.Actor{Type: audit.ActorUser, UserID: f.UserID, ClientID: q.Get("client_id"),
 		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())}}
+}
+
+// setupExpired answers, and reports true, when the window to set up a
+// new authenticator with a password alone has ended since 2SV was removed:
+// the user needs a new reset, which the page offers.
+func (p *Provider) setupExpired(w http.ResponseWriter, r *http.Request, f store.LoginFlow) bool {
+	expired, err := p.o.MFA.SetupExpired(r.Context(), f.UserID)
+	if err != nil {
+		p.serverError(w, r, err)
+		return true
+	}
+	if !expired {
+		return false
+	}
+	p.recordFailure(r, f, f.UserID, map[string]any{"step": "setup", "reason": "setup_window_expired"})
+	p.render(w, r, http.StatusForbidden, "login_setup_expired.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)})
+	return true
 }
 
 func spaced(s string) string {

@@ -153,7 +153,13 @@ type Account interface {
 	ListResetRequests(ctx context.Context, status string) ([]ResetRequest, error)
 	DecideResetRequest(ctx context.Context, id, status, by string, at time.Time) error
 
-	SetMFARemoved(ctx context.Context, userID string, at time.Time) error
+	// SetMFARemoved records a removal; a password alone reaches setup
+	// until setupUntil.
+	SetMFARemoved(ctx context.Context, userID string, at, setupUntil time.Time) error
+	// MFASetupUntil returns the end of the setup window of the last
+	// removal (zero if none; far in the future for removals recorded
+	// before windows existed).
+	MFASetupUntil(ctx context.Context, userID string) (time.Time, error)
 	// MFARemovedAt returns when 2SV was last removed (zero if never or
 	// since re-enrolled).
 	MFARemovedAt(ctx context.Context, userID string) (time.Time, error)

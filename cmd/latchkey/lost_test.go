@@ -6,8 +6,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -163,5 +166,68 @@ func TestLostAuthenticatorFloodAndFallback(t *testing.T) {
 	}
 	if _, err := srv.app.store.OpenResetRequest(context.Background(), users[5].ID); err == nil {
 		t.Fatal("the limited request was stored")
+	}
+}
+
+// TestSetupWindows: after a removal, a password alone reaches the setup
+// screen only for a while; afterwards (an expired approval included) the
+// user is refused and asks again, and a new approval opens a new window.
+func TestSetupWindows(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t))
+	ctx, st := context.Background(), srv.app.store
+	lea := srv.createUser(t, "lea", true)
+	srv.policyGroup(t, "Finance", false, lea)
+	operator, cli := mfa.Actor{Type: audit.ActorSystem}, mfa.Proof{Via: mfa.ViaOperator}
+	if err := srv.app.mfa.RemoveByAdmin(ctx, operator, cli, lea.ID, "lost phone"); err != nil {
+		t.Fatal(err)
+	}
+	if until, _ := st.MFASetupUntil(ctx, lea.ID); until.Sub(time.Now()) < 71*time.Hour || until.Sub(time.Now()) > 73*time.Hour {
+		t.Fatalf("an admin's removal opens the approval window (72h): %v", until)
+	}
+	signIn := func() page {
+		b := newBrowser(t, srv.URL)
+		r := newRP(t, srv, srv.createClient(t, "app-"+time.Now().Format("150405.000000000"), false, true))
+		return b.submit(toLogin(t, b, r), map[string]string{"username": lea.Username, "password": lea.Password})
+	}
+	if p := signIn(); !strings.HasSuffix(p.URL.Path, "/login/setup") {
+		t.Fatalf("within the window the password reaches setup: %s", p.URL)
+	}
+	// Within the window there is nothing to reset.
+	if _, err := srv.app.mfa.RequestReset(ctx, mfa.Actor{Type: audit.ActorUser, UserID: lea.ID}, mfa.Proof{Via: mfa.ViaSignIn, ID: "f"}, ""); err == nil {
+		t.Fatal("a reset request while the window is open")
+	}
+	// The window (here: the approval) expires.
+	if err := st.SetMFARemoved(ctx, lea.ID, time.Now().Add(-73*time.Hour), time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	p := signIn()
+	if p.Status != http.StatusForbidden || !strings.Contains(p.Body, "Ask for a new reset") {
+		t.Fatalf("after the window: %d %s", p.Status, p.URL)
+	}
+	if strings.Contains(p.Body, `class="secret"`) {
+		t.Fatal("a secret was shown")
+	}
+	// The setup page itself refuses too (same browser, same flow).
+	b := newBrowser(t, srv.URL)
+	r := newRP(t, srv, srv.createClient(t, "app-direct", false, true))
+	p = b.submit(toLogin(t, b, r), map[string]string{"username": lea.Username, "password": lea.Password})
+	flow := between(p.Body, "/login/lost?flow=", `"`)
+	if s := b.get(srv.URL + "/login/setup?flow=" + flow); s.Status != http.StatusForbidden {
+		t.Fatalf("the setup page after the window: %d", s.Status)
+	}
+	// Asking again from the sign-in page works, and approval reopens.
+	lost := b.get(srv.URL + "/login/lost?flow=" + flow)
+	if sent := b.submit(lost, map[string]string{"message": "still no phone"}); sent.Status != 200 {
+		t.Fatalf("a new request after the window: %d\n%s", sent.Status, sent.Body)
+	}
+	rr, err := st.OpenResetRequest(ctx, lea.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.app.mfa.DecideReset(ctx, operator, cli, rr.ID, true); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if p := signIn(); !strings.HasSuffix(p.URL.Path, "/login/setup") {
+		t.Fatalf("after the new approval: %s", p.URL)
 	}
 }

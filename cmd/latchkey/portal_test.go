@@ -722,7 +722,7 @@ func TestReenrollmentGrace(t *testing.T) {
 		t.Fatalf("within the grace period sign-in continues: %+v", res)
 	}
 	// Move the removal two hours back: the grace period is over.
-	if err := srv.app.store.SetMFARemoved(ctx, zoe.ID, time.Now().Add(-2*time.Hour)); err != nil {
+	if err := srv.app.store.SetMFARemoved(ctx, zoe.ID, time.Now().Add(-2*time.Hour), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	b = newBrowser(t, srv.URL)

@@ -156,7 +156,8 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		c, _ := config.ParseContact(s) // Validate has checked every entry
 		support = append(support, mfa.Contact{Name: c.Name, Email: c.Email, URL: c.URL})
 	}
-	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Support: support, Logger: log, Now: bo.Now})
+	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Support: support, SetupWindow: cfg.MFA.SetupWindow.D(),
+		ApprovalWindow: cfg.MFA.ApprovalWindow.D(), Logger: log, Now: bo.Now})
 	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
 		AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout.D(), Now: bo.Now})
 	csrf := &httpx.CSRF{Key: derive(system, "csrf"), Secure: secure}

@@ -171,10 +171,23 @@ func (q queries) DecideResetRequest(ctx context.Context, id, status, by string, 
 	return affected(n, err)
 }
 
-func (q queries) SetMFARemoved(ctx context.Context, userID string, at time.Time) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO mfa_removals (user_id, removed_at) VALUES ($1, $2)
-		ON CONFLICT (user_id) DO UPDATE SET removed_at = excluded.removed_at`, userID, at.UTC())
+func (q queries) SetMFARemoved(ctx context.Context, userID string, at, setupUntil time.Time) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO mfa_removals (user_id, removed_at, setup_until) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id) DO UPDATE SET removed_at = excluded.removed_at, setup_until = excluded.setup_until`, userID, at.UTC(), setupUntil.UTC())
 	return err
+}
+
+// noLimit stands for the missing window of removals recorded before
+// setup windows existed.
+var noLimit = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (q queries) MFASetupUntil(ctx context.Context, userID string) (time.Time, error) {
+	var t time.Time
+	err := q.c.QueryRow(ctx, `SELECT COALESCE(setup_until, $2) FROM mfa_removals WHERE user_id = $1`, userID, noLimit).Scan(&t)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	return t.UTC(), err
 }
 
 func (q queries) MFARemovedAt(ctx context.Context, userID string) (time.Time, error) {

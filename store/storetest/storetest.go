@@ -734,8 +734,14 @@ func testAccountState(t *testing.T, s store.Store) {
 	if at, err := s.MFARemovedAt(ctx, u.ID); err != nil || !at.IsZero() {
 		t.Fatalf("never removed: %v %v", at, err)
 	}
-	if err := s.SetMFARemoved(ctx, u.ID, base); err != nil {
+	if until, err := s.MFASetupUntil(ctx, u.ID); err != nil || !until.IsZero() {
+		t.Fatalf("no removal, no window: %v %v", until, err)
+	}
+	if err := s.SetMFARemoved(ctx, u.ID, base, base.Add(24*time.Hour)); err != nil {
 		t.Fatal(err)
+	}
+	if until, err := s.MFASetupUntil(ctx, u.ID); err != nil || !until.Equal(base.Add(24*time.Hour)) {
+		t.Fatalf("setup window: %v %v", until, err)
 	}
 	if at, _ := s.MFARemovedAt(ctx, u.ID); !at.Equal(base) {
 		t.Fatalf("removed at: %v", at)
