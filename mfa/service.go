@@ -30,7 +30,7 @@ type Options struct {
 	SetupWindow    time.Duration
 	ApprovalWindow time.Duration
 	Logger         *slog.Logger
-	Now     func() time.Time
+	Now            func() time.Time
 }
 
 // Service is the 2SV lifecycle.
@@ -217,7 +217,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 		}
 		src := firstSource(eff.AllowSelfServiceRemovalBy)
 		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self", "basis": "self",
-			"setup_until": s.o.Now().UTC().Add(s.o.SetupWindow).Format(time.RFC3339),
+			"setup_until":    s.o.Now().UTC().Add(s.o.SetupWindow).Format(time.RFC3339),
 			"tokens_revoked": revoked, "reenroll": eff.Reenroll, "reason": ""}))
 	})
 	if err != nil {
