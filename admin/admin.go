@@ -313,7 +313,7 @@ func HTTPError(err error) error {
 		status = http.StatusForbidden
 	case mfa.CodeNotFound:
 		status = http.StatusNotFound
-	case mfa.CodeInvalidCode:
+	case mfa.CodeInvalidCode, mfa.CodeInvalidReason:
 		status = http.StatusUnprocessableEntity
 	}
 	return &httpx.Error{Status: status, Code: ref.Code, Message: ref.Message, Err: err}

@@ -95,7 +95,16 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
-	if err := h.DecideReset(r.Context(), actorOf(r), chi.URLParam(r, "id"), approve); err != nil {
+	var b struct {
+		Reason string `json:"reason"` // sent to the user
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, &b); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	if err := h.DecideReset(r.Context(), actorOf(r), chi.URLParam(r, "id"), approve, b.Reason); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -104,8 +113,8 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 
 // DecideReset closes an open request; approving removes the user's 2SV
 // in the same transaction (the lifecycle service's admin rules apply).
-func (h *Handler) DecideReset(ctx context.Context, a Actor, id string, approve bool) error {
-	return h.o.MFA.DecideReset(ctx, a.mfaActor(), a.Proof, id, approve)
+func (h *Handler) DecideReset(ctx context.Context, a Actor, id string, approve bool, reason string) error {
+	return h.o.MFA.DecideReset(ctx, a.mfaActor(), a.Proof, id, approve, reason)
 }
 
 func (h *Handler) approveReset(w http.ResponseWriter, r *http.Request) { h.decide(w, r, true) }

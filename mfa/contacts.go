@@ -2,6 +2,8 @@ package mfa
 
 import (
 	"context"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/latchkey/latchkey/store"
 )
@@ -44,4 +46,19 @@ func (s *Service) contacts(ctx context.Context, q store.Queries, userID string) 
 // Contacts returns whom the user can ask for a reset (see contacts).
 func (s *Service) Contacts(ctx context.Context, userID string) ([]Contact, error) {
 	return s.contacts(ctx, s.o.Store, userID)
+}
+
+// PlainText accepts a short free-text note (a reset request's message, a
+// decision's reason): valid UTF-8 of at most max bytes, no control or
+// invisible format characters except line breaks.
+func PlainText(s string, max int) bool {
+	if len(s) > max || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c != '\n' && c != '\r' && (unicode.IsControl(c) || unicode.Is(unicode.Cf, c)) {
+			return false
+		}
+	}
+	return true
 }

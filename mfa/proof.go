@@ -127,6 +127,7 @@ const (
 	CodeSetupExpired      = "setup_expired"
 	CodeInsufficientScope = "insufficient_scope"
 	CodeFirstPartyOnly    = "first_party_only"
+	CodeInvalidReason     = "invalid_reason"
 )
 
 // AsRefusal returns err's refusal, if it is one.

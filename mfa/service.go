@@ -373,8 +373,12 @@ func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message st
 }
 
 // DecideReset closes an open reset request; approving removes the user's
-// 2SV in the same transaction, with the admin rules of RemoveByAdmin.
-func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, approve bool) error {
+// 2SV in the same transaction, with the admin rules of RemoveByAdmin. The
+// reason (plain text, optional) is recorded and sent to the user.
+func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, approve bool, reason string) error {
+	if !PlainText(reason, 500) {
+		return &Refusal{Code: CodeInvalidReason, Message: "The reason can be at most 500 characters of plain text."}
+	}
 	if approve {
 		if err := s.RequireAdminFresh(p); err != nil {
 			return err
@@ -402,7 +406,7 @@ func (s *Service) DecideReset(ctx context.Context, a Actor, p Proof, id string, 
 		} else if err != nil {
 			return err
 		}
-		details := map[string]any{"reset_request": rr.ID, "basis": basis}
+		details := map[string]any{"reset_request": rr.ID, "basis": basis, "reason": reason}
 		if approve {
 			return s.removeByAdmin(ctx, q, a, p, rr.UserID, typ, details)
 		}

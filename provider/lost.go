@@ -5,8 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
@@ -66,20 +64,6 @@ func (p *Provider) renderLost(w http.ResponseWriter, r *http.Request, f store.Lo
 	p.render(w, r, status, "login_lost.html", data)
 }
 
-// validMessage accepts a short free-text note: valid UTF-8, no control
-// or invisible format characters except line breaks.
-func validMessage(s string) bool {
-	if len(s) > 500 || !utf8.ValidString(s) {
-		return false
-	}
-	for _, c := range s {
-		if c != '\n' && c != '\r' && (unicode.IsControl(c) || unicode.Is(unicode.Cf, c)) {
-			return false
-		}
-	}
-	return true
-}
-
 func (p *Provider) lostSubmit(w http.ResponseWriter, r *http.Request) {
 	if !p.o.CSRF.Valid(r) {
 		p.csrfFailed(w, r)
@@ -92,7 +76,7 @@ func (p *Provider) lostSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	msg := strings.TrimSpace(r.PostFormValue("message"))
-	if !validMessage(msg) {
+	if !mfa.PlainText(msg, 500) {
 		p.renderLost(w, r, f, http.StatusUnprocessableEntity, map[string]any{"Error": "The message can be at most 500 characters of plain text.", "Message": msg})
 		return
 	}

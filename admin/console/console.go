@@ -589,7 +589,7 @@ func (c *console) decide(w http.ResponseWriter, r *http.Request) {
 		c.pages.Error(w, r, http.StatusNotFound, "not_found", "No such action.")
 		return
 	}
-	if err := c.h.DecideReset(r.Context(), a, chi.URLParam(r, "id"), decision == "approve"); err != nil {
+	if err := c.h.DecideReset(r.Context(), a, chi.URLParam(r, "id"), decision == "approve", strings.TrimSpace(r.PostFormValue("reason"))); err != nil {
 		c.failPage(w, r, err)
 		return
 	}

@@ -66,10 +66,13 @@ func TestGroupAdminsActOnTheirMembersOnly(t *testing.T) {
 				t.Fatalf("%s lost 2SV", u.Username)
 			}
 		}
-		if ok := f.call(t, ginaToken, "POST", "/admin/reset-requests/"+requests["sam"]+"/approve", nil); ok.Status != http.StatusNoContent || hasTOTP(t, srv, sam) {
+		if bad := f.call(t, ginaToken, "POST", "/admin/reset-requests/"+requests["sam"]+"/approve", map[string]any{"reason": "ok\u0000"}); bad.Status != http.StatusUnprocessableEntity || !hasTOTP(t, srv, sam) {
+			t.Fatalf("a reason with a NUL: %d %v", bad.Status, bad.Body)
+		}
+		if ok := f.call(t, ginaToken, "POST", "/admin/reset-requests/"+requests["sam"]+"/approve", map[string]any{"reason": "Checked by phone."}); ok.Status != http.StatusNoContent || hasTOTP(t, srv, sam) {
 			t.Fatalf("approve a member's request: %d %v", ok.Status, ok.Body)
 		}
-		if d := lastEvent(t, st, "mfa.reset.approved", sam.ID); d["basis"] != "admin of Staff" {
+		if d := lastEvent(t, st, "mfa.reset.approved", sam.ID); d["basis"] != "admin of Staff" || d["reason"] != "Checked by phone." {
 			t.Fatalf("the decision names its basis: %v", d)
 		}
 		// Reads: members only; global routes refused.

@@ -199,6 +199,7 @@ func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 		chromedp.Text(`main`, &queue, chromedp.ByQuery),
 		shot(t, "23-console-reset-queue"),
 		ageConsole,
+		chromedp.SendKeys(`//form[contains(@action, "/approve")]//input[@name="reason"]`, "Set up the app on your new phone today."),
 		chromedp.Click(`//button[contains(., "Approve")]`),
 		password(gina), code(&gina.Secret), // the step-up
 		chromedp.WaitVisible(`//p[contains(., "Approved")]`),
@@ -218,7 +219,8 @@ func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 		t.Fatalf("the approval names Gina's basis: %v", d)
 	}
 	deliver()
-	if got := mail.to("lea@example.com"); len(got) == 0 || !strings.Contains(strings.Join(got, ""), "reset was approved") {
+	if got := mail.to("lea@example.com"); len(got) == 0 || !strings.Contains(strings.Join(got, ""), "reset was approved") ||
+		!strings.Contains(strings.Join(got, ""), "Your administrator wrote: Set up the app on your new phone today.") {
 		t.Fatalf("Lea is told of the approval: %q", got)
 	}
 

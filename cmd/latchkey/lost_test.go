@@ -224,7 +224,7 @@ func TestSetupWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.app.mfa.DecideReset(ctx, operator, cli, rr.ID, true); err != nil {
+	if err := srv.app.mfa.DecideReset(ctx, operator, cli, rr.ID, true, ""); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	if p := signIn(); !strings.HasSuffix(p.URL.Path, "/login/setup") {
