@@ -634,8 +634,29 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request) {
 	if broken != nil {
 		v.BrokenID, v.Reason = broken.EventID, broken.Reason
 	}
-	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v,
+	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v, "Names": c.names(r, evs),
 		"Since": r.URL.Query().Get("since"), "Until": r.URL.Query().Get("until")})
+}
+
+// names maps the user ids of events' actors and subjects to "Display
+// name (username)", so people read names, not ids.
+func (c *console) names(r *http.Request, evs []store.AuditEvent) map[string]string {
+	out := map[string]string{}
+	for _, e := range evs {
+		for _, id := range []string{e.ActorID, e.SubjectID} {
+			if _, done := out[id]; done || id == "" {
+				continue
+			}
+			out[id] = ""
+			if u, err := c.o.Store.GetUser(r.Context(), id); err == nil {
+				out[id] = u.Username
+				if u.DisplayName != "" {
+					out[id] = u.DisplayName + " (" + u.Username + ")"
+				}
+			}
+		}
+	}
+	return out
 }
 
 // export streams the whole log as JSON Lines, as GET /admin/audit/export.

@@ -154,7 +154,7 @@ func TestConsoleRemoveMFA(t *testing.T) {
 		t.Fatalf("removal after step-up: %d %s", p.Status, p.URL)
 	}
 	a := b.get(srv.URL + "/console/audit?type=mfa.totp.removed")
-	if !strings.Contains(a.Body, "Hash chain intact") || !strings.Contains(a.Body, "admin "+ada.ID) || !strings.Contains(a.Body, tom.ID) {
+	if !strings.Contains(a.Body, "Hash chain intact") || !strings.Contains(a.Body, "admin Ada (ada)") || !strings.Contains(a.Body, "Tom (tom)") || !strings.Contains(a.Body, tom.ID) {
 		t.Fatalf("audit page: %s", between(a.Body, "<main", "</table>"))
 	}
 }
