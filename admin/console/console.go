@@ -67,7 +67,8 @@ func Mount(r chi.Router, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	tmpl, err := template.New("").Funcs(template.FuncMap{"join": strings.Join}).ParseFS(consoleTemplates, "templates/*.html")
+	page := func(title string, data any) map[string]any { return map[string]any{"Title": title, "Data": data} }
+	tmpl, err := template.New("").Funcs(template.FuncMap{"join": strings.Join, "page": page}).ParseFS(consoleTemplates, "templates/*.html")
 	if err != nil {
 		return err
 	}
@@ -75,6 +76,7 @@ func Mount(r chi.Router, o Options) error {
 		rp: rp.New(rp.Options{Issuer: o.Issuer, ClientID: o.ClientID, Path: Path, Callback: Callback, Cookie: consoleCookie,
 			HTTPClient: o.HTTPClient, Store: o.Store, Keyring: o.Keyring, Secure: o.Secure, Now: o.Now})}
 	c.rp.SetOnStepUp(c.recordStepUp)
+	c.pages.Data = c.navigation
 	r.Group(func(r chi.Router) {
 		r.Use(httpx.NoStore)
 		r.Get(Path, func(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +166,17 @@ func (c *console) admin(w http.ResponseWriter, r *http.Request) (admin.Actor, st
 	return admin.Actor{Global: global, Token: admin.Token{UserID: s.UserID, ClientID: c.o.ClientID, AuthTime: s.AuthTime, AMR: s.AMR},
 		Request: audit.Request{IP: httpx.ClientIP(r), UserAgent: r.UserAgent(), RequestID: httpx.RequestID(r.Context())},
 		Proof:   mfa.Proof{Via: mfa.ViaSession, ID: s.IDHash, AuthTime: s.AuthTime, AMR: s.AMR}}, s, true
+}
+
+// navigation tells the pages whether the signed-in admin is a group admin,
+// who sees only what concerns their members.
+func (c *console) navigation(r *http.Request, data map[string]any) {
+	s, ok := c.rp.Current(r)
+	if !ok {
+		return
+	}
+	global, groupAdmin, err := c.h.Roles(r.Context(), s.UserID)
+	data["GroupAdmin"] = err == nil && !global && groupAdmin
 }
 
 // delegated are the console pages a group admin (not a global admin) may
@@ -558,7 +571,7 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]admin.ResetRequest, 0, len(rs))
-	reasons := map[string]string{}
+	reasons, groups := map[string]string{}, map[string]string{}
 	for _, rr := range rs {
 		if err := c.h.Member(r.Context(), a, rr.UserID); err != nil {
 			if _, refused := mfa.AsRefusal(err); refused {
@@ -573,10 +586,10 @@ func (c *console) resets(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = append(out, admin.ResetRequest{ID: rr.ID, User: d.User, Status: rr.Status, Message: rr.Message, CreatedAt: rr.CreatedAt})
-		reasons[rr.ID] = d.Effective.Reason
+		reasons[rr.ID], groups[rr.ID] = d.Effective.Reason, strings.Join(d.Groups, ", ")
 	}
 	notice := map[string]string{"approve": "Approved: the user's 2SV was removed.", "deny": "Denied."}[r.URL.Query().Get("notice")]
-	c.pages.Render(w, r, http.StatusOK, "resets.html", map[string]any{"Requests": out, "Reasons": reasons, "Notice": notice})
+	c.pages.Render(w, r, http.StatusOK, "resets.html", map[string]any{"Requests": out, "Reasons": reasons, "Groups": groups, "Notice": notice})
 }
 
 func (c *console) decide(w http.ResponseWriter, r *http.Request) {

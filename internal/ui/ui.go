@@ -27,6 +27,9 @@ type Pages struct {
 	T      *template.Template
 	CSRF   *httpx.CSRF
 	Logger *slog.Logger
+	// Data, when set, adds what every page of the package needs (the
+	// console's navigation depends on who is signed in).
+	Data func(r *http.Request, data map[string]any)
 }
 
 // Render writes the named page with status; data gets "CSRF".
@@ -36,6 +39,9 @@ func (p *Pages) Render(w http.ResponseWriter, r *http.Request, status int, name 
 	}
 	r = p.CSRF.Ensure(w, r)
 	data["CSRF"] = p.CSRF.Token(r)
+	if p.Data != nil {
+		p.Data(r, data)
+	}
 	var buf bytes.Buffer
 	if err := p.T.ExecuteTemplate(&buf, name, data); err != nil {
 		p.Logger.ErrorContext(r.Context(), "render failed", "template", name, "err", err)
