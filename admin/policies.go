@@ -24,6 +24,7 @@ type Policy struct {
 	StepUpMaxAge            int       `json:"step_up_max_age"`
 	Reenroll                string    `json:"reenroll"`
 	GracePeriod             int       `json:"grace_period"`
+	SetupWindow             int       `json:"setup_window"`
 	Version                 int       `json:"version"`
 	IsDefault               bool      `json:"is_default"`
 	Groups                  []string  `json:"groups"`
@@ -33,7 +34,7 @@ type Policy struct {
 func (h *Handler) ViewPolicy(ctx context.Context, q store.Queries, p store.Policy) (Policy, error) {
 	gs, err := q.PolicyGroups(ctx, p.ID)
 	v := Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowSelfServiceRemoval: p.AllowSelfServiceRemoval,
-		StepUpMaxAge: int(p.StepUpMaxAge.Seconds()), Reenroll: p.Reenroll, GracePeriod: int(p.GracePeriod.Seconds()), Version: p.Version,
+		StepUpMaxAge: int(p.StepUpMaxAge.Seconds()), Reenroll: p.Reenroll, GracePeriod: int(p.GracePeriod.Seconds()), SetupWindow: int(p.SetupWindow.Seconds()), Version: p.Version,
 		IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt, Groups: []string{}}
 	for _, g := range gs {
 		v.Groups = append(v.Groups, g.Name)
@@ -51,6 +52,7 @@ type PolicyInput struct {
 	StepUpMaxAge            *int    `json:"step_up_max_age"`
 	Reenroll                *string `json:"reenroll"`
 	GracePeriod             *int    `json:"grace_period"`
+	SetupWindow             *int    `json:"setup_window"` // seconds
 	Version                 *int    `json:"version"` // update: the version the change is based on
 }
 
@@ -75,6 +77,9 @@ func (b PolicyInput) apply(p *policy.Policy) {
 	}
 	if b.GracePeriod != nil {
 		p.GracePeriod = time.Duration(*b.GracePeriod) * time.Second
+	}
+	if b.SetupWindow != nil {
+		p.SetupWindow = time.Duration(*b.SetupWindow) * time.Second
 	}
 }
 

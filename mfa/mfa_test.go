@@ -284,3 +284,30 @@ func TestRemovalWithoutAuditChangesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestSetupWindowFromPolicy: a self-service removal opens the setup window
+// of the member's policy.
+func TestSetupWindowFromPolicy(t *testing.T) {
+	st := testdb.SQLite(t)
+	f := newFixture(t, st, true)
+	ctx := context.Background()
+	p, err := st.GetPolicy(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetupWindow, p.Version = 2*time.Hour, p.Version+1
+	if err := st.UpdatePolicy(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	pr := f.stepUp("grant-w", mfa.ActionRemove)
+	in, err := f.svc.Initiate(ctx, f.self(), pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.RemoveOwn(ctx, f.self(), pr, in.ID); err != nil {
+		t.Fatal(err)
+	}
+	if until, _ := st.MFASetupUntil(ctx, f.user.ID); until.Sub(time.Now()) < 110*time.Minute || until.Sub(time.Now()) > 2*time.Hour {
+		t.Fatalf("the policy's window applies: %v", until)
+	}
+}

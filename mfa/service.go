@@ -24,7 +24,8 @@ type Options struct {
 	// groups name no admin.
 	Support []Contact
 	// SetupWindow bounds how long after removing their own 2SV a user may
-	// reach the setup screen with a password alone (default 24h);
+	// reach the setup screen with a password alone, for policies that set
+	// no window of their own (default 24h);
 	// ApprovalWindow does the same after an admin's removal or approval
 	// (default 72h). Afterwards a new request is needed.
 	SetupWindow    time.Duration
@@ -208,7 +209,11 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 		if err := s.spend(ctx, q, p, a.UserID, ActionRemove, eff.StepUpMaxAge); err != nil {
 			return err
 		}
-		revoked, err := s.remove(ctx, q, a.UserID, p, s.o.SetupWindow)
+		window := eff.SetupWindow // the policy's, most restrictive
+		if window <= 0 {
+			window = s.o.SetupWindow
+		}
+		revoked, err := s.remove(ctx, q, a.UserID, p, window)
 		if err != nil {
 			return err
 		}
@@ -217,7 +222,7 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 		}
 		src := firstSource(eff.AllowSelfServiceRemovalBy)
 		return s.append(ctx, q, event(audit.MFARemoved, a, p, a.UserID, src, map[string]any{"by": "self", "basis": "self",
-			"setup_until":    s.o.Now().UTC().Add(s.o.SetupWindow).Format(time.RFC3339),
+			"setup_until":    s.o.Now().UTC().Add(window).Format(time.RFC3339),
 			"tokens_revoked": revoked, "reenroll": eff.Reenroll, "reason": ""}))
 	})
 	if err != nil {

@@ -26,6 +26,8 @@ const (
 	DefaultStepUpMaxAge = 5 * time.Minute
 	MaxStepUpMaxAge     = 24 * time.Hour
 	MaxGracePeriod      = 30 * 24 * time.Hour
+	DefaultSetupWindow  = 24 * time.Hour
+	MaxSetupWindow      = 30 * 24 * time.Hour
 )
 
 // Policy is one authentication policy at one version.
@@ -44,6 +46,9 @@ type Policy struct {
 	// Reenroll: ReenrollImmediate, or ReenrollGrace with GracePeriod.
 	Reenroll    string
 	GracePeriod time.Duration
+	// SetupWindow: how long after removing their own 2SV a member may
+	// reach the setup screen with a password alone.
+	SetupWindow time.Duration
 	// Version increases on every change.
 	Version   int
 	IsDefault bool
@@ -53,7 +58,8 @@ type Policy struct {
 // New returns a policy with SPEC §4's defaults: 2SV required, removal
 // admin-only, five-minute step-up, immediate re-enrollment.
 func New(id, name string) Policy {
-	return Policy{ID: id, Name: name, RequireMFA: true, StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate, Version: 1}
+	return Policy{ID: id, Name: name, RequireMFA: true, StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate,
+		SetupWindow: DefaultSetupWindow, Version: 1}
 }
 
 // FieldError is a validation problem with one field.
@@ -84,6 +90,9 @@ func (p Policy) Validate() error {
 	}
 	if p.StepUpMaxAge < 30*time.Second || p.StepUpMaxAge > MaxStepUpMaxAge {
 		fs = append(fs, FieldError{"step_up_max_age", "between 30s and 24h"})
+	}
+	if p.SetupWindow < time.Hour || p.SetupWindow > MaxSetupWindow {
+		fs = append(fs, FieldError{"setup_window", "between 1h and 30 days"})
 	}
 	switch p.Reenroll {
 	case ReenrollImmediate:
@@ -144,6 +153,9 @@ type Effective struct {
 	GracePeriod time.Duration
 	ReenrollBy  []Source
 
+	SetupWindow   time.Duration
+	SetupWindowBy []Source
+
 	// Applied lists every policy that was combined.
 	Applied []Source
 }
@@ -190,6 +202,13 @@ func Evaluate(as []Assignment) Effective {
 			e.AllowSelfServiceRemovalBy = append(e.AllowSelfServiceRemovalBy, s)
 		} else if e.AllowSelfServiceRemoval {
 			e.AllowSelfServiceRemovalBy = append(e.AllowSelfServiceRemovalBy, s)
+		}
+
+		switch {
+		case first || p.SetupWindow < e.SetupWindow:
+			e.SetupWindow, e.SetupWindowBy = p.SetupWindow, []Source{s}
+		case p.SetupWindow == e.SetupWindow:
+			e.SetupWindowBy = append(e.SetupWindowBy, s)
 		}
 
 		switch {

@@ -145,3 +145,19 @@ func TestStricterElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// TestSetupWindowMostRestrictive: the shortest setup window applies, and
+// names the policy that set it.
+func TestSetupWindowMostRestrictive(t *testing.T) {
+	a, b := New("a", "Staff"), New("b", "Finance")
+	a.SetupWindow, b.SetupWindow = 48*time.Hour, 4*time.Hour
+	e := Evaluate([]Assignment{{Policy: a, GroupName: "Staff"}, {Policy: b, GroupName: "Finance"}})
+	if e.SetupWindow != 4*time.Hour || len(e.SetupWindowBy) != 1 || e.SetupWindowBy[0].PolicyName != "Finance" {
+		t.Fatalf("setup window: %v by %+v", e.SetupWindow, e.SetupWindowBy)
+	}
+	bad := New("c", "Bad")
+	bad.SetupWindow = time.Minute
+	if err := bad.Validate(); err == nil {
+		t.Fatal("a one-minute setup window must be refused")
+	}
+}

@@ -16,6 +16,7 @@ type Policy struct {
 	StepUpMaxAge            time.Duration
 	Reenroll                string
 	GracePeriod             time.Duration
+	SetupWindow             time.Duration
 	Version                 int
 	IsDefault               bool
 	UpdatedAt               time.Time

@@ -271,12 +271,13 @@ type policyForm struct {
 	Name, Description         string
 	RequireMFA, AllowRemoval  bool
 	StepUpMaxAge, GracePeriod int
+	SetupWindowHours          int
 	Errors                    map[string]string
 }
 
 func formOf(p admin.Policy) policyForm {
 	return policyForm{Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowRemoval: p.AllowSelfServiceRemoval,
-		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod}
+		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod, SetupWindowHours: p.SetupWindow / 3600}
 }
 
 // readPolicyForm turns the form into an API body; numbers that do not
@@ -294,12 +295,21 @@ func readPolicyForm(r *http.Request) (admin.PolicyInput, policyForm) {
 	}
 	num("step_up_max_age", &f.StepUpMaxAge)
 	num("grace_period", &f.GracePeriod)
+	f.SetupWindowHours = 24
+	if v := strings.TrimSpace(r.PostFormValue("setup_window_hours")); v != "" {
+		if n, err := strconv.Atoi(v); err != nil {
+			f.Errors["setup_window"] = "must be a whole number of hours"
+		} else {
+			f.SetupWindowHours = n
+		}
+	}
+	window := f.SetupWindowHours * 3600
 	reenroll := "immediate"
 	if f.GracePeriod > 0 {
 		reenroll = "grace"
 	}
 	b := admin.PolicyInput{Name: &f.Name, Description: &f.Description, RequireMFA: &f.RequireMFA, AllowSelfServiceRemoval: &f.AllowRemoval,
-		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod}
+		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod, SetupWindow: &window}
 	return b, f
 }
 

@@ -447,6 +447,7 @@ func (c *cli) policiesCreate(ctx context.Context, args []string) error {
 	allow := fs.Bool("allow-self-removal", false, "members may remove their own 2SV after a step-up")
 	stepUp := fs.Duration("step-up-max-age", policy.DefaultStepUpMaxAge, "how recent the step-up must be")
 	grace := fs.Duration("grace", 0, "re-enrollment grace period (0: immediate)")
+	window := fs.Duration("setup-window", policy.DefaultSetupWindow, "how long after removing their own 2SV members may set up a new authenticator with a password alone")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -454,7 +455,7 @@ func (c *cli) policiesCreate(ctx context.Context, args []string) error {
 		return errors.New("usage: policies create [flags] NAME")
 	}
 	p := policy.New(authn.NewID("policy"), fs.Arg(0))
-	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge = *desc, *requireMFA, *allow, *stepUp
+	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.SetupWindow = *desc, *requireMFA, *allow, *stepUp, *window
 	if *grace > 0 {
 		p.Reenroll, p.GracePeriod = policy.ReenrollGrace, *grace
 	}

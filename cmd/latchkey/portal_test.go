@@ -29,7 +29,7 @@ func (s *testServer) policyGroup(t testing.TB, name string, allowRemoval bool, u
 	t.Helper()
 	ctx := context.Background()
 	p := store.Policy{ID: "policy_" + name, Name: name, RequireMFA: true, AllowSelfServiceRemoval: allowRemoval, StepUpMaxAge: 5 * time.Minute,
-		Reenroll: "immediate", Version: 1, UpdatedAt: time.Now()}
+		Reenroll: "immediate", SetupWindow: 24 * time.Hour, Version: 1, UpdatedAt: time.Now()}
 	g := store.Group{ID: "group_" + name, Name: name, CreatedAt: time.Now()}
 	err := s.app.store.InTx(ctx, func(q store.Queries) error {
 		if err := q.CreatePolicy(ctx, p); err != nil {

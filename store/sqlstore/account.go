@@ -13,20 +13,20 @@ import (
 
 // --- policies --------------------------------------------------------------
 
-const policyCols = `id, name, description, require_mfa, allow_self_removal, step_up_max_age_ms, reenroll, grace_period_ms, version, is_default, updated_at`
+const policyCols = `id, name, description, require_mfa, allow_self_removal, step_up_max_age_ms, reenroll, grace_period_ms, version, is_default, updated_at, setup_window_ms`
 
 func scanPolicy(r Row) (store.Policy, error) {
 	var p store.Policy
-	var stepUp, grace int64
-	err := r.Scan(&p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp, &p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt)
-	p.StepUpMaxAge, p.GracePeriod = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond
+	var stepUp, grace, window int64
+	err := r.Scan(&p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp, &p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt, &window)
+	p.StepUpMaxAge, p.GracePeriod, p.SetupWindow = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond, time.Duration(window)*time.Millisecond
 	utc(&p.UpdatedAt)
 	return p, err
 }
 
 func policyArgs(p store.Policy) []any {
 	return []any{p.ID, p.Name, p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge.Milliseconds(), p.Reenroll,
-		p.GracePeriod.Milliseconds(), p.Version, p.IsDefault, p.UpdatedAt.UTC()}
+		p.GracePeriod.Milliseconds(), p.Version, p.IsDefault, p.UpdatedAt.UTC(), p.SetupWindow.Milliseconds()}
 }
 
 func (q queries) recordPolicyVersion(ctx context.Context, p store.Policy) error {
@@ -40,7 +40,7 @@ func (q queries) recordPolicyVersion(ctx context.Context, p store.Policy) error 
 }
 
 func (q queries) CreatePolicy(ctx context.Context, p store.Policy) error {
-	if _, err := q.c.Exec(ctx, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, policyArgs(p)...); err != nil {
+	if _, err := q.c.Exec(ctx, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, policyArgs(p)...); err != nil {
 		return fmt.Errorf("create policy %s: %w", p.Name, err)
 	}
 	return q.recordPolicyVersion(ctx, p)
@@ -51,7 +51,7 @@ func (q queries) CreatePolicy(ctx context.Context, p store.Policy) error {
 // overwrite each other.
 func (q queries) UpdatePolicy(ctx context.Context, p store.Policy) error {
 	n, err := q.c.Exec(ctx, `UPDATE policies SET name = $2, description = $3, require_mfa = $4, allow_self_removal = $5, step_up_max_age_ms = $6,
-		reenroll = $7, grace_period_ms = $8, version = $9, is_default = $10, updated_at = $11 WHERE id = $1 AND version = $9 - 1`, policyArgs(p)...)
+		reenroll = $7, grace_period_ms = $8, version = $9, is_default = $10, updated_at = $11, setup_window_ms = $12 WHERE id = $1 AND version = $9 - 1`, policyArgs(p)...)
 	if err := affected(n, err); err != nil {
 		return fmt.Errorf("update policy %s: %w", p.ID, err)
 	}
@@ -107,11 +107,11 @@ func (q queries) UserGroupPolicies(ctx context.Context, userID string) ([]store.
 	}
 	return collect(rows, func(r Row) (store.GroupPolicy, error) {
 		var gp store.GroupPolicy
-		var stepUp, grace int64
+		var stepUp, grace, window int64
 		p := &gp.Policy
 		err := r.Scan(&gp.GroupID, &gp.GroupName, &p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp,
-			&p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt)
-		p.StepUpMaxAge, p.GracePeriod = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond
+			&p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt, &window)
+		p.StepUpMaxAge, p.GracePeriod, p.SetupWindow = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond, time.Duration(window)*time.Millisecond
 		utc(&p.UpdatedAt)
 		return gp, err
 	})

@@ -632,11 +632,11 @@ func testRemovalAtomic(t *testing.T, s store.Store) {
 func testPolicies(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	d, err := s.DefaultPolicy(ctx)
-	if err != nil || !d.IsDefault || !d.RequireMFA || d.AllowSelfServiceRemoval || d.StepUpMaxAge != 5*time.Minute {
+	if err != nil || !d.IsDefault || !d.RequireMFA || d.AllowSelfServiceRemoval || d.StepUpMaxAge != 5*time.Minute || d.SetupWindow != 24*time.Hour {
 		t.Fatalf("a fresh store has the default policy at SPEC defaults: %v %+v", err, d)
 	}
 	p := store.Policy{ID: "p-low", Name: "Low risk", RequireMFA: true, AllowSelfServiceRemoval: true, StepUpMaxAge: 10 * time.Minute,
-		Reenroll: "grace", GracePeriod: 24 * time.Hour, Version: 1, UpdatedAt: base}
+		Reenroll: "grace", GracePeriod: 24 * time.Hour, SetupWindow: 6 * time.Hour, Version: 1, UpdatedAt: base}
 	if err := s.CreatePolicy(ctx, p); err != nil {
 		t.Fatal(err)
 	}
