@@ -53,7 +53,7 @@ type PolicyInput struct {
 	Reenroll                *string `json:"reenroll"`
 	GracePeriod             *int    `json:"grace_period"`
 	SetupWindow             *int    `json:"setup_window"` // seconds
-	Version                 *int    `json:"version"` // update: the version the change is based on
+	Version                 *int    `json:"version"`      // update: the version the change is based on
 }
 
 func (b PolicyInput) apply(p *policy.Policy) {
