@@ -155,10 +155,17 @@ func truncate(s string, n int) string {
 // ID and Hash, in a fixed order, with the time in RFC 3339 at microsecond
 // precision (what both backends keep).
 func Hash(e store.AuditEvent) string {
+	sum := sha256.Sum256(Canonical(e))
+	return hex.EncodeToString(sum[:])
+}
+
+// Canonical is the event's encoding that its chain hash and its tree leaf
+// are computed over: with it, one exported event can be checked against a
+// checkpoint and an inclusion proof, without the rest of the log.
+func Canonical(e store.AuditEvent) []byte {
 	canon, _ := json.Marshal([]any{e.Time.UTC().Format("2006-01-02T15:04:05.000000Z"), e.Type, e.Outcome, e.ActorType, e.ActorID, e.SubjectID,
 		e.ClientID, e.PolicyID, e.PolicyVersion, e.IP, e.UserAgent, e.RequestID, e.Details, e.PrevHash})
-	sum := sha256.Sum256(canon)
-	return hex.EncodeToString(sum[:])
+	return canon
 }
 
 // BrokenLink describes where the chain fails.

@@ -117,6 +117,28 @@ type AuditEvent struct {
 	Hash          string
 }
 
+// AuditNode is the hash of one complete subtree of the audit Merkle tree
+// (level 0: leaves).
+type AuditNode struct {
+	Level uint
+	Index uint64
+	Hash  []byte
+}
+
+// AuditHead is a signed checkpoint of the audit tree.
+type AuditHead struct {
+	Size      uint64
+	Root      []byte
+	Note      string // C2SP signed note
+	CreatedAt time.Time
+}
+
+// SealedEvent is an event with its position in the tree.
+type SealedEvent struct {
+	AuditEvent
+	LeafIndex uint64
+}
+
 // AuditFilter selects audit events; zero fields match everything.
 type AuditFilter struct {
 	ActorID    string
@@ -212,4 +234,25 @@ type Audit interface {
 	PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error)
 	// LastAuditCheckpoint returns the newest checkpoint (zero if none).
 	LastAuditCheckpoint(ctx context.Context) (throughID int64, hash string, err error)
+
+	// UnsealedAuditEvents returns up to limit events without a tree
+	// position, in id order.
+	UnsealedAuditEvents(ctx context.Context, limit int) ([]AuditEvent, error)
+	// SealAuditEvent gives an event its tree position.
+	SealAuditEvent(ctx context.Context, id int64, leafIndex uint64) error
+	// SealedAuditEvents returns up to limit sealed events from leaf index
+	// from on, in tree order.
+	SealedAuditEvents(ctx context.Context, from uint64, limit int) ([]SealedEvent, error)
+	// AuditLeafIndex returns an event's tree position (ErrNotFound while
+	// unsealed).
+	AuditLeafIndex(ctx context.Context, id int64) (uint64, error)
+	PutAuditNodes(ctx context.Context, nodes []AuditNode) error
+	// AuditNodes returns the stored hashes of the given nodes, in order
+	// (ErrNotFound if one is missing).
+	AuditNodes(ctx context.Context, ids []AuditNode) ([][]byte, error)
+	PutAuditHead(ctx context.Context, h AuditHead) error
+	// LatestAuditHead returns the largest checkpoint (ErrNotFound if none).
+	LatestAuditHead(ctx context.Context) (AuditHead, error)
+	// CountUnsealedAuditEvents counts events waiting for the sealer.
+	CountUnsealedAuditEvents(ctx context.Context) (int, error)
 }

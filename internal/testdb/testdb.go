@@ -10,6 +10,7 @@ package testdb
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"net/url"
 	"os"
@@ -103,4 +104,55 @@ var Backends = []struct {
 }{
 	{"postgres", Postgres},
 	{"sqlite", SQLite},
+}
+
+// Intruder runs SQL against a store's database behind its back, as an
+// attacker with write access to the database would.
+type Intruder func(t testing.TB, sql string)
+
+// WithIntruder lists both stores with a raw SQL connection to each.
+var WithIntruder = []struct {
+	Name string
+	Open func(testing.TB) (store.Store, Intruder)
+}{
+	{"postgres", func(t testing.TB) (store.Store, Intruder) {
+		t.Helper()
+		dsn := PostgresDSN(t)
+		s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn, MaxConns: 16})
+		if err != nil {
+			t.Fatalf("open postgres: %v", err)
+		}
+		t.Cleanup(s.Close)
+		return s, func(t testing.TB, q string) {
+			t.Helper()
+			c, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			if _, err := c.Exec(context.Background(), q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}},
+	{"sqlite", func(t testing.TB) (store.Store, Intruder) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "latchkey.db")
+		s, err := sqlite.Open(context.Background(), sqlite.Options{Path: path})
+		if err != nil {
+			t.Fatalf("open sqlite: %v", err)
+		}
+		t.Cleanup(s.Close)
+		return s, func(t testing.TB, q string) {
+			t.Helper()
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}},
 }

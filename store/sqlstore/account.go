@@ -435,3 +435,84 @@ func (q queries) GroupAdminEvents(ctx context.Context, adminID string, types []s
 	}
 	return collect(rows, scanAuditEvent)
 }
+
+// --- audit tree -------------------------------------------------------------
+
+func (q queries) UnsealedAuditEvents(ctx context.Context, limit int) ([]store.AuditEvent, error) {
+	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+` FROM audit_events WHERE leaf_index IS NULL ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanAuditEvent)
+}
+
+func (q queries) SealAuditEvent(ctx context.Context, id int64, leafIndex uint64) error {
+	n, err := q.c.Exec(ctx, `UPDATE audit_events SET leaf_index = $2 WHERE id = $1 AND leaf_index IS NULL`, id, int64(leafIndex))
+	return affected(n, err)
+}
+
+func (q queries) SealedAuditEvents(ctx context.Context, from uint64, limit int) ([]store.SealedEvent, error) {
+	rows, err := q.c.Query(ctx, `SELECT id, `+auditCols+`, leaf_index FROM audit_events WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT $2`, int64(from), limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(r Row) (store.SealedEvent, error) {
+		var e store.SealedEvent
+		var idx int64
+		err := r.Scan(&e.ID, &e.Time, &e.Type, &e.Outcome, &e.ActorType, &e.ActorID, &e.SubjectID, &e.ClientID, &e.PolicyID, &e.PolicyVersion,
+			&e.IP, &e.UserAgent, &e.RequestID, &e.Details, &e.PrevHash, &e.Hash, &idx)
+		utc(&e.Time)
+		e.LeafIndex = uint64(idx)
+		return e, err
+	})
+}
+
+func (q queries) AuditLeafIndex(ctx context.Context, id int64) (uint64, error) {
+	var idx *int64
+	if err := q.c.QueryRow(ctx, `SELECT leaf_index FROM audit_events WHERE id = $1`, id).Scan(&idx); err != nil {
+		return 0, err
+	}
+	if idx == nil {
+		return 0, store.ErrNotFound
+	}
+	return uint64(*idx), nil
+}
+
+func (q queries) PutAuditNodes(ctx context.Context, nodes []store.AuditNode) error {
+	for _, n := range nodes {
+		if _, err := q.c.Exec(ctx, `INSERT INTO audit_tree_nodes (level, idx, hash) VALUES ($1, $2, $3)`, int(n.Level), int64(n.Index), n.Hash); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (q queries) AuditNodes(ctx context.Context, ids []store.AuditNode) ([][]byte, error) {
+	out := make([][]byte, len(ids))
+	for i, n := range ids {
+		if err := q.c.QueryRow(ctx, `SELECT hash FROM audit_tree_nodes WHERE level = $1 AND idx = $2`, int(n.Level), int64(n.Index)).Scan(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (q queries) PutAuditHead(ctx context.Context, h store.AuditHead) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO audit_heads (size, root, note, created_at) VALUES ($1, $2, $3, $4)`, int64(h.Size), h.Root, h.Note, h.CreatedAt.UTC())
+	return err
+}
+
+func (q queries) LatestAuditHead(ctx context.Context) (store.AuditHead, error) {
+	var h store.AuditHead
+	var size int64
+	err := q.c.QueryRow(ctx, `SELECT size, root, note, created_at FROM audit_heads ORDER BY size DESC LIMIT 1`).Scan(&size, &h.Root, &h.Note, &h.CreatedAt)
+	h.Size = uint64(size)
+	utc(&h.CreatedAt)
+	return h, err
+}
+
+func (q queries) CountUnsealedAuditEvents(ctx context.Context) (int, error) {
+	var n int
+	err := q.c.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE leaf_index IS NULL`).Scan(&n)
+	return n, err
+}
