@@ -74,6 +74,10 @@ type Options struct {
 	MFA    *mfa.Service // the 2SV lifecycle, and the admins' step-up rule
 	Tokens TokenVerifier
 	Keys   Keys
+	// Ledger verifies the audit log's signed checkpoints; AuditKey is its
+	// published verifier key.
+	Ledger   *audit.Checkpointer
+	AuditKey string
 	// Issuer is the public base URL, for links the admin API hands out.
 	Issuer string
 	Logger *slog.Logger
@@ -147,6 +151,8 @@ func (h *Handler) Mount(r chi.Router) {
 			r.Delete("/clients/{id}", h.deleteClient)
 			r.Get("/audit/export", h.exportAudit)
 			r.Get("/audit/verify", h.verifyAudit)
+			r.Get("/audit/checkpoint", h.auditCheckpoint)
+			r.Get("/audit/events/{id}/proof", h.auditProof)
 			r.Get("/token-events", h.tokenEvents)
 			r.Get("/keys", h.listKeys)
 			r.Post("/keys/rotate", h.rotateKey)

@@ -2,10 +2,12 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/store"
@@ -154,7 +156,65 @@ func (h *Handler) verifyAudit(w http.ResponseWriter, r *http.Request) {
 	if broken != nil {
 		out["broken"] = map[string]any{"event_id": broken.EventID, "reason": broken.Reason}
 	}
+	rep, err := audit.VerifyTree(r.Context(), h.o.Store, h.o.Ledger, nil)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	tree := map[string]any{"ok": rep.Problem == nil, "sealed": rep.Sealed, "pending": rep.Pending, "checkpoint_size": rep.Head.Size}
+	if p := rep.Problem; p != nil {
+		tree["problem"] = map[string]any{"position": p.Position, "event_id": p.EventID, "reason": p.Reason}
+		out["ok"] = false
+	}
+	out["tree"] = tree
 	writeJSON(w, http.StatusOK, out)
+}
+
+// auditCheckpoint is GET /admin/audit/checkpoint: the newest signed
+// checkpoint (C2SP tlog-checkpoint) and the key that verifies it, for
+// keeping outside the database.
+func (h *Handler) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	head, err := h.o.Store.LatestAuditHead(r.Context())
+	if errors.Is(err, store.ErrNotFound) {
+		h.fail(w, r, &httpx.Error{Status: http.StatusNotFound, Code: "no_checkpoint", Message: "Nothing has been sealed yet; try again in a second."})
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"checkpoint": head.Note, "size": head.Size, "root": head.Root, "verifier_key": h.o.AuditKey})
+}
+
+// auditProof is GET /admin/audit/events/{id}/proof: the event's inclusion
+// proof in the newest checkpoint, with the bytes its leaf covers, so one
+// exported event can be checked without the rest of the log.
+func (h *Handler) auditProof(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
+	if err != nil || id <= 0 {
+		h.fail(w, r, invalid(map[string]string{"id": "must be an event id"}))
+		return
+	}
+	evs, err := h.o.Store.ListAuditEvents(r.Context(), store.AuditFilter{AfterID: id - 1, Limit: 1})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if len(evs) == 0 || evs[0].ID != id {
+		h.fail(w, r, notFound("event"))
+		return
+	}
+	index, head, path, err := audit.InclusionProof(r.Context(), h.o.Store, id)
+	if errors.Is(err, store.ErrNotFound) {
+		h.fail(w, r, &httpx.Error{Status: http.StatusConflict, Code: "pending", Message: "The event is not sealed into the tree yet; try again in a second."})
+		return
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"event_id": id, "leaf_index": index, "tree_size": head.Size, "root": head.Root,
+		"leaf_data": string(audit.Canonical(evs[0])), "inclusion_path": path, "checkpoint": head.Note, "hash": "RFC 6962 SHA-256"})
 }
 
 // tokenEvents is GET /admin/token-events: the token log, by client,

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,9 +14,12 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/latchkey/latchkey/admin"
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
 )
@@ -727,5 +732,58 @@ func TestPolicyPreviewMatchesEvaluate(t *testing.T) {
 	}
 	if allowed != 3 {
 		t.Fatalf("after saving, %d users may remove their 2SV; the preview said 3", allowed)
+	}
+}
+
+// TestAdminAuditCheckpointAndProof: the newest signed checkpoint and an
+// event's inclusion proof, checked with the library's verifier against
+// the checkpoint's root; unsealed events are pending.
+func TestAdminAuditCheckpointAndProof(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	ctx := context.Background()
+	evs, _ := f.srv.app.store.ListAuditEvents(ctx, store.AuditFilter{Limit: 1000})
+	if len(evs) == 0 {
+		t.Fatal("no events")
+	}
+	id := fmt.Sprint(evs[len(evs)-1].ID)
+	if got := f.call(t, f.adminToken, "GET", "/admin/audit/events/"+id+"/proof", nil); got.Status != http.StatusConflict || errCode(got) != "pending" {
+		t.Fatalf("before sealing: %d %v", got.Status, got.Body)
+	}
+	if _, _, err := audit.Seal(ctx, f.srv.app.store, f.srv.app.ledger, 1000, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cp := f.call(t, f.adminToken, "GET", "/admin/audit/checkpoint", nil)
+	note, _ := cp.Body["checkpoint"].(string)
+	if cp.Status != 200 || !strings.Contains(note, "/audit\n") || cp.Body["verifier_key"] != f.srv.app.auditKey {
+		t.Fatalf("checkpoint: %d %v", cp.Status, cp.Body)
+	}
+	pr := f.call(t, f.adminToken, "GET", "/admin/audit/events/"+id+"/proof", nil)
+	if pr.Status != 200 {
+		t.Fatalf("proof: %d %v", pr.Status, pr.Body)
+	}
+	var body struct {
+		LeafIndex uint64   `json:"leaf_index"`
+		TreeSize  uint64   `json:"tree_size"`
+		Root      []byte   `json:"root"`
+		LeafData  string   `json:"leaf_data"`
+		Path      [][]byte `json:"inclusion_path"`
+	}
+	raw, _ := json.Marshal(pr.Body)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, body.LeafIndex, body.TreeSize, rfc6962.DefaultHasher.HashLeaf([]byte(body.LeafData)), body.Path, body.Root); err != nil {
+		t.Fatalf("inclusion proof: %v", err)
+	}
+	if c, err := f.srv.app.ledger.Open([]byte(note)); err != nil || !bytes.Equal(c.Root, body.Root) || c.Size != body.TreeSize {
+		t.Fatalf("the proof's root is the signed checkpoint's: %v", err)
+	}
+	for _, bad := range []string{"0", "-1", "abc", "99999999"} {
+		if got := f.call(t, f.adminToken, "GET", "/admin/audit/events/"+bad+"/proof", nil); got.Status != http.StatusUnprocessableEntity && got.Status != http.StatusNotFound {
+			t.Errorf("proof of %q: %d", bad, got.Status)
+		}
+	}
+	if v := f.call(t, f.adminToken, "GET", "/admin/audit/verify", nil); v.Status != 200 || v.Body["ok"] != true {
+		t.Fatalf("verify: %v", v.Body)
 	}
 }

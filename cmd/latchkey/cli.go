@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,6 +51,7 @@ func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group str
 		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
 		"admins add": cli.adminsAdd, "admins remove": cli.adminsRemove, "groups admins": cli.groupsAdmins,
 		"audit verify": cli.auditVerify, "audit export": cli.auditExport,
+		"audit checkpoint": cli.auditCheckpoint, "audit key": cli.auditKey,
 	}
 	fn, ok := cmds[group+" "+sub]
 	if !ok {
@@ -585,7 +587,23 @@ func (c *cli) groupsAdmins(ctx context.Context, args []string) error {
 // errChainBroken makes `audit verify` exit non-zero.
 var errChainBroken = errors.New("audit chain is broken")
 
-func (c *cli) auditVerify(ctx context.Context, _ []string) error {
+func (c *cli) auditVerify(ctx context.Context, args []string) error {
+	fs := c.flags("audit verify")
+	anchorFile := fs.String("anchor", "", "a checkpoint kept outside the database (from `latchkey audit checkpoint`): prove the log still extends it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var anchor []byte
+	if *anchorFile != "" {
+		var err error
+		if anchor, err = os.ReadFile(*anchorFile); err != nil {
+			return err
+		}
+	}
+	ledger, _, err := c.ledger()
+	if err != nil {
+		return err
+	}
 	n, broken, err := audit.Verify(ctx, c.st)
 	if err != nil {
 		return err
@@ -594,7 +612,59 @@ func (c *cli) auditVerify(ctx context.Context, _ []string) error {
 		fmt.Fprintf(c.out, "BROKEN at event %d after %d events: %s\n", broken.EventID, n, broken.Reason)
 		return errChainBroken
 	}
-	fmt.Fprintf(c.out, "ok: %d events, chain intact\n", n)
+	rep, err := audit.VerifyTree(ctx, c.st, ledger, anchor)
+	if err != nil {
+		return err
+	}
+	if p := rep.Problem; p != nil {
+		fmt.Fprintf(c.out, "BROKEN at tree position %d (event %d): %s\n", p.Position, p.EventID, p.Reason)
+		return errChainBroken
+	}
+	fmt.Fprintf(c.out, "ok: %d events, chain intact; %d sealed in the tree of checkpoint %d", n, rep.Sealed, rep.Head.Size)
+	if anchor != nil {
+		fmt.Fprint(c.out, ", which extends the anchor")
+	}
+	fmt.Fprintf(c.out, "; %d pending (not yet sealed, not verified)\n", rep.Pending)
+	return nil
+}
+
+// ledger is the audit checkpointer, from the configured secrets.
+func (c *cli) ledger() (*audit.Checkpointer, string, error) {
+	system, _, err := secrets(c.cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	return audit.NewCheckpointer(auditOrigin(c.cfg.Issuer), derive(system, "audit-checkpoint-v1"))
+}
+
+// auditCheckpoint seals what is pending and prints the newest signed
+// checkpoint, for keeping outside the database as an anchor.
+func (c *cli) auditCheckpoint(ctx context.Context, _ []string) error {
+	ledger, _, err := c.ledger()
+	if err != nil {
+		return err
+	}
+	if _, _, err := audit.Seal(ctx, c.st, ledger, 100000, time.Now()); err != nil {
+		return err
+	}
+	head, err := c.st.LatestAuditHead(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return errors.New("the audit log is empty: nothing to checkpoint")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(c.out, head.Note)
+	return nil
+}
+
+// auditKey prints the key that verifies the audit log's checkpoints.
+func (c *cli) auditKey(context.Context, []string) error {
+	_, vkey, err := c.ledger()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.out, vkey)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,5 +132,59 @@ func TestCLIAdmins(t *testing.T) {
 	}
 	if gs, _ := st.AdministeredGroups(ctx, gus.ID); len(gs) != 0 {
 		t.Fatalf("groups admins remove: %+v", gs)
+	}
+}
+
+// TestCLIAuditAnchor: an operator keeps `audit checkpoint` outside the
+// database; `audit verify -anchor` proves the log still extends it, and
+// names the position when the newest events were deleted.
+func TestCLIAuditAnchor(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "cli.db")
+	t.Setenv("LATCHKEY_DATABASE_PATH", db)
+	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
+	cli := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, strings.NewReader("a-good-password\n"), &out, &errOut)
+		return out.String(), err
+	}
+	for _, args := range [][]string{{"migrate"}, {"users", "create", "-username", "ana"}, {"groups", "create", "Ops"}} {
+		if out, err := cli(args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	anchor, err := cli("audit", "checkpoint")
+	if err != nil || !strings.Contains(anchor, "\n2\n") || !strings.Contains(anchor, "— ") {
+		t.Fatalf("checkpoint: %v %q", err, anchor)
+	}
+	file := filepath.Join(dir, "anchor.txt")
+	if err := os.WriteFile(file, []byte(anchor), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"groups", "create", "Finance"}, {"users", "create", "-username", "bo"}, {"audit", "checkpoint"}} {
+		if out, err := cli(args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	if out, err := cli("audit", "verify", "-anchor", file); err != nil || !strings.Contains(out, "4 sealed") || !strings.Contains(out, "extends the anchor") {
+		t.Fatalf("verify: %v %q", err, out)
+	}
+	if key, err := cli("audit", "key"); err != nil || !strings.HasPrefix(key, "127.0.0.1:8080/audit+") {
+		t.Fatalf("key: %v %q", err, key)
+	}
+	// An intruder deletes the newest events and checkpoints.
+	raw, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range []string{"DELETE FROM audit_events WHERE leaf_index >= 1", "DELETE FROM audit_heads WHERE size > 1", "DELETE FROM audit_tree_nodes WHERE idx >= 1 AND level = 0"} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := cli("audit", "verify", "-anchor", file)
+	if err == nil || !strings.Contains(out, "BROKEN at tree position 1") || !strings.Contains(out, "truncated") {
+		t.Fatalf("a truncated log must fail against the anchor: %v %q", err, out)
 	}
 }

@@ -55,6 +55,7 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	cleanupCtx, stopCleanup := context.WithCancel(ctx)
 	defer stopCleanup()
 	go a.provider.RunCleanup(cleanupCtx, cfg.Tokens.CleanupInterval.D(), cfg.Tokens.EventRetention.D())
+	go audit.RunSealer(cleanupCtx, a.store, a.ledger, time.Second, func(err error) { a.log.ErrorContext(cleanupCtx, "audit sealing failed", "err", err) })
 	for _, d := range a.dispatchers() {
 		go d.Run(cleanupCtx, 2*time.Second)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/admin/console"
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/httpx"
@@ -43,6 +45,8 @@ type app struct {
 	keys     *provider.KeyManager
 	authn    *authn.Service
 	mfa      *mfa.Service
+	ledger   *audit.Checkpointer // signs the audit log's checkpoints
+	auditKey string              // its verifier key, published
 	provider *provider.Provider
 	router   *chi.Mux
 	log      *slog.Logger
@@ -156,6 +160,10 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		c, _ := config.ParseContact(s) // Validate has checked every entry
 		support = append(support, mfa.Contact{Name: c.Name, Email: c.Email, URL: c.URL})
 	}
+	ledger, auditKey, err := audit.NewCheckpointer(auditOrigin(cfg.Issuer), derive(system, "audit-checkpoint-v1"))
+	if err != nil {
+		return nil, err
+	}
 	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Support: support, SetupWindow: cfg.MFA.SetupWindow.D(),
 		ApprovalWindow: cfg.MFA.ApprovalWindow.D(), Logger: log, Now: bo.Now})
 	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
@@ -201,7 +209,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	portal.Mount(r)
-	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
+	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Ledger: ledger, AuditKey: auditKey, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(r)
 	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
 		Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
@@ -214,7 +222,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
-	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, provider: prov, router: r, log: log}, nil
+	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, provider: prov, router: r, log: log}, nil
 }
 
 // The account portal's and the admin console's own first-party clients.
@@ -288,6 +296,15 @@ func (k adminKeys) ListKeys(ctx context.Context) ([]admin.Key, error) {
 
 func (k adminKeys) RotateKey(ctx context.Context, record func(context.Context, store.Queries, string) error) (string, error) {
 	return k.km.RotateWith(ctx, record)
+}
+
+// auditOrigin names the audit log in its checkpoints: the issuer's host
+// and path, as C2SP checkpoints name logs.
+func auditOrigin(issuer string) string {
+	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
+		return u.Host + strings.TrimSuffix(u.Path, "/") + "/audit"
+	}
+	return "latchkey/audit"
 }
 
 // derive gives each use of the system secret its own key.
