@@ -260,15 +260,19 @@ func RandomToken(n int) string {
 // the database, so replicas share them (requests for help from the sign-in
 // page are limited per network this way).
 func (s *Service) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, error) {
+	n, err := s.Count(ctx, key, window)
+	return n <= limit, err
+}
+
+// Count counts one occurrence of key and returns how many there were
+// since the count was last idle for window (shared by replicas; the
+// cleanup job forgets idle counts).
+func (s *Service) Count(ctx context.Context, key string, window time.Duration) (int, error) {
 	now := s.o.Now()
 	if a, err := s.o.Store.GetAttempt(ctx, key); err == nil && now.Sub(a.LastFailure) > window {
 		if err := s.o.Store.ResetAttempts(ctx, key); err != nil {
-			return false, err
+			return 0, err
 		}
 	}
-	n, err := s.o.Store.RecordFailure(ctx, key, now)
-	if err != nil {
-		return false, err
-	}
-	return n <= limit, nil
+	return s.o.Store.RecordFailure(ctx, key, now)
 }

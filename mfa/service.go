@@ -98,12 +98,19 @@ func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, 
 	if !ok || (r.Code != CodeAdminOnly && r.Code != CodeStepUpRequired) {
 		return
 	}
+	// Repeated refusals of one kind are aggregated (1st, 2nd, 4th, 8th…
+	// within 15 minutes, with the count), so a client hammering the API
+	// cannot grow the log without bound.
+	n, cerr := s.o.Authn.Count(ctx, "audit-refused:"+a.UserID+":"+action+":"+r.Code, 15*time.Minute)
+	if cerr == nil && n&(n-1) != 0 {
+		return
+	}
 	typ := audit.StepUpRefused
 	if r.Code == CodeAdminOnly {
 		typ = audit.MFARemovalDenied
 	}
 	e := event(typ, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
-		map[string]any{"action": action, "reason": r.Code, "policy_reason": eff.RemovalReason()})
+		map[string]any{"action": action, "reason": r.Code, "policy_reason": eff.RemovalReason(), "refusals_in_window": n})
 	e.Outcome = audit.Denied
 	if err := s.o.Store.InTx(ctx, func(q store.Queries) error { return s.append(ctx, q, e) }); err != nil {
 		s.o.Logger.ErrorContext(ctx, "audit of a refused 2SV call failed", "err", err)

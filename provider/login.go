@@ -2,8 +2,11 @@ package provider
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
@@ -240,7 +243,27 @@ func (p *Provider) record(r *http.Request, e audit.Event) {
 	}
 }
 
+// failureWindow is the window over which repeated failed sign-ins of one
+// kind are aggregated in the audit log.
+const failureWindow = 15 * time.Minute
+
+// recordFailure audits a failed sign-in step. Anonymous traffic must not
+// grow the log without bound: repeated failures of one kind (step, account
+// or user, reason) within failureWindow are aggregated, with an event at
+// the 1st, 2nd, 4th, 8th… failure carrying the count so far.
 func (p *Provider) recordFailure(r *http.Request, f store.LoginFlow, userID string, details map[string]any) {
+	who := userID
+	if who == "" {
+		who, _ = details["username"].(string)
+		who = "name:" + strings.ToLower(strings.TrimSpace(who))
+	}
+	n, err := p.o.Authn.Count(r.Context(), fmt.Sprintf("audit:%v:%s:%v", details["step"], who, details["reason"]), failureWindow)
+	if err != nil {
+		p.o.Logger.ErrorContext(r.Context(), "counting a failed sign-in failed", "err", err)
+	} else if n&(n-1) != 0 {
+		return // not the 1st, 2nd, 4th, 8th… of this window: counted, not logged
+	}
+	details["failures_in_window"] = n
 	q, _ := url.ParseQuery(f.AuthorizeQuery)
 	e := p.event(r, audit.LoginFailed, userID, q.Get("client_id"), details)
 	e.Outcome = audit.Failure

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
@@ -292,5 +294,40 @@ func TestConsentAndLogout(t *testing.T) {
 	}
 	if got := b.post(srv.URL+"/oauth2/logout", url.Values{}); got.Status != http.StatusForbidden {
 		t.Fatalf("logout POST without CSRF: want 403, got %d", got.Status)
+	}
+}
+
+// TestFailedSignInsAggregated: a flood of failed sign-ins for one name
+// (locked or not) adds a logarithmic number of audit events, each with the
+// count so far, instead of one per attempt; the cleanup job forgets the
+// counters once idle.
+func TestFailedSignInsAggregated(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t), func(c *config.Config) { c.Lockout.IPThreshold = 99 })
+	ctx := context.Background()
+	r := newRP(t, srv, srv.createClient(t, "app", false, true))
+	b := newBrowser(t, srv.URL)
+	page := toLogin(t, b, r)
+	for i := 0; i < 40; i++ {
+		b.submit(page, map[string]string{"username": "nobody", "password": "wrong password"})
+	}
+	evs, err := srv.app.store.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "auth.login.failed", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 || len(evs) > 12 {
+		t.Fatalf("40 failures gave %d events; want a handful", len(evs))
+	}
+	last := map[string]any{}
+	if err := json.Unmarshal([]byte(evs[len(evs)-1].Details), &last); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := last["failures_in_window"].(float64); n < 16 {
+		t.Fatalf("the newest event carries the count so far: %v", last)
+	}
+	if _, err := srv.app.store.DeleteExpiredTokens(ctx, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := srv.app.store.GetAttempt(ctx, "audit:password:name:nobody:locked"); err == nil {
+		t.Fatalf("idle counters are pruned: %+v", a)
 	}
 }
