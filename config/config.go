@@ -84,6 +84,9 @@ type Audit struct {
 	// Retention prunes events older than this (0: keep forever). Pruning
 	// leaves a checkpoint, so the chain still verifies.
 	Retention Duration `yaml:"retention"`
+	// AnchorFile, when set, always holds the newest signed checkpoint of
+	// the audit log (for log shipping and backups).
+	AnchorFile string `yaml:"anchor_file"`
 }
 
 // Passwords tunes password hashing.

@@ -2,12 +2,15 @@ package notify_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,5 +290,61 @@ func TestAdminEmail(t *testing.T) {
 	}
 	if strings.Contains(joined, "una@example.com") || strings.Contains(joined, "token") {
 		t.Errorf("admin mails must carry nothing to act on without signing in:\n%s", joined)
+	}
+}
+
+// TestAnchors: each new signed checkpoint reaches the file and the webhook
+// once; a receiver that is down gets it later; nothing new, nothing sent.
+func TestAnchors(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	c, _, err := audit.NewCheckpointer("test/audit", bytes.Repeat([]byte{1}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvent(t, s, audit.LoginSucceeded, "u1")
+	if _, _, err := audit.Seal(ctx, s, c, 100, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "checkpoint.txt")
+	fd := &notify.AnchorDispatcher{Store: s, Sink: &notify.FileAnchor{Path: file}}
+	if ok, err := fd.RunOnce(ctx); !ok || err != nil {
+		t.Fatalf("file anchor: %v %v", ok, err)
+	}
+	got, _ := os.ReadFile(file)
+	if cp, err := c.Open(got); err != nil || cp.Size != 1 {
+		t.Fatalf("the file holds the signed checkpoint: %v %+v", err, cp)
+	}
+	if ok, _ := fd.RunOnce(ctx); ok {
+		t.Fatal("nothing new must send nothing")
+	}
+	var mu sync.Mutex
+	var bodies []string
+	up := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		body, _ := io.ReadAll(r.Body)
+		if !up || notify.Sign([]byte("s3cret-s3cret-s3cret"), r.Header.Get("X-Latchkey-Timestamp"), body) != r.Header.Get("X-Latchkey-Signature") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		bodies = append(bodies, string(body))
+	}))
+	defer srv.Close()
+	wd := &notify.AnchorDispatcher{Store: s, MinGap: time.Millisecond, MaxGap: time.Millisecond,
+		Sink: &notify.WebhookAnchor{Webhook: &notify.Webhook{URL: srv.URL, Secret: []byte("s3cret-s3cret-s3cret")}}}
+	if ok, err := wd.RunOnce(ctx); ok || err == nil {
+		t.Fatal("a receiver that is down must be retried")
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	if ok, err := wd.RunOnce(ctx); !ok || err != nil {
+		t.Fatalf("retry: %v %v", ok, err)
+	}
+	if len(bodies) != 1 || !strings.Contains(bodies[0], `"type":"audit.checkpoint"`) || !strings.Contains(bodies[0], "test/audit") {
+		t.Fatalf("webhook anchor: %q", bodies)
 	}
 }

@@ -56,6 +56,9 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	defer stopCleanup()
 	go a.provider.RunCleanup(cleanupCtx, cfg.Tokens.CleanupInterval.D(), cfg.Tokens.EventRetention.D())
 	go audit.RunSealer(cleanupCtx, a.store, a.ledger, time.Second, func(err error) { a.log.ErrorContext(cleanupCtx, "audit sealing failed", "err", err) })
+	for _, d := range a.anchors() {
+		go d.Run(cleanupCtx, 2*time.Second)
+	}
 	for _, d := range a.dispatchers() {
 		go d.Run(cleanupCtx, 2*time.Second)
 	}
@@ -84,6 +87,20 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 }
 
 const defaultGCPercent = 50
+
+// anchors hand each new signed audit checkpoint outside the database: to
+// the webhook and to a file, when configured.
+func (a *app) anchors() []*notify.AnchorDispatcher {
+	var out []*notify.AnchorDispatcher
+	if n := a.cfg.Notifications; n.WebhookURL != "" {
+		out = append(out, &notify.AnchorDispatcher{Store: a.store, Logger: a.log,
+			Sink: &notify.WebhookAnchor{Webhook: &notify.Webhook{URL: n.WebhookURL, Secret: []byte(n.WebhookSecret)}}})
+	}
+	if f := a.cfg.Audit.AnchorFile; f != "" {
+		out = append(out, &notify.AnchorDispatcher{Store: a.store, Logger: a.log, Sink: &notify.FileAnchor{Path: f}})
+	}
+	return out
+}
 
 // dispatchers are the configured notification channels.
 func (a *app) dispatchers() []*notify.Dispatcher {
