@@ -208,7 +208,10 @@ func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 
 // Prune deletes events older than before, keeping the chain verifiable: the
 // hash of the last deleted event becomes a checkpoint the rest links to.
-// It returns how many events were deleted.
+// Pruning stays behind a signed checkpoint: events not yet sealed into the
+// tree (and everything after the first of them) are kept, and the tree's
+// stored subtrees still pin the pruned prefix down. It returns how many
+// events were deleted.
 func Prune(ctx context.Context, s store.Store, before time.Time) (int, error) {
 	var n int
 	err := s.InTx(ctx, func(q store.Queries) error {
@@ -219,7 +222,14 @@ func Prune(ctx context.Context, s store.Store, before time.Time) (int, error) {
 		if err != nil {
 			return err
 		}
+		stop := int64(-1) // prune below this id (-1: no limit)
+		if unsealed, err := q.UnsealedAuditEvents(ctx, 1); err != nil {
+			return err
+		} else if len(unsealed) > 0 {
+			stop = unsealed[0].ID
+		}
 		var last store.AuditEvent
+	pages:
 		for {
 			evs, err := q.ListAuditEvents(ctx, store.AuditFilter{AfterID: after, Until: before, Limit: 1000})
 			if err != nil {
@@ -228,7 +238,13 @@ func Prune(ctx context.Context, s store.Store, before time.Time) (int, error) {
 			if len(evs) == 0 {
 				break
 			}
-			last, after = evs[len(evs)-1], evs[len(evs)-1].ID
+			for _, e := range evs {
+				if stop >= 0 && e.ID >= stop {
+					break pages
+				}
+				last = e
+			}
+			after = evs[len(evs)-1].ID
 		}
 		if last.ID == 0 {
 			return nil
