@@ -1,17 +1,12 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/latchkey/latchkey/store"
@@ -110,30 +105,7 @@ func (a *WebhookAnchor) Anchor(ctx context.Context, h store.AuditHead) error {
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Webhook.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "Latchkey-Webhook/1")
-	req.Header.Set("X-Latchkey-Event-Type", "audit.checkpoint")
-	req.Header.Set("X-Latchkey-Timestamp", ts)
-	req.Header.Set("X-Latchkey-Signature", Sign(a.Webhook.Secret, ts, body))
-	c := a.Webhook.Client
-	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("receiver answered %d", resp.StatusCode)
-	}
-	return nil
+	return a.Webhook.post(ctx, body, map[string]string{"X-Latchkey-Event-Type": "audit.checkpoint"})
 }
 
 // FileAnchor keeps the newest checkpoint in a file (replaced atomically),

@@ -1,12 +1,10 @@
 package notify_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/internal/testmail"
 	"github.com/latchkey/latchkey/notify"
 	"github.com/latchkey/latchkey/store"
 )
@@ -145,66 +144,6 @@ func TestLeaseKeepsReplicasApart(t *testing.T) {
 	}
 }
 
-// smtpServer is a minimal in-process SMTP server that keeps the messages.
-type smtpServer struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []string
-}
-
-func newSMTP(t *testing.T) *smtpServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &smtpServer{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return s
-}
-
-func (s *smtpServer) serve(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	io.WriteString(c, "220 test ESMTP\r\n")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		cmd := strings.ToUpper(strings.TrimSpace(line))
-		switch {
-		case strings.HasPrefix(cmd, "DATA"):
-			io.WriteString(c, "354 go ahead\r\n")
-			var sb strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil || l == ".\r\n" {
-					break
-				}
-				sb.WriteString(l)
-			}
-			s.mu.Lock()
-			s.msgs = append(s.msgs, sb.String())
-			s.mu.Unlock()
-			io.WriteString(c, "250 queued\r\n")
-		case strings.HasPrefix(cmd, "QUIT"):
-			io.WriteString(c, "221 bye\r\n")
-			return
-		default:
-			io.WriteString(c, "250 ok\r\n")
-		}
-	}
-}
-
 // TestEmailOn2SVChanges: the user gets one mail per 2SV change or reset
 // event, none for other events.
 func TestEmailOn2SVChanges(t *testing.T) {
@@ -214,8 +153,8 @@ func TestEmailOn2SVChanges(t *testing.T) {
 	if err := s.CreateUser(ctx, store.User{ID: "u1", Username: "una", Email: "una@example.com", DisplayName: "Una", CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	mail := newSMTP(t)
-	d := &notify.Dispatcher{Store: s, Sink: &notify.Email{Addr: mail.ln.Addr().String(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}
+	mail := testmail.New(t)
+	d := &notify.Dispatcher{Store: s, Sink: &notify.Email{Addr: mail.Addr(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +164,9 @@ func TestEmailOn2SVChanges(t *testing.T) {
 	if n, err := d.RunOnce(ctx); err != nil || n != 3 {
 		t.Fatalf("pass: %d %v", n, err)
 	}
-	if len(mail.msgs) != 2 || !strings.Contains(mail.msgs[0], "To: una@example.com") ||
-		!strings.Contains(mail.msgs[0], "Subject: Two-step verification was removed from your account") || !strings.Contains(mail.msgs[1], "reset") {
-		t.Fatalf("mails: %q", mail.msgs)
+	if len(mail.Messages()) != 2 || !strings.Contains(mail.Messages()[0], "To: una@example.com") ||
+		!strings.Contains(mail.Messages()[0], "Subject: Two-step verification was removed from your account") || !strings.Contains(mail.Messages()[1], "reset") {
+		t.Fatalf("mails: %q", mail.Messages())
 	}
 }
 
@@ -256,9 +195,9 @@ func TestAdminEmail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mail := newSMTP(t)
+	mail := testmail.New(t)
 	d := &notify.Dispatcher{Store: s, Sink: &notify.AdminEmail{Admins: s,
-		Mail: &notify.Email{Addr: mail.ln.Addr().String(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}}
+		Mail: &notify.Email{Addr: mail.Addr(), From: "latchkey@example.com", Issuer: "https://id.example.com", Users: s}}}
 	if err := d.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -278,10 +217,10 @@ func TestAdminEmail(t *testing.T) {
 	if n, err := d.RunOnce(ctx); err != nil || n != 4 {
 		t.Fatalf("pass: %d %v", n, err)
 	}
-	if len(mail.msgs) != 4 {
-		t.Fatalf("want 2 admins × 2 events, got %d: %q", len(mail.msgs), mail.msgs)
+	if len(mail.Messages()) != 4 {
+		t.Fatalf("want 2 admins × 2 events, got %d: %q", len(mail.Messages()), mail.Messages())
 	}
-	joined := strings.Join(mail.msgs, "\n---\n")
+	joined := strings.Join(mail.Messages(), "\n---\n")
 	for _, want := range []string{"To: ada@example.com", "To: bo@example.com", "Subject: Una asked for a reset of their two-step verification",
 		"https://id.example.com/console/resets", "Subject: Una removed their own two-step verification", "sign-in required"} {
 		if !strings.Contains(joined, want) {

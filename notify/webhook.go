@@ -66,6 +66,11 @@ func (w *Webhook) Deliver(ctx context.Context, e store.AuditEvent) error {
 	if err != nil {
 		return err
 	}
+	return w.post(ctx, body, map[string]string{"X-Latchkey-Event-Id": strconv.FormatInt(e.ID, 10)})
+}
+
+// post sends one signed delivery; any 2xx answer accepts it.
+func (w *Webhook) post(ctx context.Context, body []byte, headers map[string]string) error {
 	now := time.Now
 	if w.Now != nil {
 		now = w.Now
@@ -77,7 +82,9 @@ func (w *Webhook) Deliver(ctx context.Context, e store.AuditEvent) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Latchkey-Webhook/1")
-	req.Header.Set("X-Latchkey-Event-Id", strconv.FormatInt(e.ID, 10))
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	req.Header.Set("X-Latchkey-Timestamp", ts)
 	req.Header.Set("X-Latchkey-Signature", Sign(w.Secret, ts, body))
 	c := w.Client

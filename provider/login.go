@@ -102,6 +102,20 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }
 
+// postedFlow checks a sign-in form post's CSRF token and returns its flow
+// if the password step is done; otherwise it answers.
+func (p *Provider) postedFlow(w http.ResponseWriter, r *http.Request) (store.LoginFlow, bool) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return store.LoginFlow{}, false
+	}
+	f, ok := p.passwordDone(r, r.PostFormValue("flow"))
+	if !ok {
+		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
+	}
+	return f, ok
+}
+
 // passwordDone returns the flow if its password step is complete.
 func (p *Provider) passwordDone(r *http.Request, id string) (store.LoginFlow, bool) {
 	f, ok := p.loadFlow(r, id, loginFlowPrefix)
@@ -126,13 +140,8 @@ func (p *Provider) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, ok := p.passwordDone(r, r.PostFormValue("flow"))
+	f, ok := p.postedFlow(w, r)
 	if !ok {
-		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
 	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)}

@@ -65,13 +65,8 @@ func (p *Provider) renderLost(w http.ResponseWriter, r *http.Request, f store.Lo
 }
 
 func (p *Provider) lostSubmit(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, ok := p.passwordDone(r, r.PostFormValue("flow"))
+	f, ok := p.postedFlow(w, r)
 	if !ok {
-		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
 	ctx := r.Context()

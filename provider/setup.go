@@ -167,13 +167,8 @@ func (p *Provider) loginSetupSubmit(w http.ResponseWriter, r *http.Request) {
 // shown. It only does so if an authenticator was enrolled after this flow's
 // password step, so it cannot be used to skip the second factor.
 func (p *Provider) loginSetupContinue(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, ok := p.passwordDone(r, r.PostFormValue("flow"))
+	f, ok := p.postedFlow(w, r)
 	if !ok {
-		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
 	cred, err := p.o.Store.GetTOTP(r.Context(), f.UserID)

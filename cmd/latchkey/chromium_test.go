@@ -188,21 +188,7 @@ func TestBrowserConsoleStory(t *testing.T) {
 			chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
 		}
 	}
-	// ageConsole makes the admin's console sign-in six minutes old, so the
-	// next sensitive change needs a step-up.
-	ageConsole := chromedp.ActionFunc(func(ctx context.Context) error {
-		cs, err := network.GetCookies().WithURLs([]string{srv.URL + "/console"}).Do(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if c.Name == "latchkey_console" {
-				srv.ageSessionValue(t, c.Value, 6*time.Minute)
-				return nil
-			}
-		}
-		return errors.New("no console cookie")
-	})
+	ageConsole := ageConsoleSignIn(t, srv)
 	var saved, assigned string
 	err := chromedp.Run(adminCtx,
 		chromedp.Navigate(srv.URL+"/console"),
@@ -267,5 +253,23 @@ func TestBrowserConsoleStory(t *testing.T) {
 	}
 	if !strings.Contains(log, "mfa.totp.removed") || !strings.Contains(log, sam.ID) || !strings.Contains(log, "Hash chain intact") {
 		t.Fatalf("the admin must see the removal: %q", log)
+	}
+}
+
+// ageConsoleSignIn makes the browser's console sign-in six minutes old, so
+// the next sensitive change needs a step-up.
+func ageConsoleSignIn(t *testing.T, srv *testServer) chromedp.ActionFunc {
+	return func(ctx context.Context) error {
+		cs, err := network.GetCookies().WithURLs([]string{srv.URL + "/console"}).Do(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Name == "latchkey_console" {
+				srv.ageSessionValue(t, c.Value, 6*time.Minute)
+				return nil
+			}
+		}
+		return errors.New("no console cookie")
 	}
 }

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -17,80 +11,8 @@ import (
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/internal/testmail"
 )
-
-// mailbox is a minimal in-process SMTP server that keeps what it receives.
-type mailbox struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	msgs []string
-}
-
-func newMailbox(t *testing.T) *mailbox {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &mailbox{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go m.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return m
-}
-
-func (m *mailbox) serve(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	io.WriteString(c, "220 test ESMTP\r\n")
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		switch cmd := strings.ToUpper(strings.TrimSpace(line)); {
-		case strings.HasPrefix(cmd, "DATA"):
-			io.WriteString(c, "354 go ahead\r\n")
-			var sb strings.Builder
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil || l == ".\r\n" {
-					break
-				}
-				sb.WriteString(l)
-			}
-			m.mu.Lock()
-			m.msgs = append(m.msgs, sb.String())
-			m.mu.Unlock()
-			io.WriteString(c, "250 queued\r\n")
-		case strings.HasPrefix(cmd, "QUIT"):
-			io.WriteString(c, "221 bye\r\n")
-			return
-		default:
-			io.WriteString(c, "250 ok\r\n")
-		}
-	}
-}
-
-// to returns the messages sent to addr.
-func (m *mailbox) to(addr string) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for _, msg := range m.msgs {
-		if strings.Contains(msg, "To: "+addr+"\r\n") {
-			out = append(out, msg)
-		}
-	}
-	return out
-}
 
 // TestBrowserLostAuthenticatorJourney is issue 11's story for its three
 // people, in two real browsers: Lea lost her phone and has no recovery
@@ -101,9 +23,9 @@ func (m *mailbox) to(addr string) []string {
 func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 	userCtx := chromium(t)
 	adminCtx := chromium(t)
-	mail := newMailbox(t)
+	mail := testmail.New(t)
 	srv := startServer(t, testdb.SQLite(t), func(c *config.Config) {
-		c.Notifications.SMTPAddr, c.Notifications.SMTPFrom = mail.ln.Addr().String(), "latchkey@example.com"
+		c.Notifications.SMTPAddr, c.Notifications.SMTPFrom = mail.Addr(), "latchkey@example.com"
 	})
 	ctx := context.Background()
 	lea := srv.createUser(t, "lea", true)
@@ -171,7 +93,7 @@ func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 
 	// Gina is told by email, with a link to the console.
 	deliver()
-	got := mail.to("gina@example.com")
+	got := mail.To("gina@example.com")
 	if len(got) != 1 || !strings.Contains(got[0], "Lea asked for a reset") || !strings.Contains(got[0], srv.URL+"/console/resets") {
 		t.Fatalf("Gina's mail: %q", got)
 	}
@@ -179,19 +101,7 @@ func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 	// Gina: console (a group admin lands on the reset queue); approving
 	// after her sign-in grew old needs a step-up, then applies.
 	var queue, approved string
-	ageConsole := chromedp.ActionFunc(func(ctx context.Context) error {
-		cs, err := network.GetCookies().WithURLs([]string{srv.URL + "/console"}).Do(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if c.Name == "latchkey_console" {
-				srv.ageSessionValue(t, c.Value, 6*time.Minute)
-				return nil
-			}
-		}
-		return errors.New("no console cookie")
-	})
+	ageConsole := ageConsoleSignIn(t, srv)
 	err = chromedp.Run(adminCtx,
 		chromedp.Navigate(srv.URL+"/console"),
 		password(gina), code(&gina.Secret),
@@ -219,7 +129,7 @@ func TestBrowserLostAuthenticatorJourney(t *testing.T) {
 		t.Fatalf("the approval names Gina's basis: %v", d)
 	}
 	deliver()
-	if got := mail.to("lea@example.com"); len(got) == 0 || !strings.Contains(strings.Join(got, ""), "reset was approved") ||
+	if got := mail.To("lea@example.com"); len(got) == 0 || !strings.Contains(strings.Join(got, ""), "reset was approved") ||
 		!strings.Contains(strings.Join(got, ""), "Your administrator wrote: Set up the app on your new phone today.") {
 		t.Fatalf("Lea is told of the approval: %q", got)
 	}
