@@ -80,19 +80,25 @@ func TestCLIBootstrap(t *testing.T) {
 
 func storeFilter(prefix string) store.AuditFilter { return store.AuditFilter{TypePrefix: prefix} }
 
-// TestCLIAdmins: global and group admins are granted and taken away from
-// the command line (audited), and the admin scope is refused to a
-// third-party client there too.
-func TestCLIAdmins(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "cli.db")
+// cliHarness points the CLI at a fresh SQLite file and returns a runner
+// (every password prompt reads "a-good-password").
+func cliHarness(t *testing.T) (dir, db string, cli func(args ...string) (string, error)) {
+	dir = t.TempDir()
+	db = filepath.Join(dir, "cli.db")
 	t.Setenv("LATCHKEY_DATABASE_PATH", db)
 	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
-	cli := func(args ...string) (string, error) {
+	return dir, db, func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), args, strings.NewReader("a-good-password\n"), &out, &errOut)
 		return out.String(), err
 	}
+}
+
+// TestCLIAdmins: global and group admins are granted and taken away from
+// the command line (audited), and the admin scope is refused to a
+// third-party client there too.
+func TestCLIAdmins(t *testing.T) {
+	_, db, cli := cliHarness(t)
 	for _, args := range [][]string{{"migrate"}, {"users", "create", "-username", "gus"}, {"users", "create", "-username", "ida"},
 		{"groups", "create", "Ops"}, {"groups", "admins", "add", "Ops", "gus"}, {"admins", "add", "ida"}, {"admins", "remove", "ida"}} {
 		if out, err := cli(args...); err != nil {
@@ -139,15 +145,7 @@ func TestCLIAdmins(t *testing.T) {
 // database; `audit verify -anchor` proves the log still extends it, and
 // names the position when the newest events were deleted.
 func TestCLIAuditAnchor(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "cli.db")
-	t.Setenv("LATCHKEY_DATABASE_PATH", db)
-	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
-	cli := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(context.Background(), args, strings.NewReader("a-good-password\n"), &out, &errOut)
-		return out.String(), err
-	}
+	dir, db, cli := cliHarness(t)
 	for _, args := range [][]string{{"migrate"}, {"users", "create", "-username", "ana"}, {"groups", "create", "Ops"}} {
 		if out, err := cli(args...); err != nil {
 			t.Fatalf("%v: %v %s", args, err, out)
