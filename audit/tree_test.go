@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -294,4 +295,76 @@ func TestPruneStaysBehindTheTree(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkSealLatency reports how long committed events wait to be
+// sealed with the production cadence (a pass every second) while 8
+// writers append on PostgreSQL: p50 and p99 of seal time − event time.
+func BenchmarkSealLatency(b *testing.B) {
+	s, c, ctx := testdb.Postgres(b), checkpointer(b), context.Background()
+	type sealed struct {
+		at   time.Time
+		size uint64
+	}
+	var mu sync.Mutex
+	var seals []sealed
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			h, n, err := audit.Seal(ctx, s, c, 100000, time.Now())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if n > 0 {
+				mu.Lock()
+				seals = append(seals, sealed{time.Now(), h.Size})
+				mu.Unlock()
+			}
+		}
+	}()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < b.N/8+1; i++ {
+				appendOne(b, s, "u")
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	<-done
+	b.StopTimer()
+	evs, err := s.SealedAuditEvents(ctx, 0, 1000000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lags []time.Duration
+	for _, e := range evs {
+		for _, x := range seals {
+			if x.size > e.LeafIndex {
+				lags = append(lags, x.at.Sub(e.Time))
+				break
+			}
+		}
+	}
+	if len(lags) == 0 {
+		b.Fatal("nothing sealed")
+	}
+	slices.Sort(lags)
+	b.ReportMetric(lags[len(lags)/2].Seconds()*1000, "p50-ms")
+	b.ReportMetric(lags[len(lags)*99/100].Seconds()*1000, "p99-ms")
 }

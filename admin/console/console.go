@@ -30,6 +30,7 @@ import (
 type Options struct {
 	Admin      *admin.Handler // the admin service methods the console calls
 	Store      store.Store
+	Ledger     *audit.Checkpointer // verifies the audit log's checkpoints
 	Keys       admin.Keys
 	Issuer     string
 	ClientID   string
@@ -657,7 +658,12 @@ func (c *console) audit(w http.ResponseWriter, r *http.Request) {
 	if broken != nil {
 		v.BrokenID, v.Reason = broken.EventID, broken.Reason
 	}
-	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v, "Names": c.names(r, evs),
+	tree, err := audit.VerifyTree(r.Context(), c.o.Store, c.o.Ledger, nil)
+	if err != nil {
+		c.pages.ServerError(w, r, err)
+		return
+	}
+	c.pages.Render(w, r, http.StatusOK, "audit.html", map[string]any{"Events": evs, "Filter": f, "Verify": v, "Tree": tree, "Names": c.names(r, evs),
 		"Since": r.URL.Query().Get("since"), "Until": r.URL.Query().Get("until")})
 }
 

@@ -68,7 +68,8 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("latchkey listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "mode", cfg.Mode, "store", st.Backend())
+	log.Info("latchkey listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "mode", cfg.Mode, "store", st.Backend(),
+		"audit_verifier_key", a.auditKey)
 	select {
 	case err := <-errc:
 		return err

@@ -211,7 +211,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	portal.Mount(r)
 	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Ledger: ledger, AuditKey: auditKey, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(r)
-	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
+	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Ledger: ledger, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
 		Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
 		Keyring: ring, Secure: secure}); err != nil {
 		return nil, err
