@@ -98,19 +98,13 @@ type Event struct {
 	Time          time.Time
 }
 
-// Append chains e to the log inside q's transaction. It fails, and so
-// fails the caller's transaction, if the event cannot be written.
+// Append writes e to the log inside q's transaction, with its content
+// hash. It fails, and so fails the caller's transaction, if the event
+// cannot be written. It takes no lock: concurrent writers commit in any
+// order, and the sealer (Seal) orders committed events into the Merkle
+// tree, off the writers' hot path.
 func Append(ctx context.Context, q store.Queries, e Event) (store.AuditEvent, error) {
-	// Serializes appends across replicas until the transaction ends, so
-	// two writers cannot both link to the same predecessor.
-	if err := q.Lock(ctx, "audit-chain"); err != nil {
-		return store.AuditEvent{}, fmt.Errorf("audit: lock chain: %w", err)
-	}
-	prev, err := q.LastAuditHash(ctx)
-	if err != nil {
-		return store.AuditEvent{}, fmt.Errorf("audit: read chain head: %w", err)
-	}
-	rec, err := e.record(prev)
+	rec, err := e.record("")
 	if err != nil {
 		return store.AuditEvent{}, err
 	}
@@ -174,9 +168,11 @@ type BrokenLink struct {
 	Reason  string
 }
 
-// Verify walks the whole log in id order and returns the first broken
-// link, or nil when the chain is intact. It returns how many events it
-// checked.
+// Verify walks the whole log in id order and returns the first event
+// whose content does not match its hash, or the first broken link of the
+// hash chain that events carried before the Merkle tree ordered them
+// (events written since have no link: VerifyTree proves their order). It
+// returns how many events it checked.
 func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 	// After pruning, the chain starts at the last checkpoint.
 	after, prev, err := q.LastAuditCheckpoint(ctx)
@@ -191,14 +187,16 @@ func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 		}
 		for _, e := range evs {
 			n++
-			if e.PrevHash != prev {
-				return n, &BrokenLink{EventID: e.ID, Reason: "previous-hash link does not match the preceding event (an event was removed or reordered)"}, nil
-			}
 			if Hash(e) != e.Hash {
 				return n, &BrokenLink{EventID: e.ID, Reason: "content does not match its hash (the event was altered)"}, nil
 			}
-			prev = e.Hash
 			after = e.ID
+			// An empty link: the chain's first event, or one written since
+			// the tree orders events.
+			if e.PrevHash != "" && e.PrevHash != prev {
+				return n, &BrokenLink{EventID: e.ID, Reason: "previous-hash link does not match the preceding event (an event was removed or reordered)"}, nil
+			}
+			prev = e.Hash
 		}
 		if len(evs) < 1000 {
 			return n, nil, nil

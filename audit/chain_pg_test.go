@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -41,19 +42,34 @@ func TestTwoInstancesOneChain(t *testing.T) {
 	wg.Wait()
 	n, broken, err := audit.Verify(ctx, instances[0])
 	if err != nil || broken != nil {
-		t.Fatalf("chain: %+v %v", broken, err)
+		t.Fatalf("content hashes: %+v %v", broken, err)
 	}
 	want := 32 * (1000/32 + 1)
 	if n != want {
 		t.Fatalf("want %d events, verified %d", want, n)
 	}
-	seen := map[string]bool{}
-	evs, _ := instances[1].ListAuditEvents(ctx, store.AuditFilter{Limit: 1000})
-	for _, e := range evs {
-		if seen[e.PrevHash] {
-			t.Fatalf("two events link to the same predecessor: %s", e.PrevHash)
-		}
-		seen[e.PrevHash] = true
+	// Both instances seal: one tree holds every event once.
+	c := checkpointer(t)
+	var seals sync.WaitGroup
+	for _, s := range instances {
+		seals.Add(1)
+		go func(s store.Store) {
+			defer seals.Done()
+			for {
+				_, n, err := audit.Seal(ctx, s, c, 100, time.Now())
+				if err != nil {
+					t.Error(err)
+				}
+				if err != nil || n == 0 {
+					return
+				}
+			}
+		}(s)
+	}
+	seals.Wait()
+	rep, err := audit.VerifyTree(ctx, instances[1], c, nil)
+	if err != nil || rep.Problem != nil || rep.Sealed != uint64(want) || rep.Pending != 0 {
+		t.Fatalf("one tree: %+v %+v %v", rep, rep.Problem, err)
 	}
 }
 
@@ -89,11 +105,16 @@ func TestTamperingDetectedInPlace(t *testing.T) {
 	if _, broken, _ := audit.Verify(ctx, s); broken != nil {
 		t.Fatalf("restored: %+v", broken)
 	}
+	// Deleting a sealed event is found by the tree, at its position.
+	c := checkpointer(t)
+	if _, _, err := audit.Seal(ctx, s, c, 100, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := conn.Exec(ctx, `DELETE FROM audit_events WHERE id = $1`, ids[1]); err != nil {
 		t.Fatal(err)
 	}
-	if _, broken, _ := audit.Verify(ctx, s); broken == nil || broken.EventID != ids[2] {
-		t.Fatalf("deleted event %d: want the break at its successor %d, got %+v", ids[1], ids[2], broken)
+	if rep, err := audit.VerifyTree(ctx, s, c, nil); err != nil || rep.Problem == nil || rep.Problem.Position != 1 {
+		t.Fatalf("deleted event %d: want the problem at position 1, got %+v %v", ids[1], rep.Problem, err)
 	}
 }
 

@@ -3,11 +3,14 @@
 // two-step verification changes or a reset is requested or decided.
 //
 // The audit log is the durable outbox. Each dispatcher keeps a cursor in
-// the database, reads the events after it in order, and advances it only
-// once the receiver accepted them, retrying with backoff: a receiver that
-// is down loses nothing, and gets each event id once in order (at least
-// once across a crash, so receivers dedupe by id). A lease keeps replicas
-// from delivering the same events at the same time.
+// the database, a position in the audit log's Merkle tree, reads the
+// sealed events after it in tree order, and advances it only once the
+// receiver accepted them, retrying with backoff: a receiver that is down
+// loses nothing, and gets each event once in order (at least once across a
+// crash, so receivers dedupe by id). Events are delivered once sealed
+// (about a second after they commit): writers commit in any order, and
+// only the tree's order is final. A lease keeps replicas from delivering
+// the same events at the same time.
 package notify
 
 import (
@@ -59,16 +62,48 @@ func (d *Dispatcher) defaults() {
 	}
 }
 
-// Start creates the cursor at the current end of the log if it does not
-// exist, so a newly configured receiver starts with new events.
+// cursorName is the dispatcher's cursor over tree positions; cursors
+// named by the sink alone counted event ids (before the tree).
+func (d *Dispatcher) cursorName() string { return d.Sink.Name() + "@tree" }
+
+// ErrNotReady means the dispatcher's cursor cannot be placed yet: events
+// its id-based predecessor had not delivered are still being sealed.
+var ErrNotReady = errors.New("notify: waiting for the sealer")
+
+// Start places the cursor if it does not exist: where an id-based cursor
+// from before the tree stopped, once those events are sealed, or at the
+// current end of the log for a newly configured receiver, so it starts
+// with new events.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.defaults()
-	head, err := d.Store.LastAuditID(ctx)
+	cur, err := d.Store.GetDispatchCursor(ctx, d.cursorName(), -1)
+	if err != nil || cur.LastID >= 0 {
+		return err
+	}
+	legacy, err := d.Store.GetDispatchCursor(ctx, d.Sink.Name(), -1)
 	if err != nil {
 		return err
 	}
-	_, err = d.Store.GetDispatchCursor(ctx, d.Sink.Name(), head)
-	return err
+	start := uint64(0)
+	if legacy.LastID >= 0 {
+		next, unsealed, err := d.Store.AuditPositionAfter(ctx, legacy.LastID)
+		if err != nil {
+			return err
+		}
+		if unsealed > 0 {
+			return ErrNotReady
+		}
+		start = next
+	} else if h, err := d.Store.LatestAuditHead(ctx); err == nil {
+		start = h.Size
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	} else if n, err := d.Store.CountUnsealedAuditEvents(ctx); err != nil || n > 0 {
+		// Events exist but none is sealed: wait, so the end is known.
+		return errors.Join(ErrNotReady, err)
+	}
+	cur.LastID = int64(start)
+	return d.Store.SaveDispatchCursor(ctx, cur)
 }
 
 // ErrBusy means another replica holds the lease.
@@ -77,10 +112,18 @@ var ErrBusy = errors.New("notify: another replica is delivering")
 // RunOnce delivers what is due and returns how many events it delivered.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	d.defaults()
-	name := d.Sink.Name()
-	cur, err := d.Store.GetDispatchCursor(ctx, name, 0)
+	name := d.cursorName()
+	cur, err := d.Store.GetDispatchCursor(ctx, name, -1)
 	if err != nil {
 		return 0, err
+	}
+	if cur.LastID < 0 {
+		if err := d.Start(ctx); err != nil {
+			return 0, err
+		}
+		if cur, err = d.Store.GetDispatchCursor(ctx, name, -1); err != nil {
+			return 0, err
+		}
 	}
 	now := d.Now()
 	if now.Before(cur.NextAt) {
@@ -93,14 +136,14 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 		}
 		return 0, err
 	}
-	evs, err := d.Store.ListAuditEvents(ctx, store.AuditFilter{AfterID: cur.LastID, Limit: d.Batch})
+	evs, err := d.Store.SealedAuditEvents(ctx, uint64(cur.LastID), d.Batch)
 	if err != nil {
 		_ = d.Store.SaveDispatchCursor(ctx, cur)
 		return 0, err
 	}
 	n := 0
 	for _, e := range evs {
-		if err := d.Sink.Deliver(ctx, e); err != nil {
+		if err := d.Sink.Deliver(ctx, e.AuditEvent); err != nil {
 			cur.Attempts++
 			gap := d.MinGap << min(cur.Attempts-1, 20)
 			if gap > d.MaxGap || gap <= 0 {
@@ -113,7 +156,7 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 			}
 			return n, fmt.Errorf("notify: %s: event %d: %w", name, e.ID, err)
 		}
-		cur.LastID, cur.Attempts, cur.NextAt, cur.LastError = e.ID, 0, time.Time{}, ""
+		cur.LastID, cur.Attempts, cur.NextAt, cur.LastError = int64(e.LeafIndex)+1, 0, time.Time{}, ""
 		n++
 	}
 	return n, d.Store.SaveDispatchCursor(ctx, cur)
@@ -122,9 +165,20 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 // Run delivers every interval until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, interval time.Duration) {
 	d.defaults()
-	if err := d.Start(ctx); err != nil {
-		d.Logger.ErrorContext(ctx, "dispatcher did not start", "sink", d.Sink.Name(), "err", err)
-		return
+	for {
+		err := d.Start(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotReady) {
+			d.Logger.ErrorContext(ctx, "dispatcher did not start", "sink", d.Sink.Name(), "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -23,6 +23,8 @@ import (
 	"github.com/latchkey/latchkey/store"
 )
 
+// appendEvent appends an event and seals it into the tree, as the
+// sealer would a second later (dispatchers deliver sealed events).
 func appendEvent(t *testing.T, s store.Store, typ audit.Type, subject string) int64 {
 	t.Helper()
 	var id int64
@@ -34,7 +36,17 @@ func appendEvent(t *testing.T, s store.Store, typ audit.Type, subject string) in
 	if err != nil {
 		t.Fatal(err)
 	}
+	sealAll(t, s)
 	return id
+}
+
+var ledger, _, _ = audit.NewCheckpointer("test/audit", bytes.Repeat([]byte{1}, 32))
+
+func sealAll(t *testing.T, s store.Store) {
+	t.Helper()
+	if _, _, err := audit.Seal(context.Background(), s, ledger, 10000, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // receiver is a webhook endpoint that can be down, and dedupes by id.
@@ -127,10 +139,10 @@ func TestLeaseKeepsReplicasApart(t *testing.T) {
 	s := testdb.SQLite(t)
 	ctx := context.Background()
 	now := time.Now()
-	if _, err := s.GetDispatchCursor(ctx, "webhook", 0); err != nil {
+	if _, err := s.GetDispatchCursor(ctx, "webhook@tree", 0); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := s.LeaseDispatch(ctx, "webhook", now, now.Add(time.Minute)); !ok {
+	if ok, _ := s.LeaseDispatch(ctx, "webhook@tree", now, now.Add(time.Minute)); !ok {
 		t.Fatal("first lease")
 	}
 	d := &notify.Dispatcher{Store: s, Sink: &notify.Webhook{URL: "http://127.0.0.1:1"}, Now: func() time.Time { return now }}
@@ -214,6 +226,7 @@ func TestAdminEmail(t *testing.T) {
 	add(audit.MFAResetRequested, "")
 	add(audit.MFARemoved, "admin")
 	add(audit.MFARemoved, "self")
+	sealAll(t, s)
 	if n, err := d.RunOnce(ctx); err != nil || n != 4 {
 		t.Fatalf("pass: %d %v", n, err)
 	}

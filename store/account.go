@@ -255,4 +255,7 @@ type Audit interface {
 	LatestAuditHead(ctx context.Context) (AuditHead, error)
 	// CountUnsealedAuditEvents counts events waiting for the sealer.
 	CountUnsealedAuditEvents(ctx context.Context) (int, error)
+	// AuditPositionAfter returns the tree position after every event with
+	// an id up to id, and how many of those are not sealed yet.
+	AuditPositionAfter(ctx context.Context, id int64) (next uint64, unsealed int, err error)
 }

@@ -516,3 +516,13 @@ func (q queries) CountUnsealedAuditEvents(ctx context.Context) (int, error) {
 	err := q.c.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE leaf_index IS NULL`).Scan(&n)
 	return n, err
 }
+
+func (q queries) AuditPositionAfter(ctx context.Context, id int64) (uint64, int, error) {
+	var last *int64
+	var unsealed int
+	err := q.c.QueryRow(ctx, `SELECT max(leaf_index), count(*) - count(leaf_index) FROM audit_events WHERE id <= $1`, id).Scan(&last, &unsealed)
+	if err != nil || last == nil {
+		return 0, unsealed, err
+	}
+	return uint64(*last) + 1, unsealed, nil
+}

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AdminQueries", testAdminQueries},
 		{"StepUpsSpentOnce", testStepUps},
 		{"PendingActions", testPendingActions},
+		{"AuditTreePositions", testAuditPositions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -246,6 +247,40 @@ func testStepUps(t *testing.T, s store.Store) {
 
 // testPendingActions: a console change kept across a step-up is taken
 // once, and cleanup removes expired ones.
+// testAuditPositions: the tree position after an id, and the unsealed
+// count below it.
+func testAuditPositions(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var ids []int64
+	for i := 0; i < 3; i++ {
+		id, err := s.InsertAuditEvent(ctx, store.AuditEvent{Time: base, Type: "t", Outcome: "success", Details: "{}", Hash: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if next, unsealed, err := s.AuditPositionAfter(ctx, ids[1]); err != nil || next != 0 || unsealed != 2 {
+		t.Fatalf("nothing sealed: %d %d %v", next, unsealed, err)
+	}
+	for i, id := range ids[:2] {
+		if err := s.SealAuditEvent(ctx, id, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SealAuditEvent(ctx, ids[0], 5); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an event is sealed once: %v", err)
+	}
+	if next, unsealed, err := s.AuditPositionAfter(ctx, ids[1]); err != nil || next != 2 || unsealed != 0 {
+		t.Fatalf("two sealed: %d %d %v", next, unsealed, err)
+	}
+	if n, _ := s.CountUnsealedAuditEvents(ctx); n != 1 {
+		t.Fatalf("unsealed: %d", n)
+	}
+	if evs, err := s.SealedAuditEvents(ctx, 1, 10); err != nil || len(evs) != 1 || evs[0].ID != ids[1] || evs[0].LeafIndex != 1 {
+		t.Fatalf("sealed from 1: %+v %v", evs, err)
+	}
+}
+
 func testPendingActions(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	a := store.PendingAction{ID: "pa1", UserID: "u1", Method: "POST", Path: "/console/policies/p1", Form: "a=b&c=%00",
