@@ -204,50 +204,53 @@ func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 	}
 }
 
-// Prune deletes events older than before, keeping the chain verifiable: the
-// hash of the last deleted event becomes a checkpoint the rest links to.
-// Pruning stays behind a signed checkpoint: events not yet sealed into the
-// tree (and everything after the first of them) are kept, and the tree's
-// stored subtrees still pin the pruned prefix down. It returns how many
-// events were deleted.
-func Prune(ctx context.Context, s store.Store, before time.Time) (int, error) {
+// Prune deletes events older than before, as a prefix of the tree: only
+// sealed events, in tree order, up to the first one that is not old
+// enough. It leaves a signed retention record of the positions it pruned
+// (so deleting the oldest events is told apart from pruning) and, for the
+// chain of events written before the tree, the newest deleted event's
+// hash. The tree's stored subtrees still pin the pruned prefix down, so
+// verification (with an anchor from before, too) still passes. It returns
+// how many events were deleted.
+func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time) (int, error) {
 	var n int
 	err := s.InTx(ctx, func(q store.Queries) error {
-		if err := q.Lock(ctx, "audit-chain"); err != nil {
+		if err := q.Lock(ctx, "audit-sealer"); err != nil {
 			return err
 		}
-		after, _, err := q.LastAuditCheckpoint(ctx)
-		if err != nil {
+		first, err := q.SealedAuditEvents(ctx, 0, 1)
+		if err != nil || len(first) == 0 {
 			return err
 		}
-		stop := int64(-1) // prune below this id (-1: no limit)
-		if unsealed, err := q.UnsealedAuditEvents(ctx, 1); err != nil {
-			return err
-		} else if len(unsealed) > 0 {
-			stop = unsealed[0].ID
-		}
-		var last store.AuditEvent
+		below := first[0].LeafIndex
+		var newest store.AuditEvent
 	pages:
 		for {
-			evs, err := q.ListAuditEvents(ctx, store.AuditFilter{AfterID: after, Until: before, Limit: 1000})
+			evs, err := q.SealedAuditEvents(ctx, below, 1000)
 			if err != nil {
 				return err
 			}
-			if len(evs) == 0 {
-				break
-			}
 			for _, e := range evs {
-				if stop >= 0 && e.ID >= stop {
+				if e.LeafIndex != below || !e.Time.Before(before) {
 					break pages
 				}
-				last = e
+				below++
+				if e.ID > newest.ID {
+					newest = e.AuditEvent
+				}
 			}
-			after = evs[len(evs)-1].ID
+			if len(evs) < 1000 {
+				break
+			}
 		}
-		if last.ID == 0 {
+		if below == first[0].LeafIndex {
 			return nil
 		}
-		n, err = q.PruneAuditEvents(ctx, last.ID, last.Hash, time.Now())
+		note, err := c.signRetention(below)
+		if err != nil {
+			return err
+		}
+		n, err = q.PruneAuditEvents(ctx, below, newest.ID, newest.Hash, note, time.Now())
 		return err
 	})
 	return n, err

@@ -71,6 +71,27 @@ func (c *Checkpointer) sign(size uint64, root []byte) (string, error) {
 	return string(msg), err
 }
 
+// signRetention returns the signed record that positions below were
+// pruned by retention.
+func (c *Checkpointer) signRetention(below uint64) (string, error) {
+	msg, err := note.Sign(&note.Note{Text: fmt.Sprintf("%s\nretention\n%d\n", c.Origin, below)}, c.Signer)
+	return string(msg), err
+}
+
+// openRetention verifies a retention record and returns the first
+// position it kept.
+func (c *Checkpointer) openRetention(signed string) (uint64, error) {
+	n, err := note.Open([]byte(signed), note.VerifierList(c.Verifier))
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(n.Text, "\n")
+	if len(lines) < 3 || lines[0] != c.Origin || lines[1] != "retention" {
+		return 0, errors.New("audit: not a retention record of this log")
+	}
+	return strconv.ParseUint(lines[2], 10, 64)
+}
+
 // Checkpoint is a verified checkpoint.
 type Checkpoint struct {
 	Size uint64
@@ -263,8 +284,17 @@ func VerifyTree(ctx context.Context, q store.Queries, c *Checkpointer, anchor []
 			return rep, err
 		}
 		if next == 0 && len(evs) > 0 && evs[0].LeafIndex > 0 && evs[0].LeafIndex < limit {
-			// Pruned leading events: start from the stored subtrees,
-			// which the checkpoints' roots still pin down.
+			// Leading events pruned by retention: a signed record must
+			// say so, then the stored subtrees (which the checkpoints'
+			// roots pin down) stand for them.
+			signed, err := q.LastAuditPruneNote(ctx)
+			if err != nil {
+				return rep, err
+			}
+			if kept, err := c.openRetention(signed); err != nil || kept < evs[0].LeafIndex {
+				rep.Problem = &Problem{Reason: fmt.Sprintf("the oldest events (positions 0 to %d) are gone without a signed retention record", evs[0].LeafIndex-1)}
+				return rep, nil
+			}
 			if r, err = rangeTo(ctx, q, evs[0].LeafIndex); err != nil {
 				rep.Problem = &Problem{Reason: "the oldest events and their tree nodes are gone: " + err.Error()}
 				return rep, nil

@@ -153,6 +153,10 @@ func TestTreeDetectsTampering(t *testing.T) {
 			sql(t, fmt.Sprintf("DELETE FROM audit_events WHERE id <= %d", ids[2]))
 			sql(t, "DELETE FROM audit_tree_nodes WHERE idx = 0")
 		}, 0, "gone"},
+		{"first range deleted behind a forged retention checkpoint", func(t *testing.T, sql testdb.Intruder, ids []int64) {
+			sql(t, fmt.Sprintf("DELETE FROM audit_events WHERE id <= %d", ids[2]))
+			sql(t, fmt.Sprintf("INSERT INTO audit_checkpoints (through_id, hash, note, created_at) VALUES (%d, 'x', 'latchkey.test/audit\nretention\n3\n', CURRENT_TIMESTAMP)", ids[2]))
+		}, 0, "without a signed retention record"},
 		{"checkpoint forged", func(t *testing.T, sql testdb.Intruder, ids []int64) {
 			sql(t, "UPDATE audit_heads SET note = replace(note, '15', '16') WHERE size = 15")
 		}, 0, "forged"},
@@ -279,7 +283,7 @@ func TestPruneStaysBehindTheTree(t *testing.T) {
 			s, c, ctx := b.Open(t), checkpointer(t), context.Background()
 			anchor, _ := sealedLog(t, s, c)
 			late := appendOne(t, s, "late") // not sealed yet
-			n, err := audit.Prune(ctx, s, time.Now().Add(time.Hour))
+			n, err := audit.Prune(ctx, s, c, time.Now().Add(time.Hour))
 			if err != nil || n != 15 {
 				t.Fatalf("pruned %d (want the 15 sealed events): %v", n, err)
 			}

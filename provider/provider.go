@@ -41,8 +41,10 @@ type Options struct {
 	AuthorizeCodeLifespan time.Duration
 	// LoginFlowLifespan bounds how long a sign-in page stays usable.
 	LoginFlowLifespan time.Duration
-	// AuditRetention prunes older audit events in the cleanup job (0: keep).
+	// AuditRetention prunes older audit events in the cleanup job (0: keep);
+	// AuditLedger signs the retention record.
 	AuditRetention time.Duration
+	AuditLedger    *audit.Checkpointer
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -222,7 +224,7 @@ func (p *Provider) Cleanup(ctx context.Context, retention time.Duration) error {
 		return fmt.Errorf("delete old token events: %w", err)
 	}
 	if p.o.AuditRetention > 0 {
-		n, err := audit.Prune(ctx, p.o.Store, now.Add(-p.o.AuditRetention))
+		n, err := audit.Prune(ctx, p.o.Store, p.o.AuditLedger, now.Add(-p.o.AuditRetention))
 		if err != nil {
 			return fmt.Errorf("prune audit events: %w", err)
 		}

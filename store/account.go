@@ -229,9 +229,14 @@ type Audit interface {
 	LastAuditID(ctx context.Context) (int64, error)
 	InsertAuditEvent(ctx context.Context, e AuditEvent) (int64, error)
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
-	// PruneAuditEvents deletes events up to and including throughID and
-	// records a checkpoint with that event's hash, on q's transaction.
-	PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error)
+	// PruneAuditEvents deletes the events at tree positions below below
+	// and records a checkpoint: the newest deleted event's id and hash (for
+	// the chain of events written before the tree) and note, the signed
+	// retention record.
+	PruneAuditEvents(ctx context.Context, below uint64, throughID int64, hash, note string, at time.Time) (int, error)
+	// LastAuditPruneNote returns the newest signed retention record ("" if
+	// none).
+	LastAuditPruneNote(ctx context.Context) (string, error)
 	// LastAuditCheckpoint returns the newest checkpoint (zero if none).
 	LastAuditCheckpoint(ctx context.Context) (throughID int64, hash string, err error)
 

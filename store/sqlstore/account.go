@@ -373,11 +373,11 @@ func scanAuditEvent(r Row) (store.AuditEvent, error) {
 	return e, err
 }
 
-func (q queries) PruneAuditEvents(ctx context.Context, throughID int64, hash string, at time.Time) (int, error) {
-	if _, err := q.c.Exec(ctx, `INSERT INTO audit_checkpoints (through_id, hash, created_at) VALUES ($1, $2, $3)`, throughID, hash, at.UTC()); err != nil {
+func (q queries) PruneAuditEvents(ctx context.Context, below uint64, throughID int64, hash, note string, at time.Time) (int, error) {
+	if _, err := q.c.Exec(ctx, `INSERT INTO audit_checkpoints (through_id, hash, note, created_at) VALUES ($1, $2, $3, $4)`, throughID, hash, note, at.UTC()); err != nil {
 		return 0, err
 	}
-	n, err := q.c.Exec(ctx, `DELETE FROM audit_events WHERE id <= $1`, throughID)
+	n, err := q.c.Exec(ctx, `DELETE FROM audit_events WHERE leaf_index < $1`, int64(below))
 	return int(n), err
 }
 
@@ -525,4 +525,13 @@ func (q queries) AuditPositionAfter(ctx context.Context, id int64) (uint64, int,
 		return 0, unsealed, err
 	}
 	return uint64(*last) + 1, unsealed, nil
+}
+
+func (q queries) LastAuditPruneNote(ctx context.Context) (string, error) {
+	var note string
+	err := q.c.QueryRow(ctx, `SELECT note FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&note)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return note, err
 }
