@@ -589,7 +589,7 @@ var errChainBroken = errors.New("audit chain is broken")
 
 func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	fs := c.flags("audit verify")
-	anchorFile := fs.String("anchor", "", "a checkpoint kept outside the database (from `latchkey audit checkpoint`): prove the log still extends it")
+	anchorFile := fs.String("anchor", "", "FILE holding a checkpoint kept outside the database (from latchkey audit checkpoint); prove the log still extends it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
