@@ -198,15 +198,24 @@ func Seal(ctx context.Context, s store.Store, c *Checkpointer, batch int, now ti
 	return head, n, err
 }
 
-// RunSealer seals every interval until ctx ends.
-func RunSealer(ctx context.Context, s store.Store, c *Checkpointer, interval time.Duration, onErr func(error)) {
+// RunSealer seals every interval until ctx ends. onSeal (optional) hears
+// of each batch: how many events, and how long the oldest waited.
+func RunSealer(ctx context.Context, s store.Store, c *Checkpointer, interval time.Duration, onSeal func(n int, lag time.Duration), onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		for {
+			oldest, err := s.UnsealedAuditEvents(ctx, 1)
+			if err != nil {
+				onErr(err)
+				break
+			}
 			_, n, err := Seal(ctx, s, c, 1000, time.Now())
 			if err != nil {
 				onErr(err)
+			}
+			if err == nil && n > 0 && onSeal != nil && len(oldest) == 1 {
+				onSeal(n, time.Since(oldest[0].Time))
 			}
 			if err != nil || n < 1000 {
 				break

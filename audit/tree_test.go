@@ -372,3 +372,35 @@ func BenchmarkSealLatency(b *testing.B) {
 	b.ReportMetric(lags[len(lags)/2].Seconds()*1000, "p50-ms")
 	b.ReportMetric(lags[len(lags)*99/100].Seconds()*1000, "p99-ms")
 }
+
+// TestRunSealer: the background sealer seals what writers commit and
+// reports each batch with the oldest event's wait.
+func TestRunSealer(t *testing.T) {
+	s, c := testdb.SQLite(t), checkpointer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type batch struct {
+		n   int
+		lag time.Duration
+	}
+	got := make(chan batch, 10)
+	go audit.RunSealer(ctx, s, c, 20*time.Millisecond, func(n int, lag time.Duration) { got <- batch{n, lag} }, func(err error) { t.Error(err) })
+	for i := 0; i < 3; i++ {
+		appendOne(t, s, "u")
+	}
+	total := 0
+	for total < 3 {
+		select {
+		case b := <-got:
+			if b.lag <= 0 || b.lag > 10*time.Second {
+				t.Fatalf("lag %v", b.lag)
+			}
+			total += b.n
+		case <-time.After(5 * time.Second):
+			t.Fatalf("sealed %d of 3", total)
+		}
+	}
+	if rep := verify(t, s, c, nil); rep.Problem != nil || rep.Sealed != 3 {
+		t.Fatalf("%+v", rep)
+	}
+}

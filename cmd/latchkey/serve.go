@@ -55,7 +55,8 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	cleanupCtx, stopCleanup := context.WithCancel(ctx)
 	defer stopCleanup()
 	go a.provider.RunCleanup(cleanupCtx, cfg.Tokens.CleanupInterval.D(), cfg.Tokens.EventRetention.D())
-	go audit.RunSealer(cleanupCtx, a.store, a.ledger, time.Second, func(err error) { a.log.ErrorContext(cleanupCtx, "audit sealing failed", "err", err) })
+	go audit.RunSealer(cleanupCtx, a.store, a.ledger, time.Second, a.sealed.observe,
+		func(err error) { a.log.ErrorContext(cleanupCtx, "audit sealing failed", "err", err) })
 	for _, d := range a.anchors() {
 		go d.Run(cleanupCtx, 2*time.Second)
 	}

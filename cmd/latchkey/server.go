@@ -47,6 +47,7 @@ type app struct {
 	mfa      *mfa.Service
 	ledger   *audit.Checkpointer // signs the audit log's checkpoints
 	auditKey string              // its verifier key, published
+	sealed   *sealMetrics
 	provider *provider.Provider
 	router   *chi.Mux
 	log      *slog.Logger
@@ -222,7 +223,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
-	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, provider: prov, router: r, log: log}, nil
+	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, sealed: newSealMetrics(bo.Registry), provider: prov, router: r, log: log}, nil
 }
 
 // The account portal's and the admin console's own first-party clients.
@@ -296,6 +297,29 @@ func (k adminKeys) ListKeys(ctx context.Context) ([]admin.Key, error) {
 
 func (k adminKeys) RotateKey(ctx context.Context, record func(context.Context, store.Queries, string) error) (string, error) {
 	return k.km.RotateWith(ctx, record)
+}
+
+// sealMetrics observe the audit sealer: events sealed, and how long the
+// oldest event of each batch waited (the window in which an event is
+// committed but not yet provable).
+type sealMetrics struct {
+	events prometheus.Counter
+	lag    prometheus.Histogram
+}
+
+func newSealMetrics(reg prometheus.Registerer) *sealMetrics {
+	m := &sealMetrics{
+		events: prometheus.NewCounter(prometheus.CounterOpts{Name: "latchkey_audit_sealed_events_total", Help: "Audit events sealed into the Merkle tree."}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "latchkey_audit_seal_lag_seconds", Help: "How long the oldest event of a sealed batch waited.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30}}),
+	}
+	reg.MustRegister(m.events, m.lag)
+	return m
+}
+
+func (m *sealMetrics) observe(n int, lag time.Duration) {
+	m.events.Add(float64(n))
+	m.lag.Observe(lag.Seconds())
 }
 
 // auditOrigin names the audit log in its checkpoints: the issuer's host
