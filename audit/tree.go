@@ -40,12 +40,35 @@ type Checkpointer struct {
 	Origin   string // the log's name, first line of every checkpoint
 	Signer   note.Signer
 	Verifier note.Verifier
+	older    []note.Verifier // rotated-out keys: verify, never sign
 }
 
 // NewCheckpointer derives the Ed25519 audit key from seed (32 bytes, from
-// the system secret: kept like the other secrets, never in the database)
-// and returns the checkpointer and the verifier key to publish.
-func NewCheckpointer(origin string, seed []byte) (*Checkpointer, string, error) {
+// the configured secrets: kept like the other secrets, never in the
+// database) and returns the checkpointer and the verifier key to publish.
+// Earlier keys (older seeds) still verify what they signed, so the key can
+// rotate without losing the anchors kept so far.
+func NewCheckpointer(origin string, seed []byte, older ...[]byte) (*Checkpointer, string, error) {
+	s, vkey, err := keyFromSeed(origin, seed)
+	if err != nil {
+		return nil, "", err
+	}
+	verifiers := []note.Verifier{}
+	for _, seed := range append([][]byte{seed}, older...) {
+		_, vk, err := keyFromSeed(origin, seed)
+		if err != nil {
+			return nil, "", err
+		}
+		v, err := note.NewVerifier(vk)
+		if err != nil {
+			return nil, "", err
+		}
+		verifiers = append(verifiers, v)
+	}
+	return &Checkpointer{Origin: origin, Signer: s, Verifier: verifiers[0], older: verifiers[1:]}, vkey, nil
+}
+
+func keyFromSeed(origin string, seed []byte) (note.Signer, string, error) {
 	if len(seed) < 32 {
 		return nil, "", errors.New("audit: the checkpoint key needs a 32-byte seed")
 	}
@@ -54,14 +77,12 @@ func NewCheckpointer(origin string, seed []byte) (*Checkpointer, string, error) 
 		return nil, "", err
 	}
 	s, err := note.NewSigner(skey)
-	if err != nil {
-		return nil, "", err
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		return nil, "", err
-	}
-	return &Checkpointer{Origin: origin, Signer: s, Verifier: v}, vkey, nil
+	return s, vkey, err
+}
+
+// verifiers are the current key and the rotated-out ones.
+func (c *Checkpointer) verifiers() note.Verifiers {
+	return note.VerifierList(append([]note.Verifier{c.Verifier}, c.older...)...)
 }
 
 // sign returns the signed checkpoint of a tree of size with root.
@@ -81,7 +102,7 @@ func (c *Checkpointer) signRetention(below uint64) (string, error) {
 // openRetention verifies a retention record and returns the first
 // position it kept.
 func (c *Checkpointer) openRetention(signed string) (uint64, error) {
-	n, err := note.Open([]byte(signed), note.VerifierList(c.Verifier))
+	n, err := note.Open([]byte(signed), c.verifiers())
 	if err != nil {
 		return 0, err
 	}
@@ -100,7 +121,7 @@ type Checkpoint struct {
 
 // Open verifies a signed checkpoint and returns what it commits to.
 func (c *Checkpointer) Open(signed []byte) (Checkpoint, error) {
-	n, err := note.Open(signed, note.VerifierList(c.Verifier))
+	n, err := note.Open(signed, c.verifiers())
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("audit: checkpoint signature does not verify with the audit key: %w", err)
 	}
@@ -205,16 +226,20 @@ func RunSealer(ctx context.Context, s store.Store, c *Checkpointer, interval tim
 	defer t.Stop()
 	for {
 		for {
+			// Idle passes cost one read, not a sealing transaction.
 			oldest, err := s.UnsealedAuditEvents(ctx, 1)
 			if err != nil {
 				onErr(err)
+				break
+			}
+			if len(oldest) == 0 {
 				break
 			}
 			_, n, err := Seal(ctx, s, c, 1000, time.Now())
 			if err != nil {
 				onErr(err)
 			}
-			if err == nil && n > 0 && onSeal != nil && len(oldest) == 1 {
+			if err == nil && n > 0 && onSeal != nil {
 				onSeal(n, time.Since(oldest[0].Time))
 			}
 			if err != nil || n < 1000 {

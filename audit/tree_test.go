@@ -404,3 +404,29 @@ func TestRunSealer(t *testing.T) {
 		t.Fatalf("%+v", rep)
 	}
 }
+
+// TestAuditKeyRotation: after the audit key rotates, checkpoints and
+// anchors signed by the old key still verify; new ones are signed by the
+// new key, which the old key alone does not accept.
+func TestAuditKeyRotation(t *testing.T) {
+	s, ctx := testdb.SQLite(t), context.Background()
+	seedA, seedB := bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 32)
+	old, _, _ := audit.NewCheckpointer("latchkey.test/audit", seedA)
+	anchor, _ := sealedLog(t, s, old)
+	rotated, vkey, err := audit.NewCheckpointer("latchkey.test/audit", seedB, seedA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendOne(t, s, "after")
+	head := seal(t, s, rotated)
+	if rep := verify(t, s, rotated, anchor); rep.Problem != nil || rep.Sealed != 16 {
+		t.Fatalf("after rotation, the old anchor still verifies: %+v", rep.Problem)
+	}
+	if _, err := old.Open([]byte(head.Note)); err == nil {
+		t.Fatal("the new checkpoint must be signed by the new key")
+	}
+	if !strings.HasPrefix(vkey, "latchkey.test/audit+") {
+		t.Fatalf("verifier key: %q", vkey)
+	}
+	_ = ctx
+}

@@ -112,6 +112,10 @@ type Secrets struct {
 	// EncryptionKeys are "id:base64-of-32-bytes" entries; the first seals new
 	// data, the others still open old data, so keys can rotate.
 	EncryptionKeys []string `yaml:"encryption_keys"`
+	// AuditKeys are "id:base64-of-32-bytes" Ed25519 seeds for the audit
+	// log's checkpoints; the first signs, all verify, so the key can
+	// rotate. Empty: one derived from System.
+	AuditKeys []string `yaml:"audit_keys"`
 	// File, in dev mode, keeps generated secrets between restarts.
 	File string `yaml:"file"`
 }
@@ -361,10 +365,16 @@ func (c *Config) Validate() error {
 			add("secrets.system: must be base64 of at least 32 bytes")
 		}
 	}
-	for i, k := range c.Secrets.EncryptionKeys {
-		id, key, ok := strings.Cut(k, ":")
-		if b, err := base64.StdEncoding.DecodeString(key); !ok || id == "" || err != nil || len(b) != 32 {
-			add("secrets.encryption_keys[%d]: must be id:base64-of-32-bytes", i)
+	for _, list := range []struct {
+		name string
+		keys []string
+	}{{"encryption_keys", c.Secrets.EncryptionKeys}, {"audit_keys", c.Secrets.AuditKeys}} {
+		name := list.name
+		for i, k := range list.keys {
+			id, key, ok := strings.Cut(k, ":")
+			if b, err := base64.StdEncoding.DecodeString(key); !ok || id == "" || err != nil || len(b) != 32 {
+				add("secrets.%s[%d]: must be id:base64-of-32-bytes", name, i)
+			}
 		}
 	}
 	if c.Keys.Algorithm != "RS256" && c.Keys.Algorithm != "ES256" {

@@ -634,7 +634,7 @@ func (c *cli) ledger() (*audit.Checkpointer, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return audit.NewCheckpointer(auditOrigin(c.cfg.Issuer), derive(system, "audit-checkpoint-v1"))
+	return auditLedger(c.cfg, system)
 }
 
 // auditCheckpoint seals what is pending and prints the newest signed

@@ -161,7 +161,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		c, _ := config.ParseContact(s) // Validate has checked every entry
 		support = append(support, mfa.Contact{Name: c.Name, Email: c.Email, URL: c.URL})
 	}
-	ledger, auditKey, err := audit.NewCheckpointer(auditOrigin(cfg.Issuer), derive(system, "audit-checkpoint-v1"))
+	ledger, auditKey, err := auditLedger(cfg, system)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +320,24 @@ func newSealMetrics(reg prometheus.Registerer) *sealMetrics {
 func (m *sealMetrics) observe(n int, lag time.Duration) {
 	m.events.Add(float64(n))
 	m.lag.Observe(lag.Seconds())
+}
+
+// auditLedger builds the audit checkpointer from secrets.audit_keys (first
+// signs, all verify), or from a key derived from the system secret.
+func auditLedger(cfg *config.Config, system []byte) (*audit.Checkpointer, string, error) {
+	var seeds [][]byte
+	for _, k := range cfg.Secrets.AuditKeys {
+		_, b64, _ := strings.Cut(k, ":")
+		seed, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, "", fmt.Errorf("secrets.audit_keys: %w", err)
+		}
+		seeds = append(seeds, seed)
+	}
+	if len(seeds) == 0 {
+		seeds = [][]byte{derive(system, "audit-checkpoint-v1")}
+	}
+	return audit.NewCheckpointer(auditOrigin(cfg.Issuer), seeds[0], seeds[1:]...)
 }
 
 // auditOrigin names the audit log in its checkpoints: the issuer's host
