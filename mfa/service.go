@@ -159,6 +159,15 @@ func (s *Service) CheckRemoval(ctx context.Context, a Actor, p Proof) error {
 	return err
 }
 
+// PeekRemoval is CheckRemoval without the audit event, for callers that
+// answer a refusal before validating the request: they audit it (with
+// CheckRemoval) only once the request is well-formed, so malformed floods
+// do not write to the log.
+func (s *Service) PeekRemoval(ctx context.Context, a Actor, p Proof) error {
+	_, err := s.checkOwnRemoval(ctx, s.o.Store, a.UserID, p)
+	return err
+}
+
 // Initiate runs the checks and opens the short-lived confirmation step of
 // a self-service removal (seed 003's POST).
 func (s *Service) Initiate(ctx context.Context, a Actor, p Proof) (store.UnlinkIntent, error) {

@@ -165,13 +165,20 @@ func (h *Handler) apiDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	// SPEC §6 order: 2SV active, policy, step-up; then the choice, then the
-	// confirmation step.
-	if err := h.o.MFA.CheckRemoval(ctx, c.Actor, c.Proof); err != nil {
-		h.answer(w, r, 0, nil, err)
-		return
-	}
+	// confirmation step. A refusal is answered first but audited only for
+	// a well-formed request.
 	var b decideBody
-	if p := decodeJSON(r, &b); p != nil {
+	if err := h.o.MFA.PeekRemoval(ctx, c.Actor, c.Proof); err != nil {
+		if decodeJSON(r, &b) != nil {
+			h.answer(w, r, 0, nil, err)
+			return
+		}
+		if err := h.o.MFA.CheckRemoval(ctx, c.Actor, c.Proof); err != nil {
+			h.answer(w, r, 0, nil, err)
+			return
+		}
+		// The state changed in between: carry on with the decoded body.
+	} else if p := decodeJSON(r, &b); p != nil {
 		writeProblem(w, p)
 		return
 	}

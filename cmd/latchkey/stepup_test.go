@@ -607,3 +607,36 @@ func TestStepUpAuditedWithItsSession(t *testing.T) {
 		t.Fatalf("an unaudited step-up must not count, and the old session stays: %d %v", in.Status, in.Body)
 	}
 }
+
+// TestMalformedRefusalsNotAudited: a refused removal is answered before its
+// body is read (SPEC order) but audited only when the request is
+// well-formed, so garbage floods do not write to the log.
+func TestMalformedRefusalsNotAudited(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t))
+	uma := srv.createUser(t, "uma", true)
+	srv.policyGroup(t, "Staff", true, uma)
+	r := newRP(t, srv, srv.accountClient(t, "mobile", true))
+	r.conf.Scopes = []string{"openid", "account"}
+	b := newBrowser(t, srv.URL)
+	tok, _ := signInTo(t, b, r, uma)
+	for i := 0; i < 5; i++ {
+		req, _ := http.NewRequest("PUT", srv.URL+"/account/mfa/disable", strings.NewReader("{not json\x00"))
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("malformed refused call: %d", resp.StatusCode)
+		}
+	}
+	if n := auditCount(t, srv, "auth.step_up.refused", uma.ID); n != 0 {
+		t.Fatalf("malformed requests wrote %d events", n)
+	}
+	wantStepUpChallenge(t, "well-formed", b.api(t, "PUT", srv.URL+"/account/mfa/disable", map[string]any{"unlink_id": "x", "choice": "yes"}, bearer(tok.AccessToken)))
+	if n := auditCount(t, srv, "auth.step_up.refused", uma.ID); n != 1 {
+		t.Fatalf("a well-formed refused call is audited: %d", n)
+	}
+}
