@@ -352,6 +352,9 @@ func decode(r *http.Request, v any) error {
 	if len(body) > maxBody {
 		return &httpx.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: fmt.Sprintf("The body exceeds %d bytes.", maxBody)}
 	}
+	if httpx.BadJSONText(body) {
+		return &httpx.Error{Status: http.StatusBadRequest, Code: "invalid_input", Message: "Text must be valid UTF-8 without NUL bytes."}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -107,6 +107,9 @@ func decodeJSON(r *http.Request, v any) *Problem {
 	if len(body) > maxBody {
 		return &Problem{Status: http.StatusRequestEntityTooLarge, State: "invalid_request", Message: "The request body is too large."}
 	}
+	if httpx.BadJSONText(body) {
+		return &Problem{Status: http.StatusBadRequest, State: "invalid_input", Message: "Text must be valid UTF-8 without NUL bytes."}
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

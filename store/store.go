@@ -19,6 +19,9 @@ import (
 var (
 	ErrNotFound      = errors.New("store: not found")
 	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrInvalidInput: a text value the store does not keep (a NUL byte or
+	// invalid UTF-8), refused the same way by every backend.
+	ErrInvalidInput = errors.New("store: text with a NUL byte or invalid UTF-8")
 )
 
 // User is a person who signs in.

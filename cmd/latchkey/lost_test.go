@@ -58,7 +58,7 @@ func TestLostAuthenticatorRequest(t *testing.T) {
 		if strings.Contains(p.Body, "You can fix this yourself") {
 			t.Fatal("an admin-only policy must not suggest self-service removal")
 		}
-		if bad := b.submit(p, map[string]string{"message": "new phone\x00"}); bad.Status != http.StatusUnprocessableEntity {
+		if bad := b.submit(p, map[string]string{"message": "new phone\x00"}); bad.Status != http.StatusBadRequest {
 			t.Fatalf("NUL in the message: %d", bad.Status)
 		}
 		sent := b.submit(p, map[string]string{"message": "New phone, the app did not move over."})

@@ -167,11 +167,16 @@ func TestBearerStepUpNamesTheAction(t *testing.T) {
 		t.Fatalf("authorization_details without prompt=login: %d %s", p.Status, p.Location)
 	}
 	for _, bad := range []string{`[{"type":"payment","actions":["remove"]}]`, `[{"type":"latchkey_mfa","actions":["delete_everything"]}]`,
-		`{"type":"latchkey_mfa"}`, "[" + strings.Repeat(`{"type":"latchkey_mfa","actions":["remove"]},`, 100) + "{}]", "\x00"} {
+		`{"type":"latchkey_mfa"}`, "[" + strings.Repeat(`{"type":"latchkey_mfa","actions":["remove"]},`, 100) + "{}]", `[{"type":"latchkey_mfa","actions":["remove\u0000"]}]`} {
 		authURL, _ := r.authURL(oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("authorization_details", bad))
 		if p := b.get(authURL); !strings.Contains(p.Location, "error=invalid_authorization_details") {
 			t.Errorf("bad authorization_details %.40q: %d %s", bad, p.Status, p.Location)
 		}
+	}
+	// A raw NUL never gets past the edge: 400 invalid_input.
+	authURL, _ = r.authURL(oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("authorization_details", "\x00"))
+	if p := b.get(authURL); p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "invalid_input") {
+		t.Errorf("NUL in authorization_details: %d %s", p.Status, p.Body)
 	}
 	if !hasTOTP(t, srv, uma) {
 		t.Fatal("2SV removed")

@@ -5,6 +5,7 @@
 package httpx
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,9 +15,12 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/latchkey/latchkey/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,7 +47,10 @@ func (e *Error) Unwrap() error { return e.Err }
 // 500 with a fixed message and the request id; details go only to the log.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var he *Error
-	if !errors.As(err, &he) {
+	if errors.Is(err, store.ErrInvalidInput) && !errors.As(err, &he) {
+		he = &Error{Status: http.StatusBadRequest, Code: "invalid_input", Message: "Text must be valid UTF-8 without NUL bytes."}
+	}
+	if he == nil && !errors.As(err, &he) {
 		log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", RequestID(r.Context()))
 		he = &Error{Status: http.StatusInternalServerError, Code: "server_error", Message: "internal error; request id " + RequestID(r.Context())}
 	} else if he.Err != nil {
@@ -203,4 +210,43 @@ func ClientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// validText reports whether s is valid UTF-8 without NUL bytes.
+func validText(s string) bool { return strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) }
+
+// RejectBadText refuses, at the edge and before anything is read or
+// counted, requests whose path, query or form carries a NUL byte or
+// invalid UTF-8: 400 invalid_input. (JSON bodies are checked by their
+// decoders, store arguments by the store.)
+func RejectBadText(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bad := !validText(r.URL.Path)
+		for _, vs := range r.URL.Query() {
+			for _, v := range vs {
+				bad = bad || !validText(v)
+			}
+		}
+		if !bad && r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+			if err := r.ParseForm(); err == nil {
+				for _, vs := range r.PostForm {
+					for _, v := range vs {
+						bad = bad || !validText(v)
+					}
+				}
+			}
+		}
+		if bad {
+			WriteJSON(w, http.StatusBadRequest, &Error{Status: http.StatusBadRequest, Code: "invalid_input", Message: "Text must be valid UTF-8 without NUL bytes."})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// BadJSONText reports whether a JSON body carries a NUL (escaped or raw)
+// or invalid UTF-8, for decoders to refuse it whole.
+func BadJSONText(body []byte) bool {
+	return !utf8.Valid(body) || bytes.IndexByte(body, 0) >= 0 || bytes.Contains(bytes.ToLower(body), []byte(`\u0000`))
 }

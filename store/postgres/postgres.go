@@ -74,6 +74,11 @@ func mapErr(err error) error {
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return fmt.Errorf("%w: %s", store.ErrAlreadyExists, pe.ConstraintName)
 	}
+	// A backstop behind the text guard: character not in repertoire
+	// (NUL) and invalid byte sequences are the caller's input, not a bug.
+	if errors.As(err, &pe) && (pe.Code == "22021" || pe.Code == "22P05") {
+		return fmt.Errorf("%w: %s", store.ErrInvalidInput, pe.Code)
+	}
 	return err
 }
 

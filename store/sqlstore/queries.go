@@ -343,7 +343,7 @@ func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, 
 	if err != nil {
 		return err
 	}
-	if err := write(queries{c: tx, d: q.d, inTx: true}); err != nil {
+	if err := write(queries{c: textGuard{tx}, d: q.d, inTx: true}); err != nil {
 		_ = tx.Rollback(ctx)
 		return err
 	}

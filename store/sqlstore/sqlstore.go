@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/latchkey/latchkey/store"
 )
@@ -80,8 +82,59 @@ var _ store.Store = (*Store)(nil)
 
 // New wraps db.
 func New(db DB, d Dialect) *Store {
-	return &Store{queries: queries{c: db, d: d}, db: db}
+	return &Store{queries: queries{c: textGuard{db}, d: d}, db: db}
 }
+
+// textGuard refuses text arguments PostgreSQL cannot store (NUL bytes,
+// invalid UTF-8) before they reach either backend, so both stores answer
+// store.ErrInvalidInput alike instead of one failing and one storing them.
+type textGuard struct{ c Conn }
+
+func badText(args []any) bool {
+	for _, a := range args {
+		if s, ok := a.(string); ok && (strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g textGuard) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	if badText(args) {
+		return 0, store.ErrInvalidInput
+	}
+	return g.c.Exec(ctx, sql, args...)
+}
+
+func (g textGuard) QueryRow(ctx context.Context, sql string, args ...any) Row {
+	if badText(args) {
+		return errRow{store.ErrInvalidInput}
+	}
+	return g.c.QueryRow(ctx, sql, args...)
+}
+
+func (g textGuard) Query(ctx context.Context, sql string, args ...any) (Rows, error) {
+	if badText(args) {
+		return nil, store.ErrInvalidInput
+	}
+	return g.c.Query(ctx, sql, args...)
+}
+
+// Begin starts a transaction on the guarded pool (the token writes that
+// open their own transaction go through it).
+func (g textGuard) Begin(ctx context.Context) (TxConn, error) {
+	b, ok := g.c.(interface {
+		Begin(context.Context) (TxConn, error)
+	})
+	if !ok {
+		return nil, errors.New("sqlstore: nested transaction")
+	}
+	return b.Begin(ctx)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // Backend names the backend.
 func (s *Store) Backend() string { return s.d.Name }
@@ -98,7 +151,7 @@ func (s *Store) Begin(ctx context.Context) (store.Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
-	return &txQueries{queries: queries{c: tx, d: s.d, inTx: true}, tx: tx}, nil
+	return &txQueries{queries: queries{c: textGuard{tx}, d: s.d, inTx: true}, tx: tx}, nil
 }
 
 const maxAttempts = 5
@@ -127,7 +180,7 @@ func (s *Store) inTxOnce(ctx context.Context, fn func(store.Queries) error) (err
 			panic(p)
 		}
 	}()
-	if err := fn(queries{c: tx, d: s.d, inTx: true}); err != nil {
+	if err := fn(queries{c: textGuard{tx}, d: s.d, inTx: true}); err != nil {
 		if rbErr := tx.Rollback(context.WithoutCancel(ctx)); rbErr != nil && !errors.Is(rbErr, ErrTxDone) {
 			return errors.Join(err, fmt.Errorf("rollback: %w", rbErr))
 		}

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StepUpsSpentOnce", testStepUps},
 		{"PendingActions", testPendingActions},
 		{"AuditTreePositions", testAuditPositions},
+		{"BadTextRefusedAlike", testBadText},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -247,6 +248,27 @@ func testStepUps(t *testing.T, s store.Store) {
 
 // testPendingActions: a console change kept across a step-up is taken
 // once, and cleanup removes expired ones.
+// testBadText: NUL bytes and invalid UTF-8 are refused with
+// ErrInvalidInput by every backend, in and out of transactions, and
+// nothing is stored.
+func testBadText(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, name := range []string{"a\x00b", "a\xffb"} {
+		if err := s.CreateUser(ctx, store.User{ID: "u-bad", Username: name, CreatedAt: base, UpdatedAt: base}); !errors.Is(err, store.ErrInvalidInput) {
+			t.Errorf("user %q: %v", name, err)
+		}
+		err := s.InTx(ctx, func(q store.Queries) error {
+			return q.CreateGroup(ctx, store.Group{ID: "g-bad", Name: name, CreatedAt: base})
+		})
+		if !errors.Is(err, store.ErrInvalidInput) {
+			t.Errorf("group %q: %v", name, err)
+		}
+	}
+	if _, err := s.GetUser(ctx, "u-bad"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused user was stored: %v", err)
+	}
+}
+
 // testAuditPositions: the tree position after an id, and the unsealed
 // count below it.
 func testAuditPositions(t *testing.T, s store.Store) {
