@@ -247,6 +247,10 @@ func (h *Handler) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		t, err := h.o.Tokens.VerifyAdminToken(r.Context(), strings.TrimSpace(tok))
+		if errors.Is(err, store.ErrUnavailable) {
+			httpx.WriteUnavailable(w, r, h.o.Logger, err)
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="admin", error="invalid_token"`)
 			h.fail(w, r, &httpx.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "The access token is invalid, expired or revoked."})

@@ -332,6 +332,10 @@ func (p *Provider) consentSubmit(w http.ResponseWriter, r *http.Request) {
 // was verified; otherwise it shows an error page and never redirects, so
 // the endpoint cannot be used as an open redirector.
 func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		p.serverError(w, r, err) // 503 with Retry-After, not an OAuth error
+		return
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	p.o.Logger.InfoContext(r.Context(), "authorization request refused", "error", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField)
 	if ar == nil || !ar.IsRedirectURIValid() {

@@ -62,6 +62,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		httpx.WriteUnavailable(w, r, p.o.Logger, err)
+		return
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= 500 {
 		p.o.Logger.ErrorContext(r.Context(), "token request failed", "err", err, "debug", rfc.DebugField)
@@ -86,6 +90,11 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ir, err := p.oauth.NewIntrospectionRequest(r.Context(), r, newSession())
+	if errors.Is(err, store.ErrUnavailable) {
+		// Never "active": false for a token we could not look up.
+		httpx.WriteUnavailable(w, r, p.o.Logger, err)
+		return
+	}
 	if err != nil {
 		p.oauth.WriteIntrospectionError(r.Context(), w, err)
 		return
@@ -106,6 +115,10 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, ar, err := p.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, newSession())
+	if errors.Is(err, store.ErrUnavailable) {
+		httpx.WriteUnavailable(w, r, p.o.Logger, err)
+		return
+	}
 	if err != nil {
 		deny("invalid_token", "The access token is invalid, expired or revoked.")
 		return

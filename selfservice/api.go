@@ -13,6 +13,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/mfa"
+	"github.com/latchkey/latchkey/store"
 )
 
 // maxBody bounds JSON request bodies.
@@ -68,6 +69,10 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, mutating boo
 			return caller{}, false
 		}
 		p, err := h.o.Tokens.VerifyAccessToken(r.Context(), strings.TrimSpace(tok))
+		if errors.Is(err, store.ErrUnavailable) {
+			httpx.WriteUnavailable(w, r, h.o.Logger, err)
+			return caller{}, false
+		}
 		if err != nil {
 			writeProblem(w, unauth)
 			return caller{}, false

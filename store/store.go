@@ -22,6 +22,10 @@ var (
 	// ErrInvalidInput: a text value the store does not keep (a NUL byte or
 	// invalid UTF-8), refused the same way by every backend.
 	ErrInvalidInput = errors.New("store: text with a NUL byte or invalid UTF-8")
+	// ErrUnavailable: the database cannot be reached right now (a restart,
+	// a failover). Answer 503 with Retry-After, never as an authentication
+	// failure.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // User is a person who signs in.

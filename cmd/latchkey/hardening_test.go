@@ -2,12 +2,20 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
+	"github.com/latchkey/latchkey/store/postgres"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Issue 13: bad input gets a clean, safe answer and changes nothing.
@@ -69,4 +77,142 @@ func TestNULAndBadUTF8RefusedAtTheEdges(t *testing.T) {
 		}
 		_ = before
 	})
+}
+
+// pgProxy forwards TCP to PostgreSQL and can cut it, as a restart or a
+// network failure would.
+type pgProxy struct {
+	ln     net.Listener
+	target string
+	down   atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newPGProxy(t *testing.T, target string) *pgProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if p.down.Load() {
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+// cut drops every connection and refuses new ones until resume.
+func (p *pgProxy) cut() {
+	p.down.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *pgProxy) resume() { p.down.Store(false) }
+
+// TestDatabaseOutageIs503: while PostgreSQL cannot be reached, API
+// clients get 503 with Retry-After — never 401, never "active": false —
+// and everything recovers without a restart when it is back.
+func TestDatabaseOutageIs503(t *testing.T) {
+	dsn := testdb.PostgresDSN(t)
+	u, _ := url.Parse(dsn)
+	proxy := newPGProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	st, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	srv := startServer(t, st)
+	uma := srv.createUser(t, "uma", true)
+	app := srv.accountClient(t, "mobile", true)
+	r := newRP(t, srv, app)
+	r.conf.Scopes = []string{"openid", "account"}
+	tok, _ := signInTo(t, newBrowser(t, srv.URL), r, uma)
+	robot := srv.createClient(t, "robot", false, true, "client_credentials")
+	b := newBrowser(t, srv.URL)
+	introspect := func() (*http.Response, string) {
+		req, _ := http.NewRequest("POST", srv.URL+"/oauth2/introspect", strings.NewReader("token="+url.QueryEscape(tok.AccessToken)))
+		req.SetBasicAuth(app.ID, app.Secret)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	if resp, body := introspect(); resp.StatusCode != 200 || !strings.Contains(body, `"active":true`) {
+		t.Fatalf("introspection while up: %d %s", resp.StatusCode, body)
+	}
+	if got := b.api(t, "GET", srv.URL+"/account/mfa", nil, bearer(tok.AccessToken)); got.Status != 200 {
+		t.Fatalf("account API while up: %d", got.Status)
+	}
+
+	proxy.cut()
+	time.Sleep(6 * time.Second) // past the client cache
+	unavailable := func(what string, status int, h http.Header) {
+		t.Helper()
+		if status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+			t.Errorf("%s during the outage: %d (Retry-After %q)", what, status, h.Get("Retry-After"))
+		}
+	}
+	got := b.api(t, "GET", srv.URL+"/account/mfa", nil, bearer(tok.AccessToken))
+	unavailable("account API", got.Status, got.Header)
+	got = b.api(t, "GET", srv.URL+"/userinfo", nil, bearer(tok.AccessToken))
+	unavailable("userinfo", got.Status, got.Header)
+	got = b.api(t, "GET", srv.URL+"/admin/users", nil, bearer(tok.AccessToken))
+	unavailable("admin API", got.Status, got.Header)
+	resp, body := introspect()
+	unavailable("introspection", resp.StatusCode, resp.Header)
+	if strings.Contains(body, `"active":false`) {
+		t.Error("introspection said inactive for a token it could not look up")
+	}
+	cc := clientcredentials.Config{ClientID: robot.ID, ClientSecret: robot.Secret, TokenURL: srv.URL + "/oauth2/token"}
+	if _, err := cc.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "temporarily_unavailable") {
+		t.Errorf("token endpoint during the outage: %v", err)
+	}
+	p := newBrowser(t, srv.URL).get(srv.URL + "/account/security")
+	unavailable("portal (through its sign-in)", p.Status, p.Header)
+
+	proxy.resume()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got = b.api(t, "GET", srv.URL+"/account/mfa", nil, bearer(tok.AccessToken))
+		if got.Status == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got.Status != 200 {
+		t.Fatalf("after the outage the same token works again without a restart: %d", got.Status)
+	}
+	if resp, body := introspect(); resp.StatusCode != 200 || !strings.Contains(body, `"active":true`) {
+		t.Fatalf("introspection after the outage: %d %s", resp.StatusCode, body)
+	}
 }

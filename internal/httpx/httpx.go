@@ -50,6 +50,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if errors.Is(err, store.ErrInvalidInput) && !errors.As(err, &he) {
 		he = &Error{Status: http.StatusBadRequest, Code: "invalid_input", Message: "Text must be valid UTF-8 without NUL bytes."}
 	}
+	if errors.Is(err, store.ErrUnavailable) {
+		WriteUnavailable(w, r, log, err)
+		return
+	}
 	if he == nil && !errors.As(err, &he) {
 		log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", RequestID(r.Context()))
 		he = &Error{Status: http.StatusInternalServerError, Code: "server_error", Message: "internal error; request id " + RequestID(r.Context())}
@@ -249,4 +253,17 @@ func RejectBadText(next http.Handler) http.Handler {
 // or invalid UTF-8, for decoders to refuse it whole.
 func BadJSONText(body []byte) bool {
 	return !utf8.Valid(body) || bytes.IndexByte(body, 0) >= 0 || bytes.Contains(bytes.ToLower(body), []byte(`\u0000`))
+}
+
+// RetryAfter is the Retry-After answered while the database is unavailable.
+const RetryAfter = "5"
+
+// WriteUnavailable answers 503 with Retry-After: the database is
+// unavailable (restart, failover), which is neither the caller's fault nor
+// a verdict on their credentials.
+func WriteUnavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	log.WarnContext(r.Context(), "storage unavailable", "err", err, "request_id", RequestID(r.Context()))
+	w.Header().Set("Retry-After", RetryAfter)
+	WriteJSON(w, http.StatusServiceUnavailable, &Error{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+		Message: "The service is temporarily unavailable; retry shortly."})
 }

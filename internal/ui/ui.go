@@ -8,11 +8,13 @@ package ui
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
 
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/store"
 )
 
 //go:embed static/*
@@ -65,6 +67,12 @@ func (p *Pages) CSRFFailed(w http.ResponseWriter, r *http.Request) {
 
 // ServerError logs err and shows a fixed message with the request id.
 func (p *Pages) ServerError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		p.Logger.WarnContext(r.Context(), "storage unavailable", "err", err, "request_id", httpx.RequestID(r.Context()))
+		w.Header().Set("Retry-After", httpx.RetryAfter)
+		p.Error(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "Latchkey is briefly unavailable. Try again in a few seconds.")
+		return
+	}
 	p.Logger.ErrorContext(r.Context(), "request failed", "err", err, "request_id", httpx.RequestID(r.Context()))
 	p.Error(w, r, http.StatusInternalServerError, "server_error", "Something went wrong on our side. Request id: "+httpx.RequestID(r.Context()))
 }

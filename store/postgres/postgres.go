@@ -8,6 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -70,6 +74,9 @@ func mapErr(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.ErrNotFound
 	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return fmt.Errorf("%w: %s", store.ErrAlreadyExists, pe.ConstraintName)
@@ -80,6 +87,26 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %s", store.ErrInvalidInput, pe.Code)
 	}
 	return err
+}
+
+// unavailable reports errors that mean the server cannot be reached or is
+// going away (connection refused or lost, shutting down, starting up, no
+// primary), as opposed to errors in the statement.
+func unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.As(err, &pe):
+		// 08: connection exception; 57P01-03: admin shutdown, crash
+		// shutdown, cannot connect now; 25006: read-only transaction (a
+		// standby after failover).
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "25006"
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
 
 type querier interface {
@@ -127,7 +154,7 @@ func (d db) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row 
 func (d db) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
 	return conn{d.pool}.Query(ctx, sql, args...)
 }
-func (d db) Ping(ctx context.Context) error { return d.pool.Ping(ctx) }
+func (d db) Ping(ctx context.Context) error { return mapErr(d.pool.Ping(ctx)) }
 func (d db) Close()                         { d.pool.Close() }
 
 func (d db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
