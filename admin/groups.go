@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -64,8 +63,10 @@ func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
 // CreateGroup creates a group, with its audit event.
 func (h *Handler) CreateGroup(ctx context.Context, a Actor, name, description string) (Group, error) {
 	fields := map[string]string{}
-	if name = strings.TrimSpace(name); name == "" || len(name) > 100 {
-		fields["name"] = "required, at most 100 characters"
+	if n, err := authn.DisplayText(name, 100); err != nil || n == "" {
+		fields["name"] = "required, at most 100 characters, no control, invisible or direction-changing characters"
+	} else {
+		name = n
 	}
 	if len(description) > 1000 {
 		fields["description"] = "at most 1000 characters"

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/mail"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -87,14 +86,19 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fields := map[string]string{}
-	if b.Username = strings.TrimSpace(b.Username); b.Username == "" || len(b.Username) > 256 || strings.ContainsAny(b.Username, " \t\r\n") {
-		fields["username"] = "required, no spaces, at most 256 characters"
+	if u, err := authn.Username(b.Username); err != nil {
+		fields["username"], _ = authn.AsBadName(err)
+	} else {
+		b.Username = u
 	}
 	if !validEmail(b.Email) {
 		fields["email"] = "must be an email address"
 	}
-	if len(b.DisplayName) > 200 {
-		fields["display_name"] = "at most 200 characters"
+	if name, err := authn.DisplayText(b.DisplayName, 200); err != nil {
+		reason, _ := authn.AsBadName(err)
+		fields["display_name"] = reason + " (at most 200 characters)"
+	} else {
+		b.DisplayName = name
 	}
 	if len(b.Password) < 8 || len(b.Password) > 1024 {
 		fields["password"] = "required, 8 to 1024 characters"
@@ -108,6 +112,14 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 	u := store.User{ID: authn.NewID("user"), Username: b.Username, Email: b.Email, DisplayName: b.DisplayName,
 		PasswordHash: h.o.Authn.Hasher().Hash(b.Password), CreatedAt: now, UpdatedAt: now}
 	if !h.inTx(w, r, func(q store.Queries) error {
+		// A name that looks like an existing one is refused too.
+		if sk := authn.Skeleton(u.Username); sk != u.Username {
+			if _, err := q.GetUserByUsername(r.Context(), sk); err == nil {
+				return conflict("username_confusable", "That username looks like an existing one.")
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		if err := q.CreateUser(r.Context(), u); errors.Is(err, store.ErrAlreadyExists) {
 			return conflict("username_taken", "That username is taken.")
 		} else if err != nil {
@@ -240,8 +252,13 @@ func (h *Handler) UpdateUser(ctx context.Context, a Actor, id string, b UserUpda
 	if b.Email != nil && !validEmail(*b.Email) {
 		fields["email"] = "must be an email address"
 	}
-	if b.DisplayName != nil && len(*b.DisplayName) > 200 {
-		fields["display_name"] = "at most 200 characters"
+	if b.DisplayName != nil {
+		if name, err := authn.DisplayText(*b.DisplayName, 200); err != nil {
+			reason, _ := authn.AsBadName(err)
+			fields["display_name"] = reason + " (at most 200 characters)"
+		} else {
+			b.DisplayName = &name
+		}
 	}
 	if len(fields) > 0 {
 		return User{}, invalid(fields)

@@ -82,6 +82,10 @@ func ipKey(ip string) string { return "ip:" + ip }
 // and wrong passwords all return ErrInvalidCredentials after the same work.
 func (s *Service) CheckPassword(ctx context.Context, username, password, ip string) (store.User, error) {
 	keys := []string{accountKey(username), ipKey(ip)}
+	if u, err := Username(username); err == nil {
+		// The same account whatever width or case it was typed in.
+		username, keys[0] = u, accountKey(u)
+	}
 	locked, hadFailures, err := s.locked(ctx, keys...)
 	if err != nil {
 		return store.User{}, err

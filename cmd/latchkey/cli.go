@@ -196,8 +196,13 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if strings.TrimSpace(*username) == "" || len(*username) > 256 || strings.ContainsAny(*username, " \t\r\n") {
-		return errors.New("--username is required and must not contain spaces")
+	normalised, err := authn.Username(*username)
+	if err != nil {
+		return fmt.Errorf("--username: %w", err)
+	}
+	*username = normalised
+	if *name, err = authn.DisplayText(*name, 200); err != nil {
+		return fmt.Errorf("--name: %w", err)
 	}
 	fmt.Fprintln(c.errOut, "reading the password from standard input")
 	pw, err := c.readPassword()
@@ -366,7 +371,11 @@ func (c *cli) groupsCreate(ctx context.Context, args []string) error {
 	if fs.NArg() != 1 || strings.TrimSpace(fs.Arg(0)) == "" {
 		return errors.New("usage: groups create [-description TEXT] NAME")
 	}
-	g := store.Group{ID: authn.NewID("group"), Name: fs.Arg(0), Description: *desc, CreatedAt: time.Now().UTC()}
+	name, err := authn.DisplayText(fs.Arg(0), 100)
+	if err != nil {
+		return fmt.Errorf("group name: %w", err)
+	}
+	g := store.Group{ID: authn.NewID("group"), Name: name, Description: *desc, CreatedAt: time.Now().UTC()}
 	if err := c.audited(ctx, audit.Event{Type: audit.GroupCreated, Details: map[string]any{"group_id": g.ID, "name": g.Name}},
 		func(q store.Queries) error { return q.CreateGroup(ctx, g) }); err != nil {
 		return err

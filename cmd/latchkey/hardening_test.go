@@ -216,3 +216,46 @@ func TestDatabaseOutageIs503(t *testing.T) {
 		t.Fatalf("introspection after the outage: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestLookAlikeNamesRefused: usernames are PRECIS-normalised (RFC 8265)
+// and look-alikes are refused; group and display names carry no invisible
+// or direction-changing characters; a user can sign in with the name typed
+// in another width or case.
+func TestLookAlikeNamesRefused(t *testing.T) {
+	f := newAdminFixture(t, testdbSQLite(t))
+	create := func(username string) apiResp {
+		return f.call(t, f.adminToken, "POST", "/admin/users", map[string]any{"username": username, "password": "a-long-password", "email": "x@example.com"})
+	}
+	if got := create("Alice"); got.Status != http.StatusCreated || got.Body["username"] != "alice" {
+		t.Fatalf("alice: %d %v", got.Status, got.Body)
+	}
+	if got := create("aoe"); got.Status != http.StatusCreated {
+		t.Fatalf("aoe: %d", got.Status)
+	}
+	for name, want := range map[string]string{
+		"аlice":       "invalid_request", // Cyrillic а + Latin
+		"alice\u200b": "invalid_request", // zero-width space
+		"ali\u202ece": "invalid_request", // right-to-left override
+		"al ice":      "invalid_request",
+		"ａｌｉｃｅ":       "username_taken", // full-width: the same name
+		"аое":         "username_confusable",
+	} {
+		got := create(name)
+		if errCode(got) != want || got.Status < 400 || got.Status >= 500 {
+			t.Errorf("%q: %d %v, want %s", name, got.Status, got.Body, want)
+		}
+	}
+	if got := f.call(t, f.adminToken, "POST", "/admin/groups", map[string]any{"name": "Fin\u202eance"}); got.Status != http.StatusUnprocessableEntity {
+		t.Errorf("group name with a bidi override: %d", got.Status)
+	}
+	if got := f.call(t, f.adminToken, "PATCH", "/admin/users/"+f.bob.ID, map[string]any{"display_name": "Bob\u200b"}); got.Status != http.StatusUnprocessableEntity {
+		t.Errorf("display name with a zero-width space: %d", got.Status)
+	}
+	// Bob signs in typing his name in full-width capitals.
+	r := newRP(t, f.srv, f.srv.createClient(t, "app", false, true))
+	b := newBrowser(t, f.srv.URL)
+	p := b.submit(toLogin(t, b, r), map[string]string{"username": "ＢＯＢ", "password": f.bob.Password})
+	if !strings.HasSuffix(p.URL.Path, "/login/2sv") {
+		t.Fatalf("full-width username: %d %s", p.Status, p.URL)
+	}
+}
