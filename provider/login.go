@@ -93,6 +93,11 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 			p.serverError(w, r, err)
 			return
 		}
+		// A request for aal2 is never downgraded to a password-only
+		// sign-in, grace period or not: it leads to setup.
+		if !enroll && wantsAAL2(f) {
+			enroll = true
+		}
 		if !enroll {
 			p.completeLogin(w, r, f, user.ID, []string{"pwd"}, ACRPassword)
 			return

@@ -4,6 +4,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/latchkey/latchkey/audit"
@@ -40,6 +41,13 @@ func (p *Provider) mustEnroll(r *http.Request, userID string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// wantsAAL2 reports whether the flow's authorization request asked for a
+// sign-in with a second factor (acr_values=aal2).
+func wantsAAL2(f store.LoginFlow) bool {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	return slices.Contains(strings.Fields(q.Get("acr_values")), ACRMFA)
 }
 
 // setupFlow returns the flow if its password step is done and its user

@@ -721,12 +721,20 @@ func TestReenrollmentGrace(t *testing.T) {
 	if res = login(t, b, app, authURL, res, pw); res.Code == "" {
 		t.Fatalf("within the grace period sign-in continues: %+v", res)
 	}
+	// Within the grace period, a request for aal2 is never downgraded: it
+	// leads to setup.
+	b = newBrowser(t, srv.URL)
+	authURL, _ = app.authURL(oauth2.SetAuthURLParam("acr_values", "aal2"))
+	p := b.submit(b.get(authURL), map[string]string{"username": zoe.Username, "password": zoe.Password})
+	if !strings.HasSuffix(p.URL.Path, "/login/setup") || p.Location != "" {
+		t.Fatalf("acr_values=aal2 during the grace period: want setup, got %s %q", p.URL, p.Location)
+	}
 	// Move the removal two hours back: the grace period is over.
 	if err := srv.app.store.SetMFARemoved(ctx, zoe.ID, time.Now().Add(-2*time.Hour), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	b = newBrowser(t, srv.URL)
-	p := b.submit(toLogin(t, b, app), map[string]string{"username": zoe.Username, "password": zoe.Password})
+	p = b.submit(toLogin(t, b, app), map[string]string{"username": zoe.Username, "password": zoe.Password})
 	if !strings.HasSuffix(p.URL.Path, "/login/setup") || p.Location != "" {
 		t.Fatalf("after the grace period: want setup, got %s %q", p.URL, p.Location)
 	}
