@@ -52,8 +52,11 @@ func (m *Email) Deliver(ctx context.Context, e store.AuditEvent) error {
 		return err
 	}
 	by := "you"
-	if e.ActorType == "admin" {
+	switch e.ActorType {
+	case "admin":
 		by = "an administrator"
+	case "system":
+		by = "an administrator, from the command line"
 	}
 	note := ""
 	if r := detail(e, "reason"); r != "" && (e.Type == "mfa.reset.approved" || e.Type == "mfa.reset.denied") {
@@ -62,7 +65,7 @@ func (m *Email) Deliver(ctx context.Context, e store.AuditEvent) error {
 	if e.Type == "mfa.reset.approved" {
 		note += "\r\nSign in with your password to set up a new authenticator app.\r\n"
 	}
-	body := fmt.Sprintf("Hello %s,\r\n\r\n%s on %s UTC, by %s.\r\n%s\r\nIf this was not you, contact your administrator now and review your account at %s/account/security.\r\n\r\n-- Latchkey\r\n",
+	body := fmt.Sprintf("Hello %s,\r\n\r\n%s (%s UTC, by %s).\r\n%s\r\nIf this was not you, contact your administrator now and review your account at %s/account/security.\r\n\r\n-- Latchkey\r\n",
 		firstNonEmpty(u.DisplayName, u.Username), subject, e.Time.UTC().Format("2 Jan 2006 15:04"), by, note, m.Issuer)
 	return m.send(u.Email, subject, fmt.Sprintf("audit-%d", e.ID), e.Time, body)
 }

@@ -27,6 +27,15 @@ const (
 // a login flow and sends the browser to sign in.
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	// No authorization request needs more; nothing larger is parsed or
+	// echoed back.
+	if len(r.URL.RawQuery) > maxAuthorizeRequest || r.ContentLength > maxAuthorizeRequest {
+		p.errorPage(w, r, http.StatusRequestEntityTooLarge, "request_too_large", "The application sent an authorization request that is too large.")
+		return
+	}
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxAuthorizeRequest)
+	}
 	r = p.o.CSRF.Ensure(w, r)
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
 	if err != nil {
@@ -60,6 +69,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p.finish(w, r, ar, bs, now, false)
 }
+
+// maxAuthorizeRequest bounds an authorization request's query or form.
+const maxAuthorizeRequest = 16 << 10
 
 func checkPKCE(ar fosite.AuthorizeRequester) error {
 	form := ar.GetRequestForm()

@@ -19,6 +19,7 @@ import (
 
 // token is the token endpoint.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	w = basicChallenge{w, "token"}
 	_ = r.ParseForm()
 	gt := r.PostForm.Get("grant_type")
 	ctx := withGrantType(r.Context(), gt)
@@ -74,6 +75,7 @@ func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite
 }
 
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	w = basicChallenge{w, "revocation"}
 	err := p.oauth.NewRevocationRequest(r.Context(), r)
 	p.oauth.WriteRevocationResponse(r.Context(), w, err)
 }
@@ -83,6 +85,7 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 // Authorization header); that would let every user's app probe tokens, so
 // only HTTP Basic client authentication is accepted.
 func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	w = basicChallenge{w, "introspection"}
 	if strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
 		w.Header().Set("WWW-Authenticate", `Basic realm="introspection"`)
 		httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client",
@@ -210,7 +213,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                               []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic"},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"claims_supported":                               []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "at_hash", "preferred_username", "name", "email", "email_verified", "groups", "mfa_policy"},
 		"acr_values_supported":                           []string{ACRPassword, ACRMFA},
@@ -267,4 +270,18 @@ func (p *Provider) AccessTokenInfo(ctx context.Context, token string) (TokenInfo
 		info.StepUp = stepUpFromClaims(s.Claims.Extra)
 	}
 	return info, nil
+}
+
+// basicChallenge adds RFC 6749 §5.2's WWW-Authenticate to a 401 from an
+// endpoint that authenticates clients, where fosite leaves it out.
+type basicChallenge struct {
+	http.ResponseWriter
+	realm string
+}
+
+func (w basicChallenge) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+w.realm+`"`)
+	}
+	w.ResponseWriter.WriteHeader(code)
 }

@@ -316,6 +316,14 @@ func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// No body is needed; one that is sent must be a small JSON object.
+	if r.ContentLength != 0 {
+		var b struct{}
+		if p := decodeJSON(r, &b); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	}
 	codes, err := h.o.MFA.NewRecoveryCodes(r.Context(), c.Actor, c.Proof)
 	h.answer(w, r, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes}, err)
 }

@@ -259,3 +259,52 @@ func TestLookAlikeNamesRefused(t *testing.T) {
 		t.Fatalf("full-width username: %d %s", p.Status, p.URL)
 	}
 }
+
+// TestSmallerEdges: issue 13's smaller items — RFC 6749 §5.2 challenges on
+// client-authenticated endpoints, discovery that matches what the
+// introspection endpoint accepts, bounded authorization requests, and no
+// unread bodies on the account API.
+func TestSmallerEdges(t *testing.T) {
+	srv := startServer(t, testdbSQLite(t))
+	app := srv.createClient(t, "app", false, true)
+	for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"} {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader("grant_type=client_credentials&token=x"))
+		req.SetBasicAuth(app.ID, "wrong secret")
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("%s: 401 without a Basic challenge", path)
+		}
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with a wrong secret: %d", path, resp.StatusCode)
+		}
+	}
+	disc := newBrowser(t, srv.URL).api(t, "GET", srv.URL+"/.well-known/openid-configuration", nil, nil)
+	if m := mustJSON(disc.Body["introspection_endpoint_auth_methods_supported"]); m != `["client_secret_basic"]` {
+		t.Errorf("introspection auth methods advertised: %s", m)
+	}
+	huge := srv.URL + "/oauth2/auth?client_id=app&response_type=code&scope=" + strings.Repeat("x", 70<<10)
+	if p := newBrowser(t, srv.URL).get(huge); p.Status != http.StatusRequestEntityTooLarge || len(p.Header.Get("Location")) > 0 {
+		t.Errorf("a 70 KB authorization request: %d %q", p.Status, p.Header.Get("Location"))
+	}
+	// The account API refuses a body it does not use when it is not JSON.
+	uma := srv.createUser(t, "uma", true)
+	acct := newRP(t, srv, srv.accountClient(t, "mobile", true))
+	acct.conf.Scopes = []string{"openid", "account"}
+	tok, _ := signInTo(t, newBrowser(t, srv.URL), acct, uma)
+	req, _ := http.NewRequest("POST", srv.URL+"/account/mfa/recovery-codes", strings.NewReader(strings.Repeat("x", 2<<20)))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("2 MB of text/plain to the recovery-codes call: %d", resp.StatusCode)
+	}
+}
