@@ -115,16 +115,22 @@ func TestConcurrentAppendsKeepOneChain(t *testing.T) {
 }
 
 // BenchmarkAuditedRemoval measures a 2SV removal with its audit event in
-// one transaction (the disable flow's write path) on PostgreSQL, one at a
-// time and 32 at once.
+// one transaction (the disable flow's write path), one at a time and 32 at
+// once, on PostgreSQL and on the embedded store (whose every commit is an
+// fsync: synchronous=FULL).
 func BenchmarkAuditedRemoval(b *testing.B) {
-	for _, conc := range []int{1, 32} {
-		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) { benchRemoval(b, conc) })
+	backends := []struct {
+		name string
+		open func(testing.TB) store.Store
+	}{{"postgres", testdb.Postgres}, {"sqlite", testdb.SQLite}}
+	for _, be := range backends {
+		for _, conc := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/c=%d", be.name, conc), func(b *testing.B) { benchRemoval(b, be.open(b), conc) })
+		}
 	}
 }
 
-func benchRemoval(b *testing.B, conc int) {
-	s := testdb.Postgres(b)
+func benchRemoval(b *testing.B, s store.Store, conc int) {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	users := make([]string, b.N)
