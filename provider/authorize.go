@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/http"
@@ -37,7 +38,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxAuthorizeRequest)
 	}
 	r = p.o.CSRF.Ensure(w, r)
-	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
+	ar, err := p.newAuthorizeRequest(ctx, r)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
@@ -158,11 +159,28 @@ func (p *Provider) rebuild(r *http.Request, f store.LoginFlow) (fosite.Authorize
 	r2.Method = http.MethodGet
 	r2.URL.RawQuery = f.AuthorizeQuery
 	r2.Form, r2.PostForm, r2.Body = nil, nil, http.NoBody
-	ar, err := p.oauth.NewAuthorizeRequest(r.Context(), r2)
+	ar, err := p.newAuthorizeRequest(r.Context(), r2)
 	if err != nil {
 		return ar, err
 	}
 	ar.(*fosite.AuthorizeRequest).RequestedAt = f.CreatedAt
+	return ar, nil
+}
+
+// newAuthorizeRequest is fosite's parser plus the redirect rule SPEC asks
+// for: fosite lets any client's loopback redirect URI take any port (RFC
+// 8252 §7.3), which only native apps need and they are public clients. For a
+// confidential client, another port on 127.0.0.1 is another program, so the
+// URI must match a registered one exactly. On mismatch the request is
+// returned as nil: the URI is unverified and must never be redirected to.
+func (p *Provider) newAuthorizeRequest(ctx context.Context, r *http.Request) (fosite.AuthorizeRequester, error) {
+	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
+	if err != nil || ar.GetClient().IsPublic() {
+		return ar, err
+	}
+	if raw := ar.GetRequestForm().Get("redirect_uri"); raw != "" && !slices.Contains(ar.GetClient().GetRedirectURIs(), raw) {
+		return nil, fosite.ErrInvalidRequest.WithHint("The 'redirect_uri' parameter does not match any of the OAuth 2.0 Client's pre-registered redirect urls.")
+	}
 	return ar, nil
 }
 

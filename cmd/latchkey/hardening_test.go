@@ -291,6 +291,21 @@ func TestSmallerEdges(t *testing.T) {
 	if p := newBrowser(t, srv.URL).get(huge); p.Status != http.StatusRequestEntityTooLarge || len(p.Header.Get("Location")) > 0 {
 		t.Errorf("a 70 KB authorization request: %d %q", p.Status, p.Header.Get("Location"))
 	}
+	// RFC 8252's any-port loopback rule is for native (public) apps only; a
+	// confidential client gets exactly the URI it registered.
+	srv.createClient(t, "native", true, false)
+	for _, tc := range []struct {
+		client string
+		want   int
+	}{{"app", http.StatusBadRequest}, {"native", http.StatusOK}} {
+		q := url.Values{"client_id": {tc.client}, "response_type": {"code"}, "scope": {"openid"}, "state": {"s-state-1234"},
+			"redirect_uri":   {"http://127.0.0.1:8888/" + tc.client + "/callback"},
+			"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
+		p := newBrowser(t, srv.URL).get(srv.URL + "/oauth2/auth?" + q.Encode())
+		if p.Status != tc.want || strings.Contains(p.Header.Get("Location"), "8888") {
+			t.Errorf("%s with its loopback redirect on another port: %d %q", tc.client, p.Status, p.Header.Get("Location"))
+		}
+	}
 	// The account API refuses a body it does not use when it is not JSON.
 	uma := srv.createUser(t, "uma", true)
 	acct := newRP(t, srv, srv.accountClient(t, "mobile", true))
