@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,35 +30,104 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
+// command is one bootstrap subcommand. args and summary are what -h
+// prints; flags says the command parses a flag set first thing, so -h can be
+// handed to it for the flag list without a store behind it.
+type command struct {
+	args    string
+	summary string
+	flags   bool
+	run     func(*cli, context.Context, []string) error
+}
+
+var commands = map[string]command{
+	"clients create":     {"[flags]", "create an OAuth client; prints its secret once", true, (*cli).clientsCreate},
+	"clients list":       {"", "list OAuth clients", false, (*cli).clientsList},
+	"clients delete":     {"CLIENT_ID", "delete a client", false, (*cli).clientsDelete},
+	"users create":       {"[flags]", "create a user (password on standard input)", true, (*cli).usersCreate},
+	"users list":         {"", "list users", false, (*cli).usersList},
+	"users set-password": {"USERNAME", "set a password (read from standard input)", false, (*cli).usersSetPassword},
+	"users add-to-group": {"USERNAME GROUP", "add a user to a group", false, (*cli).usersAddToGroup},
+	"users enroll-totp":  {"USERNAME", "enroll an authenticator app; prints the secret once", false, (*cli).usersEnrollTOTP},
+	"users remove-2sv":   {"[flags] USERNAME", "remove a user's 2SV (audited)", true, (*cli).usersRemove2SV},
+	"groups create":      {"[flags] NAME", "create a group", true, (*cli).groupsCreate},
+	"groups list":        {"", "list groups", false, (*cli).groupsList},
+	"groups admins":      {"add|remove GROUP USERNAME", "delegate a group's 2SV resets", false, (*cli).groupsAdmins},
+	"keys list":          {"", "list signing keys", false, (*cli).keysList},
+	"keys rotate":        {"", "generate a new signing key and sign with it", false, (*cli).keysRotate},
+	"policies create":    {"[flags] NAME", "create an authentication policy", true, (*cli).policiesCreate},
+	"policies list":      {"", "list policies", false, (*cli).policiesList},
+	"policies assign":    {"POLICY GROUP", "assign a policy to a group", false, (*cli).policiesAssign},
+	"admins add":         {"USERNAME", "grant admin (for the admin API and console)", false, (*cli).adminsAdd},
+	"admins remove":      {"USERNAME", "revoke admin", false, (*cli).adminsRemove},
+	"audit verify":       {"[flags]", "check the audit log's hashes, tree and checkpoints", true, (*cli).auditVerify},
+	"audit export":       {"[flags]", "export audit events as JSON Lines", true, (*cli).auditExport},
+	"audit checkpoint":   {"", "print the latest signed checkpoint (keep it outside the database)", false, (*cli).auditCheckpoint},
+	"audit key":          {"", "print the checkpoint verifier key", false, (*cli).auditKey},
+}
+
+// wantsHelp reports whether args ask for help anywhere before "--". It is
+// checked before anything opens the store, so "keys rotate -h" rotates
+// nothing and "serve -h" serves nothing.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "--h", "help":
+			return true
+		}
+	}
+	return false
+}
+
+// printHelp describes group (and sub, when it names a command) and touches
+// nothing else.
+func printHelp(w io.Writer, group string, args []string) {
+	if len(args) > 0 {
+		if c, ok := commands[group+" "+args[0]]; ok {
+			fmt.Fprintf(w, "Usage: latchkey %s %s %s\n\n%s\n", group, args[0], c.args, c.summary)
+			if c.flags {
+				_ = c.run(&cli{errOut: w}, context.Background(), []string{"-h"})
+			}
+			return
+		}
+	}
+	fmt.Fprintf(w, "Usage: latchkey %s SUBCOMMAND [ARGS]\n\nSubcommands:\n", group)
+	var names []string
+	for name := range commands {
+		if strings.HasPrefix(name, group+" ") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-20s %-26s %s\n", name, commands[name].args, commands[name].summary)
+	}
+}
+
 // runCLI runs the bootstrap subcommands that work without the admin API.
 func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if wantsHelp(args) {
+		printHelp(stdout, group, args)
+		return nil
+	}
 	if len(args) == 0 {
+		printHelp(stderr, group, nil)
 		return fmt.Errorf("%s: missing subcommand", group)
+	}
+	cmd, ok := commands[group+" "+args[0]]
+	if !ok {
+		printHelp(stderr, group, nil)
+		return fmt.Errorf("unknown command %q", group+" "+args[0])
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	cli := &cli{cfg: cfg, st: st, log: log, stdin: stdin, out: stdout, errOut: stderr}
-	sub, rest := args[0], args[1:]
-	cmds := map[string]func(context.Context, []string) error{
-		"clients create": cli.clientsCreate, "clients list": cli.clientsList, "clients delete": cli.clientsDelete,
-		"users create": cli.usersCreate, "users list": cli.usersList, "users set-password": cli.usersSetPassword,
-		"users add-to-group": cli.usersAddToGroup, "users enroll-totp": cli.usersEnrollTOTP,
-		"users remove-2sv": cli.usersRemove2SV,
-		"groups create":    cli.groupsCreate, "groups list": cli.groupsList,
-		"keys list": cli.keysList, "keys rotate": cli.keysRotate,
-		"policies create": cli.policiesCreate, "policies list": cli.policiesList, "policies assign": cli.policiesAssign,
-		"admins add": cli.adminsAdd, "admins remove": cli.adminsRemove, "groups admins": cli.groupsAdmins,
-		"audit verify": cli.auditVerify, "audit export": cli.auditExport,
-		"audit checkpoint": cli.auditCheckpoint, "audit key": cli.auditKey,
-	}
-	fn, ok := cmds[group+" "+sub]
-	if !ok {
-		return fmt.Errorf("unknown command %q", group+" "+sub)
-	}
-	return fn(ctx, rest)
+	c := &cli{cfg: cfg, st: st, log: log, stdin: stdin, out: stdout, errOut: stderr}
+	return cmd.run(c, ctx, args[1:])
 }
 
 type cli struct {

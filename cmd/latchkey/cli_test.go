@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkey/latchkey/store"
 	"github.com/latchkey/latchkey/store/sqlite"
@@ -184,5 +185,42 @@ func TestCLIAuditAnchor(t *testing.T) {
 	out, err := cli("audit", "verify", "-anchor", file)
 	if err == nil || !strings.Contains(out, "BROKEN at tree position 1") || !strings.Contains(out, "truncated") {
 		t.Fatalf("a truncated log must fail against the anchor: %v %q", err, out)
+	}
+}
+
+// TestCLIHelpDoesNothing: -h on any command prints help and acts on
+// nothing. Opening the store creates its file, so the file not existing
+// afterwards proves no command got as far as the database.
+func TestCLIHelpDoesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "help.db")
+	t.Setenv("LATCHKEY_DATABASE_PATH", db)
+	t.Setenv("LATCHKEY_SECRETS_FILE", filepath.Join(dir, "secrets"))
+	var lines [][]string
+	for name := range commands {
+		for _, h := range []string{"-h", "--help"} {
+			lines = append(lines, append(strings.Fields(name), h))
+		}
+	}
+	lines = append(lines, []string{"serve", "-h"}, []string{"migrate", "--help"}, []string{"keys", "-h"},
+		[]string{"-h"}, []string{"help"}, []string{"keys", "rotate", "-reason", "x", "-h"})
+	for _, args := range lines {
+		done := make(chan error, 1)
+		var out, errOut bytes.Buffer
+		go func() { done <- run(context.Background(), args, strings.NewReader(""), &out, &errOut) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("latchkey %s: %v", strings.Join(args, " "), err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("latchkey %s is still running: -h started the command", strings.Join(args, " "))
+		}
+		if !strings.Contains(out.String()+errOut.String(), "Usage") {
+			t.Errorf("latchkey %s printed no usage:\n%s%s", strings.Join(args, " "), out.String(), errOut.String())
+		}
+		if _, err := os.Stat(db); err == nil {
+			t.Fatalf("latchkey %s opened the store", strings.Join(args, " "))
+		}
 	}
 }

@@ -28,15 +28,18 @@ Commands:
   serve                         run the server (dev mode when nothing is configured)
   migrate                       apply database migrations and exit
   clients create|list|delete    manage OAuth clients
-  users create|list|set-password|add-to-group|enroll-totp
-  groups create|list
+  users create|list|set-password|add-to-group|enroll-totp|remove-2sv
+  groups create|list|admins
   policies create|list|assign   authentication policies
-  admins add USERNAME           grant admin (for the admin API)
+  admins add|remove USERNAME    grant or revoke admin (admin API and console)
   keys list|rotate              signing keys
-  audit verify|export           check the audit hash chain; export JSON Lines
+  audit verify|export|checkpoint|key
+                                check the audit log; export JSON Lines; checkpoints
+  help                          this text
 
 The configuration comes from FILE (or $LATCHKEY_CONFIG) and LATCHKEY_*
-environment variables. Run "latchkey COMMAND -h" for a command's flags.
+environment variables. "latchkey COMMAND -h" describes a command and its
+flags and does nothing else.
 `
 
 func main() {
@@ -51,19 +54,39 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	cfgPath := fs.String("config", os.Getenv("LATCHKEY_CONFIG"), "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // usage already printed
+	} else if err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errors.New("no command given")
 	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	if cmd == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if wantsHelp(rest) {
+		switch cmd {
+		case "serve":
+			fmt.Fprint(stdout, "Usage: latchkey [-config FILE] serve\n\nRun the server. With no database configured it runs in dev mode on the\nembedded store (latchkey-dev.db) at http://127.0.0.1:8080.\n")
+		case "migrate":
+			fmt.Fprint(stdout, "Usage: latchkey [-config FILE] migrate\n\nApply pending database migrations and exit.\n")
+		case "clients", "users", "groups", "keys", "policies", "admins", "audit":
+			printHelp(stdout, cmd, rest)
+		default:
+			fmt.Fprint(stderr, usage)
+			return fmt.Errorf("unknown command %q", cmd)
+		}
+		return nil
+	}
 	cfg, err := config.Load(*cfgPath, os.Environ())
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
 	case "serve":
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
