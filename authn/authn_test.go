@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,7 +59,11 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, threshold int) *fixture {
-	f := &fixture{st: testdb.SQLite(t), now: time.Date(2026, 5, 1, 12, 0, 10, 0, time.UTC)}
+	return newFixtureOn(t, testdb.SQLite(t), threshold)
+}
+
+func newFixtureOn(t *testing.T, st store.Store, threshold int) *fixture {
+	f := &fixture{st: st, now: time.Date(2026, 5, 1, 12, 0, 10, 0, time.UTC)}
 	ring, _ := seal.New(seal.Key{ID: "k", Secret: bytes.Repeat([]byte{7}, 32)})
 	f.svc = authn.NewService(authn.Options{Store: f.st, Keyring: ring, Pepper: []byte("pepper"), Hasher: authn.NewPasswordHasher(cheap, 0),
 		Lockout: authn.Lockout{AccountThreshold: threshold, IPThreshold: 10, BaseDelay: time.Second, MaxDelay: time.Minute, Window: 15 * time.Minute},
@@ -110,6 +116,45 @@ func TestTOTPSkewAndSingleUse(t *testing.T) {
 	}
 	if _, err := f.svc.CheckSecondFactor(ctx, f.user.ID, f.codes[3], "10.0.0.1"); !errors.Is(err, authn.ErrInvalidCode) {
 		t.Fatalf("reused recovery code: %v", err)
+	}
+}
+
+// TestConcurrentWrongCodesStopAtThreshold: 24 wrong codes at once against
+// a threshold of 5 on both stores; exactly 5 are judged, the rest are
+// refused as locked (PostgreSQL judged 7 when the check and the count were
+// separate statements).
+func TestConcurrentWrongCodesStopAtThreshold(t *testing.T) {
+	for name, open := range map[string]func(testing.TB) store.Store{"postgres": testdb.Postgres, "sqlite": testdb.SQLite} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixtureOn(t, open(t), 5)
+			wrong := "000000"
+			for _, d := range []time.Duration{-30 * time.Second, 0, 30 * time.Second} {
+				if c, _ := authn.TOTPCode(f.secret, f.now.Add(d)); c == wrong {
+					wrong = "000001" // both valid in a window of three steps: ~1e-11
+				}
+			}
+			var judged, locked atomic.Int32
+			var wg sync.WaitGroup
+			for i := 0; i < 24; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := f.svc.CheckSecondFactor(context.Background(), f.user.ID, wrong, "10.0.0.9")
+					switch {
+					case errors.Is(err, authn.ErrInvalidCode):
+						judged.Add(1)
+					case errors.Is(err, authn.ErrLocked):
+						locked.Add(1)
+					default:
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if judged.Load() != 5 || locked.Load() != 19 {
+				t.Fatalf("judged %d codes and refused %d for a threshold of 5", judged.Load(), locked.Load())
+			}
+		})
 	}
 }
 

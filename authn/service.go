@@ -86,10 +86,10 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 		// The same account whatever width or case it was typed in.
 		username, keys[0] = u, accountKey(u)
 	}
-	locked, hadFailures, err := s.locked(ctx, keys...)
+	n, err := s.claim(ctx, keys[0], keys[1])
 	if err != nil {
 		return store.User{}, err
-	} else if locked {
+	} else if n == 0 {
 		s.o.Hasher.VerifyDummy(password)
 		return store.User{}, ErrLocked
 	}
@@ -100,9 +100,9 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 	case err != nil:
 		return store.User{}, fmt.Errorf("look up user: %w", err)
 	case !u.Disabled && s.o.Hasher.Verify(u.PasswordHash, password):
-		return u, s.reset(ctx, hadFailures, keys[0])
+		return u, s.o.Store.ResetAttempts(ctx, keys[0])
 	}
-	if err := s.fail(ctx, keys...); err != nil {
+	if err := s.fail(ctx, n, keys[0], keys[1]); err != nil {
 		return store.User{}, err
 	}
 	return store.User{}, ErrInvalidCredentials
@@ -112,11 +112,11 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 // recovery code. It returns the RFC 8176 method used: "otp" for either (a
 // recovery code is a one-time password too).
 func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string) (method string, err error) {
-	keys := []string{"mfa:" + userID, ipKey(ip)}
-	locked, hadFailures, err := s.locked(ctx, keys...)
+	key, ipk := "mfa:"+userID, ipKey(ip)
+	n, err := s.claim(ctx, key, ipk)
 	if err != nil {
 		return "", err
-	} else if locked {
+	} else if n == 0 {
 		return "", ErrLocked
 	}
 	code = strings.TrimSpace(code)
@@ -125,21 +125,12 @@ func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string
 		return "", err
 	}
 	if !ok {
-		if err := s.fail(ctx, keys...); err != nil {
+		if err := s.fail(ctx, n, key, ipk); err != nil {
 			return "", err
 		}
 		return "", ErrInvalidCode
 	}
-	return method, s.reset(ctx, hadFailures, keys[0])
-}
-
-// reset clears an account's failure count after a success; most sign-ins
-// have none to clear, and skip the write.
-func (s *Service) reset(ctx context.Context, hadFailures map[string]bool, key string) error {
-	if !hadFailures[key] {
-		return nil
-	}
-	return s.o.Store.ResetAttempts(ctx, key)
+	return method, s.o.Store.ResetAttempts(ctx, key)
 }
 
 func (s *Service) verifyCode(ctx context.Context, userID, code string) (bool, string, error) {
@@ -196,52 +187,64 @@ func (s *Service) newRecoveryCodes() (codes, digests []string) {
 	return codes, digests
 }
 
-// locked reports whether any key is locked, and which keys have failures.
-func (s *Service) locked(ctx context.Context, keys ...string) (bool, map[string]bool, error) {
-	attempts, err := s.o.Store.GetAttempts(ctx, keys...)
-	if err != nil {
-		return false, nil, err
-	}
+// claim counts an attempt on the account key before it is judged and
+// returns its number, 0 when the account or the address is locked. Counting
+// first, in one statement, is what keeps concurrent wrong codes from
+// overshooting the threshold: a check followed by a later write let seven
+// through for a threshold of five. The address is only checked here (many
+// people share one), and counted on failure.
+func (s *Service) claim(ctx context.Context, acct, ip string) (int, error) {
 	now := s.o.Now()
-	had := map[string]bool{}
-	locked := false
-	for _, a := range attempts {
-		had[a.Key] = true
-		locked = locked || now.Before(a.LockedUntil)
+	a, err := s.o.Store.GetAttempt(ctx, ip)
+	if err == nil && now.Before(a.LockedUntil) {
+		return 0, nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, err
 	}
-	return locked, had, nil
+	l := s.o.Lockout
+	n, err := s.o.Store.ClaimAttempt(ctx, acct, l.AccountThreshold, now, now.Add(-l.Window), now.Add(l.MaxDelay))
+	if err != nil {
+		return 0, fmt.Errorf("count attempt: %w", err)
+	}
+	return n, nil
 }
 
-// fail records one failure per key and locks keys past their threshold for
-// an exponentially growing delay. Counters live in the database, so every
-// replica sees the same lock.
-func (s *Service) fail(ctx context.Context, keys ...string) error {
+// fail settles the n-th claimed attempt on acct as a failure, locking it
+// past the threshold for an exponentially growing delay (replacing the hold
+// the claim set), and counts one failure against the address. Counters live
+// in the database, so every replica sees the same lock.
+func (s *Service) fail(ctx context.Context, n int, acct, ip string) error {
 	now := s.o.Now()
-	for i, k := range keys {
-		threshold := s.o.Lockout.AccountThreshold
-		if i == len(keys)-1 {
-			threshold = s.o.Lockout.IPThreshold
-		}
-		if a, err := s.o.Store.GetAttempt(ctx, k); err == nil && now.Sub(a.LastFailure) > s.o.Lockout.Window && now.After(a.LockedUntil) {
-			if err := s.o.Store.ResetAttempts(ctx, k); err != nil {
-				return err
-			}
-		}
-		n, err := s.o.Store.RecordFailure(ctx, k, now)
-		if err != nil {
-			return fmt.Errorf("record failed attempt: %w", err)
-		}
-		if n >= threshold {
-			delay := s.o.Lockout.BaseDelay << min(n-threshold, 20)
-			if delay > s.o.Lockout.MaxDelay || delay <= 0 {
-				delay = s.o.Lockout.MaxDelay
-			}
-			if err := s.o.Store.SetLockedUntil(ctx, k, now.Add(delay)); err != nil {
-				return err
-			}
-			s.o.Logger.WarnContext(ctx, "sign-in locked after repeated failures", "key_kind", strings.SplitN(k, ":", 2)[0], "failures", n, "delay", delay)
+	l := s.o.Lockout
+	if n >= l.AccountThreshold {
+		if err := s.lock(ctx, acct, n-l.AccountThreshold, now); err != nil {
+			return err
 		}
 	}
+	if a, err := s.o.Store.GetAttempt(ctx, ip); err == nil && now.Sub(a.LastFailure) > l.Window && now.After(a.LockedUntil) {
+		if err := s.o.Store.ResetAttempts(ctx, ip); err != nil {
+			return err
+		}
+	}
+	m, err := s.o.Store.RecordFailure(ctx, ip, now)
+	if err != nil {
+		return fmt.Errorf("record failed attempt: %w", err)
+	}
+	if m >= l.IPThreshold {
+		return s.lock(ctx, ip, m-l.IPThreshold, now)
+	}
+	return nil
+}
+
+func (s *Service) lock(ctx context.Context, key string, over int, now time.Time) error {
+	delay := s.o.Lockout.BaseDelay << min(over, 20)
+	if delay > s.o.Lockout.MaxDelay || delay <= 0 {
+		delay = s.o.Lockout.MaxDelay
+	}
+	if err := s.o.Store.SetLockedUntil(ctx, key, now.Add(delay)); err != nil {
+		return err
+	}
+	s.o.Logger.WarnContext(ctx, "sign-in locked after repeated failures", "key_kind", strings.SplitN(key, ":", 2)[0], "failures", over+1, "delay", delay)
 	return nil
 }
 

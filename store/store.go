@@ -320,6 +320,14 @@ type Tokens interface {
 type Attempts interface {
 	// RecordFailure adds one failure to key and returns the new count.
 	RecordFailure(ctx context.Context, key string, at time.Time) (int, error)
+	// ClaimAttempt counts an attempt before it is evaluated, in one
+	// statement, and returns the new count; 0 means key is locked at now
+	// and nothing was counted. A count older than forgetBefore (and not
+	// locked) starts again at 1. The claim that reaches threshold also
+	// locks key until holdUntil, so no concurrent attempt gets past the
+	// threshold while the ones in flight are judged. The caller resets the
+	// key on success and sets the real lock on failure.
+	ClaimAttempt(ctx context.Context, key string, threshold int, now, forgetBefore, holdUntil time.Time) (int, error)
 	SetLockedUntil(ctx context.Context, key string, until time.Time) error
 	GetAttempt(ctx context.Context, key string) (Attempt, error)
 	// GetAttempts returns the counters that exist among keys, in one read.

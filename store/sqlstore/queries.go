@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -478,6 +479,26 @@ func (q queries) RecordFailure(ctx context.Context, key string, at time.Time) (i
 	err := q.c.QueryRow(ctx, `INSERT INTO login_attempts (key, failures, last_failure) VALUES ($1, 1, $2)
 		ON CONFLICT (key) DO UPDATE SET failures = login_attempts.failures + 1, last_failure = excluded.last_failure
 		RETURNING failures`, key, at.UTC()).Scan(&n)
+	return n, err
+}
+
+func (q queries) ClaimAttempt(ctx context.Context, key string, threshold int, now, forgetBefore, holdUntil time.Time) (int, error) {
+	// The conditional upsert is the whole check: PostgreSQL and SQLite
+	// both take the row lock for ON CONFLICT DO UPDATE, so concurrent
+	// claims are judged one after another against the committed count.
+	var n int
+	err := q.c.QueryRow(ctx, `INSERT INTO login_attempts (key, failures, last_failure, locked_until)
+		VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN CAST($5 AS timestamptz) END)
+		ON CONFLICT (key) DO UPDATE SET
+			failures = CASE WHEN login_attempts.last_failure < $3 THEN 1 ELSE login_attempts.failures + 1 END,
+			last_failure = excluded.last_failure,
+			locked_until = CASE WHEN (CASE WHEN login_attempts.last_failure < $3 THEN 1 ELSE login_attempts.failures + 1 END) >= $4
+				THEN CAST($5 AS timestamptz) ELSE login_attempts.locked_until END
+		WHERE login_attempts.locked_until IS NULL OR login_attempts.locked_until <= $2
+		RETURNING failures`, key, now.UTC(), forgetBefore.UTC(), threshold, holdUntil.UTC()).Scan(&n)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil // locked: the WHERE refused the update
+	}
 	return n, err
 }
 

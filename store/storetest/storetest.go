@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -616,6 +617,54 @@ func testAttempts(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetAttempt(ctx, "user:x"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("after reset: %v", err)
+	}
+
+	// Claims: 20 concurrent attempts against a threshold of 5 are judged
+	// one at a time; exactly 5 are counted and the fifth holds the lock.
+	hold := base.Add(time.Hour)
+	var mu sync.Mutex
+	var counted []int
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := s.ClaimAttempt(ctx, "mfa:c", 5, base, base.Add(-time.Minute), hold)
+			if err != nil {
+				t.Error(err)
+			}
+			if n > 0 {
+				mu.Lock()
+				counted = append(counted, n)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if slices.Sort(counted); !slices.Equal(counted, []int{1, 2, 3, 4, 5}) {
+		t.Fatalf("claims counted under a threshold of 5: %v", counted)
+	}
+	if a, err := s.GetAttempt(ctx, "mfa:c"); err != nil || !a.LockedUntil.Equal(hold) {
+		t.Fatalf("after the threshold: %v %+v", err, a)
+	}
+	// Once the lock has passed, one more attempt is let through and locks
+	// again; a stale count (not locked) starts over.
+	if n, err := s.ClaimAttempt(ctx, "mfa:c", 5, hold, base, hold.Add(time.Hour)); err != nil || n != 6 {
+		t.Fatalf("claim after the lock: %d %v", n, err)
+	}
+	if n, err := s.ClaimAttempt(ctx, "mfa:c", 5, hold.Add(time.Minute), base, hold.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("claim while locked again: %d %v", n, err)
+	}
+	if n, err := s.ClaimAttempt(ctx, "mfa:d", 1, base, base, hold); err != nil || n != 1 {
+		t.Fatalf("first claim under a threshold of 1: %d %v", n, err)
+	} else if a, _ := s.GetAttempt(ctx, "mfa:d"); !a.LockedUntil.Equal(hold) {
+		t.Fatalf("a threshold of 1 holds on the first claim: %+v", a)
+	}
+	if err := s.SetLockedUntil(ctx, "mfa:d", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ClaimAttempt(ctx, "mfa:d", 5, base.Add(2*time.Hour), base.Add(time.Hour), hold); err != nil || n != 1 {
+		t.Fatalf("a stale count starts over: %d %v", n, err)
 	}
 }
 
