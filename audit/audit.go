@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/latchkey/latchkey/store"
@@ -212,7 +213,11 @@ func Verify(ctx context.Context, q store.Queries) (int, *BrokenLink, error) {
 // hash. The tree's stored subtrees still pin the pruned prefix down, so
 // verification (with an anchor from before, too) still passes. It returns
 // how many events were deleted.
-func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time) (int, error) {
+//
+// Pruning also stops at the slowest of the named delivery cursors (tree
+// positions of the notification dispatchers), so an event that has not
+// been delivered yet is never deleted, whatever its age.
+func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time, cursors ...string) (int, error) {
 	var n int
 	err := s.InTx(ctx, func(q store.Queries) error {
 		if err := q.Lock(ctx, "audit-sealer"); err != nil {
@@ -223,6 +228,16 @@ func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time
 			return err
 		}
 		below := first[0].LeafIndex
+		limit := uint64(math.MaxUint64)
+		for _, name := range cursors {
+			cur, err := q.GetDispatchCursor(ctx, name, -1)
+			if err != nil {
+				return err
+			}
+			if cur.LastID >= 0 { // -1: not placed yet; it will start at the end
+				limit = min(limit, uint64(cur.LastID))
+			}
+		}
 		var newest store.AuditEvent
 	pages:
 		for {
@@ -231,7 +246,7 @@ func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time
 				return err
 			}
 			for _, e := range evs {
-				if e.LeafIndex != below || !e.Time.Before(before) {
+				if e.LeafIndex != below || !e.Time.Before(before) || e.LeafIndex >= limit {
 					break pages
 				}
 				below++

@@ -317,7 +317,11 @@ func VerifyTree(ctx context.Context, q store.Queries, c *Checkpointer, anchor []
 		if err != nil {
 			return rep, err
 		}
-		if next == 0 && len(evs) > 0 && evs[0].LeafIndex > 0 && evs[0].LeafIndex < limit {
+		first := limit // every position up to the checkpoint pruned
+		if len(evs) > 0 {
+			first = evs[0].LeafIndex
+		}
+		if next == 0 && first > 0 && first <= limit {
 			// Leading events pruned by retention: a signed record must
 			// say so, then the stored subtrees (which the checkpoints'
 			// roots pin down) stand for them.
@@ -325,15 +329,24 @@ func VerifyTree(ctx context.Context, q store.Queries, c *Checkpointer, anchor []
 			if err != nil {
 				return rep, err
 			}
-			if kept, err := c.openRetention(signed); err != nil || kept < evs[0].LeafIndex {
-				rep.Problem = &Problem{Reason: fmt.Sprintf("the oldest events (positions 0 to %d) are gone without a signed retention record", evs[0].LeafIndex-1)}
+			if kept, err := c.openRetention(signed); err != nil || kept < first {
+				rep.Problem = &Problem{Reason: fmt.Sprintf("the oldest events (positions 0 to %d) are gone without a signed retention record", first-1)}
 				return rep, nil
 			}
-			if r, err = rangeTo(ctx, q, evs[0].LeafIndex); err != nil {
+			if r, err = rangeTo(ctx, q, first); err != nil {
 				rep.Problem = &Problem{Reason: "the oldest events and their tree nodes are gone: " + err.Error()}
 				return rep, nil
 			}
-			next = evs[0].LeafIndex
+			next = first
+			if next == limit {
+				// Retention took everything the checkpoints cover (a quiet
+				// log): the stored subtrees must still give the signed root.
+				if next == rep.Head.Size && !rootIs(rep.Head.Root) {
+					rep.Problem = &Problem{Position: next - 1, Reason: "the tree does not match the newest checkpoint (its nodes were altered)"}
+					return rep, nil
+				}
+				break // on to the anchor's consistency proof
+			}
 		}
 		progressed := false
 		for _, e := range evs {

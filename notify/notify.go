@@ -66,6 +66,9 @@ func (d *Dispatcher) defaults() {
 // named by the sink alone counted event ids (before the tree).
 func (d *Dispatcher) cursorName() string { return d.Sink.Name() + "@tree" }
 
+// CursorName names the cursor in the store; audit pruning waits for it.
+func (d *Dispatcher) CursorName() string { return d.cursorName() }
+
 // ErrNotReady means the dispatcher's cursor cannot be placed yet: events
 // its id-based predecessor had not delivered are still being sealed.
 var ErrNotReady = errors.New("notify: waiting for the sealer")

@@ -300,3 +300,26 @@ func TestAnchors(t *testing.T) {
 		t.Fatalf("webhook anchor: %q", bodies)
 	}
 }
+
+// TestWebhookDoesNotFollowRedirects: a receiver answering 307 to another
+// address gets a failed delivery (retried to the configured URL), and the
+// other address never sees the event or its signature.
+func TestWebhookDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/collect", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	for _, client := range []*http.Client{nil, {Timeout: time.Second}} {
+		wh := &notify.Webhook{URL: redirector.URL, Secret: []byte("shh"), Client: client}
+		err := wh.Deliver(context.Background(), store.AuditEvent{ID: 1, Type: string(audit.MFARemoved), Time: time.Now(), Details: "{}"})
+		if err == nil || !strings.Contains(err.Error(), "307") {
+			t.Fatalf("a redirect must fail the delivery: %v", err)
+		}
+	}
+	if elsewhere.Load() != 0 {
+		t.Fatalf("the redirect target received %d deliveries", elsewhere.Load())
+	}
+}

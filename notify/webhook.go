@@ -87,10 +87,14 @@ func (w *Webhook) post(ctx context.Context, body []byte, headers map[string]stri
 	}
 	req.Header.Set("X-Latchkey-Timestamp", ts)
 	req.Header.Set("X-Latchkey-Signature", Sign(w.Secret, ts, body))
-	c := w.Client
-	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+	c := http.Client{Timeout: 10 * time.Second}
+	if w.Client != nil {
+		c = *w.Client
 	}
+	// A redirect could send the event (and its signature) anywhere,
+	// including addresses the configuration would refuse: a 3xx is a
+	// failed delivery, retried to the configured URL.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := c.Do(req)
 	if err != nil {
 		return err

@@ -42,9 +42,11 @@ type Options struct {
 	// LoginFlowLifespan bounds how long a sign-in page stays usable.
 	LoginFlowLifespan time.Duration
 	// AuditRetention prunes older audit events in the cleanup job (0: keep);
-	// AuditLedger signs the retention record.
-	AuditRetention time.Duration
-	AuditLedger    *audit.Checkpointer
+	// AuditLedger signs the retention record. Pruning never passes the
+	// DeliveryCursors (the notification dispatchers' positions).
+	AuditRetention  time.Duration
+	AuditLedger     *audit.Checkpointer
+	DeliveryCursors []string
 
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -224,7 +226,7 @@ func (p *Provider) Cleanup(ctx context.Context, retention time.Duration) error {
 		return fmt.Errorf("delete old token events: %w", err)
 	}
 	if p.o.AuditRetention > 0 {
-		n, err := audit.Prune(ctx, p.o.Store, p.o.AuditLedger, now.Add(-p.o.AuditRetention))
+		n, err := audit.Prune(ctx, p.o.Store, p.o.AuditLedger, now.Add(-p.o.AuditRetention), p.o.DeliveryCursors...)
 		if err != nil {
 			return fmt.Errorf("prune audit events: %w", err)
 		}

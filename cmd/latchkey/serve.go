@@ -105,17 +105,27 @@ func (a *app) anchors() []*notify.AnchorDispatcher {
 }
 
 // dispatchers are the configured notification channels.
-func (a *app) dispatchers() []*notify.Dispatcher {
-	n := a.cfg.Notifications
+func (a *app) dispatchers() []*notify.Dispatcher { return dispatchers(a.cfg, a.store, a.log) }
+
+func deliveryCursors(ds []*notify.Dispatcher) []string {
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.CursorName()
+	}
+	return names
+}
+
+func dispatchers(cfg *config.Config, st store.Store, log *slog.Logger) []*notify.Dispatcher {
+	n := cfg.Notifications
 	var out []*notify.Dispatcher
 	if n.WebhookURL != "" {
-		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log,
+		out = append(out, &notify.Dispatcher{Store: st, Logger: log,
 			Sink: &notify.Webhook{URL: n.WebhookURL, Secret: []byte(n.WebhookSecret)}})
 	}
 	if n.SMTPAddr != "" {
-		mail := &notify.Email{Addr: n.SMTPAddr, From: n.SMTPFrom, Username: n.SMTPUsername, Password: n.SMTPPassword, Issuer: a.cfg.Issuer, Users: a.store}
-		out = append(out, &notify.Dispatcher{Store: a.store, Logger: a.log, Sink: mail},
-			&notify.Dispatcher{Store: a.store, Logger: a.log, Sink: &notify.AdminEmail{Mail: mail, Admins: a.store}})
+		mail := &notify.Email{Addr: n.SMTPAddr, From: n.SMTPFrom, Username: n.SMTPUsername, Password: n.SMTPPassword, Issuer: cfg.Issuer, Users: st}
+		out = append(out, &notify.Dispatcher{Store: st, Logger: log, Sink: mail},
+			&notify.Dispatcher{Store: st, Logger: log, Sink: &notify.AdminEmail{Mail: mail, Admins: st}})
 	}
 	return out
 }

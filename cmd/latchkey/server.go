@@ -173,7 +173,8 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	prov, err := provider.New(provider.Options{Issuer: cfg.Issuer, Store: st, Keys: keys, Authn: an, MFA: lifecycle, Sessions: sessions, CSRF: csrf,
 		GlobalSecret: derive(system, "fosite-hmac"), AccessTokenLifespan: cfg.Tokens.AccessTokenLifespan.D(),
 		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan.D(), IDTokenLifespan: cfg.Tokens.IDTokenLifespan.D(),
-		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan.D(), AuditRetention: cfg.Audit.Retention.D(), AuditLedger: ledger, Registerer: bo.Registry, Logger: log, Now: bo.Now})
+		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan.D(), AuditRetention: cfg.Audit.Retention.D(), AuditLedger: ledger,
+		DeliveryCursors: deliveryCursors(dispatchers(cfg, st, log)), Registerer: bo.Registry, Logger: log, Now: bo.Now})
 	if err != nil {
 		return nil, err
 	}
