@@ -112,6 +112,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // ErrBusy means another replica holds the lease.
 var ErrBusy = errors.New("notify: another replica is delivering")
 
+// ErrLeaseLost means a pass outlived its lease and another replica took
+// over; the pass stopped without moving the cursor.
+var ErrLeaseLost = errors.New("notify: lease lost to another replica")
+
 // RunOnce delivers what is due and returns how many events it delivered.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	d.defaults()
@@ -132,17 +136,37 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	if now.Before(cur.NextAt) {
 		return 0, nil // backing off after a failure
 	}
-	ok, err := d.Store.LeaseDispatch(ctx, name, now, now.Add(d.Lease))
+	// The lease's end doubles as this pass's fence token, so it is kept
+	// at the stores' resolution (microseconds) to compare equal.
+	lease := now.Add(d.Lease).UTC().Truncate(time.Microsecond)
+	ok, err := d.Store.LeaseDispatch(ctx, name, now, lease)
 	if err != nil || !ok {
 		if err == nil {
 			err = ErrBusy
 		}
 		return 0, err
 	}
+	// advance moves the cursor under the fence: after every delivered
+	// event, extending the lease, and once more at the end, releasing it.
+	advance := func(release bool) error {
+		var until time.Time
+		if !release {
+			until = d.Now().Add(d.Lease).UTC().Truncate(time.Microsecond)
+		}
+		held, err := d.Store.AdvanceDispatch(ctx, cur, lease, until)
+		if err != nil {
+			return err
+		}
+		if !held {
+			d.Logger.WarnContext(ctx, "delivery lease lost to another replica; stopping this pass", "sink", name, "position", cur.LastID)
+			return ErrLeaseLost
+		}
+		lease = until
+		return nil
+	}
 	evs, err := d.Store.SealedAuditEvents(ctx, uint64(cur.LastID), d.Batch)
 	if err != nil {
-		_ = d.Store.SaveDispatchCursor(ctx, cur)
-		return 0, err
+		return 0, errors.Join(err, advance(true))
 	}
 	n := 0
 	for _, e := range evs {
@@ -154,15 +178,18 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 			}
 			cur.NextAt, cur.LastError = d.Now().Add(gap), err.Error()
 			d.Logger.WarnContext(ctx, "delivery failed; will retry", "sink", name, "event_id", e.ID, "attempt", cur.Attempts, "retry_in", gap, "err", err)
-			if serr := d.Store.SaveDispatchCursor(ctx, cur); serr != nil {
+			if serr := advance(true); serr != nil {
 				return n, serr
 			}
 			return n, fmt.Errorf("notify: %s: event %d: %w", name, e.ID, err)
 		}
 		cur.LastID, cur.Attempts, cur.NextAt, cur.LastError = int64(e.LeafIndex)+1, 0, time.Time{}, ""
 		n++
+		if err := advance(false); err != nil {
+			return n, err
+		}
 	}
-	return n, d.Store.SaveDispatchCursor(ctx, cur)
+	return n, advance(true)
 }
 
 // Run delivers every interval until ctx ends.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -321,5 +323,67 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 	}
 	if elsewhere.Load() != 0 {
 		t.Fatalf("the redirect target received %d deliveries", elsewhere.Load())
+	}
+}
+
+// slowSink records deliveries; while delivering the event with id stallOn
+// it lets the lease run out and another replica's pass run, as a delivery
+// that outlives its lease would.
+type slowSink struct {
+	got     *[]int64
+	stallOn int64
+	stall   func()
+}
+
+func (s *slowSink) Name() string { return "slow" }
+func (s *slowSink) Deliver(_ context.Context, e store.AuditEvent) error {
+	*s.got = append(*s.got, e.ID)
+	if e.ID == s.stallOn && s.stall != nil {
+		stall := s.stall
+		s.stall = nil
+		stall()
+	}
+	return nil
+}
+
+// TestLeaseIsFenced: two replicas on one store. A pass whose lease ran
+// out mid-batch stops at its next step instead of delivering the rest
+// again and moving the cursor back; only the event in flight when the
+// lease ran out arrives twice, and the cursor ends at the end.
+func TestLeaseIsFenced(t *testing.T) {
+	for _, b := range testdb.Backends {
+		t.Run(b.Name, func(t *testing.T) {
+			s, ctx := b.Open(t), context.Background()
+			now := time.Now()
+			clock := func() time.Time { return now }
+			var got []int64
+			slowA := &slowSink{got: &got}
+			a := &notify.Dispatcher{Store: s, Sink: slowA, Now: clock}
+			replicaB := &notify.Dispatcher{Store: s, Sink: &slowSink{got: &got}, Now: clock}
+			if err := a.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var want []int64
+			for i := 0; i < 6; i++ {
+				want = append(want, appendEvent(t, s, audit.MFARemoved, "u"+strconv.Itoa(i)))
+			}
+			slowA.stallOn = want[1]
+			slowA.stall = func() {
+				now = now.Add(2 * time.Minute) // past A's lease
+				if n, err := replicaB.RunOnce(ctx); err != nil || n != 5 {
+					t.Errorf("replica B took over: %d %v", n, err)
+				}
+			}
+			if n, err := a.RunOnce(ctx); !errors.Is(err, notify.ErrLeaseLost) || n != 2 {
+				t.Fatalf("replica A after losing its lease: %d %v", n, err)
+			}
+			wantGot := []int64{want[0], want[1], want[1], want[2], want[3], want[4], want[5]}
+			if !slices.Equal(got, wantGot) {
+				t.Fatalf("deliveries %v, want %v (only the event in flight twice)", got, wantGot)
+			}
+			if n, err := a.RunOnce(ctx); err != nil || n != 0 {
+				t.Fatalf("nothing left to deliver: %d %v", n, err)
+			}
+		})
 	}
 }

@@ -22,6 +22,11 @@ type Dispatch interface {
 	// LeaseDispatch takes the named dispatcher's lease until until, if it
 	// is free or expired at now; false means another replica holds it.
 	LeaseDispatch(ctx context.Context, name string, now, until time.Time) (bool, error)
+	// AdvanceDispatch saves c only if the lease still ends at held (the
+	// value this replica set: the fence), and extends it to until (zero
+	// releases it). false means the lease was lost to another replica and
+	// nothing was saved, so a slow pass never moves a cursor backwards.
+	AdvanceDispatch(ctx context.Context, c DispatchCursor, held, until time.Time) (bool, error)
 	// GroupAdminEvents returns events of the given types whose subject is a
 	// member of a group that adminID administers, newest first.
 	GroupAdminEvents(ctx context.Context, adminID string, types []string, limit int) ([]AuditEvent, error)

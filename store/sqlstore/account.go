@@ -409,6 +409,13 @@ func (q queries) LeaseDispatch(ctx context.Context, name string, now, until time
 	return n == 1, err
 }
 
+func (q queries) AdvanceDispatch(ctx context.Context, c store.DispatchCursor, held, until time.Time) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE dispatch_cursors SET last_id = $2, attempts = $3, next_at = $4, last_error = $5, lease_until = $7
+		WHERE name = $1 AND lease_until = $6`,
+		c.Name, c.LastID, c.Attempts, nullTime(c.NextAt), c.LastError, held.UTC(), nullTime(until))
+	return n == 1, err
+}
+
 func (q queries) SaveDispatchCursor(ctx context.Context, c store.DispatchCursor) error {
 	// Saving also releases the lease.
 	n, err := q.c.Exec(ctx, `UPDATE dispatch_cursors SET last_id = $2, attempts = $3, next_at = $4, last_error = $5, lease_until = NULL WHERE name = $1`,
