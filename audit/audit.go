@@ -60,6 +60,7 @@ const (
 	ClientCreated        Type = "client.created"
 	ClientDeleted        Type = "client.deleted"
 	KeyRotated           Type = "key.rotated"
+	AuditPruned          Type = "audit.pruned"
 )
 
 // Outcomes.
@@ -265,7 +266,12 @@ func Prune(ctx context.Context, s store.Store, c *Checkpointer, before time.Time
 		if err != nil {
 			return err
 		}
-		n, err = q.PruneAuditEvents(ctx, below, newest.ID, newest.Hash, note, time.Now())
+		if n, err = q.PruneAuditEvents(ctx, below, newest.ID, newest.Hash, note, time.Now()); err != nil {
+			return err
+		}
+		// The prune is itself on the record, in the same transaction.
+		_, err = Append(ctx, q, Event{Type: AuditPruned, ActorType: ActorSystem, ActorID: "retention",
+			Details: map[string]any{"events": n, "below_position": below, "through_event": newest.ID, "older_than": before.UTC().Format(time.RFC3339)}})
 		return err
 	})
 	return n, err

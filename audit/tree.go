@@ -267,6 +267,7 @@ type Report struct {
 	Head    Checkpoint // the newest signed checkpoint in the database
 	Sealed  uint64     // events checked against it
 	Pending int        // committed events not yet sealed: not verified
+	Pruned  uint64     // positions below this were pruned under a signed retention record
 	Problem *Problem
 }
 
@@ -337,7 +338,7 @@ func VerifyTree(ctx context.Context, q store.Queries, c *Checkpointer, anchor []
 				rep.Problem = &Problem{Reason: "the oldest events and their tree nodes are gone: " + err.Error()}
 				return rep, nil
 			}
-			next = first
+			next, rep.Pruned = first, first
 			if next == limit {
 				// Retention took everything the checkpoints cover (a quiet
 				// log): the stored subtrees must still give the signed root.

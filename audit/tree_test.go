@@ -290,14 +290,23 @@ func TestPruneStaysBehindTheTree(t *testing.T) {
 			if err != nil || n != 15 {
 				t.Fatalf("pruned %d (want the 15 sealed events): %v", n, err)
 			}
-			if evs, _ := s.ListAuditEvents(ctx, store.AuditFilter{Limit: 10}); len(evs) != 1 || evs[0].ID != late.ID {
-				t.Fatalf("the unsealed event must stay: %+v", evs)
+			// The unsealed event stays, and the prune is on the record.
+			evs, _ := s.ListAuditEvents(ctx, store.AuditFilter{Limit: 10})
+			if len(evs) != 2 || evs[0].ID != late.ID && evs[1].ID != late.ID {
+				t.Fatalf("after pruning: %+v", evs)
+			}
+			pruned := evs[0]
+			if pruned.ID == late.ID {
+				pruned = evs[1]
+			}
+			if pruned.Type != string(audit.AuditPruned) || !strings.Contains(pruned.Details, `"events":15`) {
+				t.Fatalf("the prune's own event: %+v", pruned)
 			}
 			seal(t, s, c)
 			if _, broken, err := audit.Verify(ctx, s); err != nil || broken != nil {
 				t.Fatalf("chain after pruning: %v %+v", err, broken)
 			}
-			if rep := verify(t, s, c, anchor); rep.Problem != nil || rep.Sealed != 1 || rep.Head.Size != 16 {
+			if rep := verify(t, s, c, anchor); rep.Problem != nil || rep.Sealed != 2 || rep.Head.Size != 17 || rep.Pruned != 15 {
 				t.Fatalf("tree after pruning: %+v %+v", rep, rep.Problem)
 			}
 		})

@@ -703,7 +703,11 @@ func (c *cli) auditVerify(ctx context.Context, args []string) error {
 	if anchor != nil {
 		fmt.Fprint(c.out, ", which extends the anchor")
 	}
-	fmt.Fprintf(c.out, "; %d pending (not yet sealed, not verified)\n", rep.Pending)
+	fmt.Fprintf(c.out, "; %d pending (not yet sealed, not verified)", rep.Pending)
+	if rep.Pruned > 0 {
+		fmt.Fprintf(c.out, "; positions 0 to %d pruned under a signed retention record (audit.pruned events)", rep.Pruned-1)
+	}
+	fmt.Fprintln(c.out)
 	return nil
 }
 
