@@ -122,6 +122,7 @@ func (h *Handler) Mount(r chi.Router) {
 			r.Patch("/users/{id}", jsonCall(h, http.StatusOK, func(r *http.Request, a Actor, b UserUpdate) (User, error) {
 				return h.UpdateUser(r.Context(), a, chi.URLParam(r, "id"), b)
 			}))
+			r.Post("/users/{id}/reset-link", h.createResetLink)
 			r.Get("/groups", h.listGroups)
 			r.Post("/groups", h.createGroup)
 			r.Get("/groups/{id}", h.getGroup)

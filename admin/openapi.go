@@ -18,6 +18,7 @@ var Routes = []Route{
 	{"GET", "/admin/users/{id}", "A user with groups, 2SV and effective policy", "users"},
 	{"PATCH", "/admin/users/{id}", "Update email, display name, disabled", "users"},
 	{"GET", "/admin/users/{id}/mfa", "A user's 2SV state", "users"},
+	{"POST", "/admin/users/{id}/reset-link", `A single-use password reset link, shown once: {"url", "expires_in"}`, "users"},
 	{"DELETE", "/admin/users/{id}/mfa", "Remove a user's 2SV (audited, admin as Actor)", "users"},
 	{"GET", "/admin/groups", "List groups", "groups"},
 	{"POST", "/admin/groups", "Create a group", "groups"},
@@ -70,6 +71,7 @@ var Routes = []Route{
 var StepUps = map[string]string{
 	"DELETE /admin/users/{id}/mfa":            "admin",
 	"PATCH /admin/users/{id}":                 "admin", // when disabling
+	"POST /admin/users/{id}/reset-link":       "admin",
 	"POST /admin/groups/{id}/admins":          "admin",
 	"PUT /admin/groups/{id}/policy":           "admin",
 	"DELETE /admin/groups/{id}/policy":        "admin",

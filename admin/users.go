@@ -305,6 +305,17 @@ func (h *Handler) UpdateUser(ctx context.Context, a Actor, id string, b UserUpda
 	return ViewUser(u), err
 }
 
+// createResetLink answers with a single-use password reset link. The link
+// is in this response only; the audit event never holds it.
+func (h *Handler) createResetLink(w http.ResponseWriter, r *http.Request) {
+	link, err := h.CreateResetLink(r.Context(), actorOf(r), chi.URLParam(r, "id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"url": link, "expires_in": int(authn.ResetLinkLifetime.Seconds())})
+}
+
 // CreateResetLink makes a single-use password reset link for the user,
 // with its audit event (which never contains the link).
 func (h *Handler) CreateResetLink(ctx context.Context, a Actor, userID string) (string, error) {

@@ -522,6 +522,9 @@ func TestEveryAdminMutationIsAudited(t *testing.T) {
 		"DELETE /admin/clients/{id}": func(*testing.T, *adminFixture) call { return call{"/admin/clients/claims-free", nil} },
 		// A preview changes nothing, so it is checked for that instead.
 		"POST /admin/keys/rotate": func(*testing.T, *adminFixture) call { return call{"/admin/keys/rotate", nil} },
+		"POST /admin/users/{id}/reset-link": func(_ *testing.T, f *adminFixture) call {
+			return call{"/admin/users/" + f.bob.ID + "/reset-link", nil}
+		},
 	}
 	st := testdb.SQLite(t)
 	f := newAdminFixture(t, st)
@@ -582,7 +585,7 @@ func mkReset(t *testing.T, f *adminFixture) string {
 func TestAdminBadInputEveryWriteRoute(t *testing.T) {
 	f := newAdminFixture(t, testdb.SQLite(t))
 	g := f.call(t, f.adminToken, "POST", "/admin/groups", map[string]any{"name": "G"}).Body["id"].(string)
-	bodyless := map[string]bool{"POST /admin/reset-requests/{id}/approve": true, "POST /admin/reset-requests/{id}/deny": true, "POST /admin/keys/rotate": true}
+	bodyless := map[string]bool{"POST /admin/reset-requests/{id}/approve": true, "POST /admin/reset-requests/{id}/deny": true, "POST /admin/keys/rotate": true, "POST /admin/users/{id}/reset-link": true}
 	before := auditCount(t, f.srv, "", "")
 	n := 0
 	for _, rt := range adminRoutes(t, f.srv) {

@@ -420,6 +420,7 @@ func TestAdminSensitiveRoutesNeedFreshSignIn(t *testing.T) {
 		{"POST", "/admin/clients", map[string]any{"name": "X", "grant_types": []string{"client_credentials"}}},
 		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{"https://evil.example/cb"}}},
 		{"DELETE", "/admin/clients/" + cid, nil},
+		{"POST", "/admin/users/" + f.bob.ID + "/reset-link", nil},
 	}
 	// The OpenAPI document marks exactly these routes.
 	var documented []string
