@@ -66,6 +66,9 @@ func (h *PasswordHasher) derive(password string, salt []byte, p Argon2Params, n 
 
 var errBadHash = errors.New("authn: malformed password hash")
 
+// maxHashMemoryKiB caps the memory a stored hash may ask for (256 MiB).
+const maxHashMemoryKiB = 1 << 18
+
 // Verify reports whether password matches the PHC string. A malformed or
 // empty hash never matches, and still costs one hash so callers cannot be
 // timed apart.
@@ -95,12 +98,15 @@ func parsePHC(s string) (Argon2Params, []byte, []byte, error) {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
 		return p, nil, nil, errBadHash
 	}
-	if p.MemoryKiB < 8 || p.MemoryKiB > 1<<22 || p.Time < 1 || p.Time > 16 || p.Threads < 1 {
+	// The bounds are what an honest hash needs with room to grow; a row
+	// edited by someone with database access must not make one sign-in
+	// allocate gigabytes or derive a megabyte-long key.
+	if p.MemoryKiB < 8 || p.MemoryKiB > maxHashMemoryKiB || p.Time < 1 || p.Time > 16 || p.Threads < 1 || p.Threads > 16 {
 		return p, nil, nil, errBadHash
 	}
 	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
 	sum, err2 := base64.RawStdEncoding.DecodeString(parts[5])
-	if err1 != nil || err2 != nil || len(salt) < 8 || len(sum) < 16 {
+	if err1 != nil || err2 != nil || len(salt) < 8 || len(salt) > 64 || len(sum) < 16 || len(sum) > 64 {
 		return p, nil, nil, errBadHash
 	}
 	return p, salt, sum, nil
