@@ -229,14 +229,16 @@ func RunSealer(ctx context.Context, s store.Store, c *Checkpointer, interval tim
 			// Idle passes cost one read, not a sealing transaction.
 			oldest, err := s.UnsealedAuditEvents(ctx, 1)
 			if err != nil {
-				onErr(err)
+				if ctx.Err() == nil { // shutting down is not an error
+					onErr(err)
+				}
 				break
 			}
 			if len(oldest) == 0 {
 				break
 			}
 			_, n, err := Seal(ctx, s, c, 1000, time.Now())
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				onErr(err)
 			}
 			if err == nil && n > 0 && onSeal != nil {

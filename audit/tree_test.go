@@ -432,7 +432,13 @@ func TestRunSealer(t *testing.T) {
 		lag time.Duration
 	}
 	got := make(chan batch, 10)
-	go audit.RunSealer(ctx, s, c, 20*time.Millisecond, func(n int, lag time.Duration) { got <- batch{n, lag} }, func(err error) { t.Error(err) })
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		audit.RunSealer(ctx, s, c, 20*time.Millisecond, func(n int, lag time.Duration) { got <- batch{n, lag} }, func(err error) { t.Error(err) })
+	}()
+	// The sealer reports through t, so it must be gone before the test is.
+	defer func() { cancel(); <-stopped }()
 	for i := 0; i < 3; i++ {
 		appendOne(t, s, "u")
 	}
