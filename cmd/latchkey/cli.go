@@ -74,7 +74,7 @@ func wantsHelp(args []string) bool {
 		switch a {
 		case "--":
 			return false
-		case "-h", "-help", "--help", "--h", "help":
+		case "-h", "-help", "--help", "--h":
 			return true
 		}
 	}
