@@ -123,16 +123,23 @@ type Secrets struct {
 // Keys configures token signing.
 type Keys struct {
 	Algorithm string `yaml:"algorithm"` // RS256 (default) or ES256
+	// RefreshInterval is how often every replica re-reads the keys. A new
+	// key (a rotation, or a changed algorithm) is published at once and
+	// signs only after two intervals, when every replica serves it.
+	RefreshInterval Duration `yaml:"refresh_interval"`
 }
 
 // Tokens sets token lifetimes.
 type Tokens struct {
-	AccessTokenLifespan   Duration `yaml:"access_token_lifespan"`
-	RefreshTokenLifespan  Duration `yaml:"refresh_token_lifespan"`
-	IDTokenLifespan       Duration `yaml:"id_token_lifespan"`
-	AuthorizeCodeLifespan Duration `yaml:"authorize_code_lifespan"`
-	EventRetention        Duration `yaml:"event_retention"`
-	CleanupInterval       Duration `yaml:"cleanup_interval"`
+	AccessTokenLifespan  Duration `yaml:"access_token_lifespan"`
+	RefreshTokenLifespan Duration `yaml:"refresh_token_lifespan"`
+	// RefreshTokenGracePeriod: a rotated refresh token may be presented
+	// once more within it (a retry after a lost response); 0 turns it off.
+	RefreshTokenGracePeriod Duration `yaml:"refresh_token_grace_period"`
+	IDTokenLifespan         Duration `yaml:"id_token_lifespan"`
+	AuthorizeCodeLifespan   Duration `yaml:"authorize_code_lifespan"`
+	EventRetention          Duration `yaml:"event_retention"`
+	CleanupInterval         Duration `yaml:"cleanup_interval"`
 }
 
 // Sessions sets browser-session timeouts.
@@ -179,14 +186,15 @@ func Defaults() Config {
 		Listen:   "127.0.0.1:8080",
 		Database: Database{Driver: "sqlite", Path: "latchkey-dev.db", MaxConns: 16},
 		Secrets:  Secrets{File: "latchkey-dev.secrets"},
-		Keys:     Keys{Algorithm: "RS256"},
+		Keys:     Keys{Algorithm: "RS256", RefreshInterval: Duration(30 * time.Second)},
 		Tokens: Tokens{
-			AccessTokenLifespan:   Duration(time.Hour),
-			RefreshTokenLifespan:  Duration(30 * 24 * time.Hour),
-			IDTokenLifespan:       Duration(time.Hour),
-			AuthorizeCodeLifespan: Duration(time.Minute),
-			EventRetention:        Duration(30 * 24 * time.Hour),
-			CleanupInterval:       Duration(10 * time.Minute),
+			AccessTokenLifespan:     Duration(time.Hour),
+			RefreshTokenLifespan:    Duration(30 * 24 * time.Hour),
+			RefreshTokenGracePeriod: Duration(30 * time.Second),
+			IDTokenLifespan:         Duration(time.Hour),
+			AuthorizeCodeLifespan:   Duration(time.Minute),
+			EventRetention:          Duration(30 * 24 * time.Hour),
+			CleanupInterval:         Duration(10 * time.Minute),
 		},
 		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
 		Lockout:  Lockout{AccountThreshold: 5, IPThreshold: 50, BaseDelay: Duration(time.Second), MaxDelay: Duration(15 * time.Minute)},
@@ -396,6 +404,12 @@ func (c *Config) Validate() error {
 		if positive[name] <= 0 {
 			add("%s: must be a positive duration", name)
 		}
+	}
+	if g := c.Tokens.RefreshTokenGracePeriod; g < 0 || g > Duration(5*time.Minute) {
+		add("tokens.refresh_token_grace_period: must be between 0 (off) and 5m")
+	}
+	if r := c.Keys.RefreshInterval; r < Duration(time.Second) || r > Duration(10*time.Minute) {
+		add("keys.refresh_interval: must be between 1s and 10m")
 	}
 	if c.Tokens.AuthorizeCodeLifespan > Duration(10*time.Minute) {
 		add("tokens.authorize_code_lifespan: must be at most 10m (codes are short-lived)")

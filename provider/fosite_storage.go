@@ -25,8 +25,9 @@ import (
 // are written in one transaction: fosite's own (carried in the context,
 // the only place Latchkey uses that style) or one opened here.
 type fositeStore struct {
-	st  store.Store
-	now func() time.Time
+	st    store.Store
+	now   func() time.Time
+	grace time.Duration // refresh-token rotation grace
 
 	// Clients are read on every token request; a short cache saves a
 	// round trip each time. A change made on another replica (deletion,
@@ -296,17 +297,40 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, _ stri
 
 // GetRefreshTokenSession returns ErrInactiveToken for a rotated token; at the
 // token endpoint that is a replay, so it is logged as reuse before fosite
-// revokes the whole family.
+// revokes the whole family. The exception is a token rotated less than the
+// grace period ago whose grant is still alive: that is a client retrying
+// after the response of its rotation was lost (a crash, a cut connection),
+// so it is served once more (RotateRefreshToken spends the grace).
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	req, err := s.get(ctx, store.KindRefreshToken, sig, session, fosite.ErrInactiveToken)
-	if errors.Is(err, fosite.ErrInactiveToken) && grantType(ctx) == "refresh_token" {
-		e := store.TokenEvent{Time: s.now(), Type: store.TokenReuseDetected, TokenType: store.KindRefreshToken, RequestID: req.GetID(),
-			ClientID: req.GetClient().GetID(), Subject: req.GetSession().GetSubject(), GrantType: "refresh_token"}
-		if aerr := s.q(ctx).AppendTokenEvent(ctx, e); aerr != nil {
-			return nil, aerr
+	rec, err := s.q(ctx).GetToken(ctx, store.KindRefreshToken, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	req, err := s.fromRecord(ctx, rec, session)
+	if err != nil || rec.Active {
+		return req, err
+	}
+	if grantType(ctx) != "refresh_token" {
+		return req, fosite.ErrInactiveToken
+	}
+	if !rec.GraceUntil.IsZero() && !s.now().After(rec.GraceUntil) {
+		live, err := s.q(ctx).GrantActive(ctx, store.KindRefreshToken, rec.RequestID)
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			return req, nil
 		}
 	}
-	return req, err
+	e := store.TokenEvent{Time: s.now(), Type: store.TokenReuseDetected, TokenType: store.KindRefreshToken, RequestID: req.GetID(),
+		ClientID: req.GetClient().GetID(), Subject: req.GetSession().GetSubject(), GrantType: "refresh_token"}
+	if err := s.q(ctx).AppendTokenEvent(ctx, e); err != nil {
+		return nil, err
+	}
+	return req, fosite.ErrInactiveToken
 }
 
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
@@ -315,21 +339,33 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 
 // RotateRefreshToken retires the presented refresh token and the access
 // tokens of its grant. The row is kept, inactive, so a later replay of it is
-// recognised as reuse.
+// recognised as reuse; until the grace period ends it may be presented once
+// more, which issues a new pair in the same grant (the successor issued
+// before stays valid: it may be in use by a concurrent request).
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	return s.write(ctx, func(q store.Queries) error {
-		ok, err := q.DeactivateToken(ctx, store.KindRefreshToken, sig)
+		var until time.Time
+		if s.grace > 0 {
+			until = s.now().Add(s.grace)
+		}
+		typ := store.TokenRefreshed
+		ok, err := q.RetireRefreshToken(ctx, sig, until)
+		if err == nil && !ok {
+			typ = store.TokenRefreshedInGrace
+			ok, err = q.ClaimRefreshGrace(ctx, sig, s.now())
+		}
 		if err != nil {
 			return err
 		}
 		if !ok {
-			// Lost a race with another use of the same token.
+			// Lost a race with another use of the same token, or its
+			// grace was spent meanwhile.
 			return fosite.ErrInactiveToken
 		}
 		if _, err := q.DeactivateRequest(ctx, store.KindAccessToken, requestID); err != nil {
 			return err
 		}
-		return s.event(ctx, q, store.TokenRefreshed, store.KindRefreshToken, requestID)
+		return s.event(ctx, q, typ, store.KindRefreshToken, requestID)
 	})
 }
 

@@ -35,8 +35,12 @@ type Options struct {
 	CSRF         *httpx.CSRF
 	GlobalSecret []byte // ≥ 32 bytes; HMAC key of opaque tokens
 
-	AccessTokenLifespan   time.Duration
-	RefreshTokenLifespan  time.Duration
+	AccessTokenLifespan  time.Duration
+	RefreshTokenLifespan time.Duration
+	// RefreshGracePeriod is how long a rotated refresh token may be
+	// presented once more (a client retrying after its response was lost)
+	// before a reuse revokes the grant; 0 turns the grace off.
+	RefreshGracePeriod    time.Duration
 	IDTokenLifespan       time.Duration
 	AuthorizeCodeLifespan time.Duration
 	// LoginFlowLifespan bounds how long a sign-in page stays usable.
@@ -120,7 +124,7 @@ func New(o Options) (*Provider, error) {
 		SendDebugMessagesToClients:     false,
 		MinParameterEntropy:            fosite.MinParameterEntropy,
 	}
-	fs := &fositeStore{st: o.Store, now: o.Now}
+	fs := &fositeStore{st: o.Store, now: o.Now, grace: o.RefreshGracePeriod}
 	signer := &jwtSigner{keys: o.Keys}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),

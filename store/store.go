@@ -168,6 +168,9 @@ type TokenRecord struct {
 	GrantedAudience []string
 	Form            string // url-encoded request form
 	Session         []byte // JSON of the fosite session
+	// GraceUntil is set on a rotated refresh token that may still be
+	// presented once (a retry after a lost response); zero otherwise.
+	GraceUntil time.Time
 }
 
 // TokenEventType names what happened to a token.
@@ -175,10 +178,13 @@ type TokenEventType string
 
 // Token event types.
 const (
-	TokenIssued        TokenEventType = "issued"
-	TokenRefreshed     TokenEventType = "refreshed"
-	TokenRevoked       TokenEventType = "revoked"
-	TokenReuseDetected TokenEventType = "reuse_detected"
+	TokenIssued    TokenEventType = "issued"
+	TokenRefreshed TokenEventType = "refreshed"
+	// TokenRefreshedInGrace: a rotated refresh token presented again
+	// within the grace period (a retry), served once.
+	TokenRefreshedInGrace TokenEventType = "refreshed_in_grace"
+	TokenRevoked          TokenEventType = "revoked"
+	TokenReuseDetected    TokenEventType = "reuse_detected"
 )
 
 // TokenEvent is one row of the token log, written in the same transaction as
@@ -307,6 +313,16 @@ type Tokens interface {
 	// DeactivateRequest marks every row of kind issued for requestID
 	// inactive and returns how many were active.
 	DeactivateRequest(ctx context.Context, kind TokenKind, requestID string) (int, error)
+	// RetireRefreshToken deactivates a refresh token on rotation, leaving it
+	// presentable once more until graceUntil (zero: no grace); false if it
+	// was already inactive.
+	RetireRefreshToken(ctx context.Context, signature string, graceUntil time.Time) (bool, error)
+	// ClaimRefreshGrace spends the grace of a retired refresh token: true
+	// once, while the grace lasts (at now) and its grant still holds an
+	// active refresh token (a revoked grant has no grace).
+	ClaimRefreshGrace(ctx context.Context, signature string, now time.Time) (bool, error)
+	// GrantActive reports whether the grant holds an active token of kind.
+	GrantActive(ctx context.Context, kind TokenKind, requestID string) (bool, error)
 	AppendTokenEvent(ctx context.Context, e TokenEvent) error
 	ListTokenEvents(ctx context.Context, f TokenEventFilter) ([]TokenEvent, error)
 	// DeleteExpiredTokens removes token rows that expired before t (and

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
 )
@@ -159,7 +160,9 @@ func eachBackend(t *testing.T, fn func(t *testing.T, st store.Store)) {
 func TestAuthorizationCodeFlowEndToEnd(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st store.Store) {
 		ctx := context.Background()
-		srv := startServer(t, st)
+		// Without a grace period a replay is reuse at once (TestRefreshGrace
+		// covers the grace).
+		srv := startServer(t, st, func(c *config.Config) { c.Tokens.RefreshTokenGracePeriod = 0 })
 		alice := srv.createUser(t, "alice", true)
 		app := srv.createClient(t, "webapp", false, true)
 		r := newRP(t, srv, app)

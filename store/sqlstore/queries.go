@@ -354,11 +354,13 @@ func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, 
 func (q queries) GetToken(ctx context.Context, kind store.TokenKind, signature string) (store.TokenRecord, error) {
 	var r store.TokenRecord
 	var k string
-	err := q.c.QueryRow(ctx, `SELECT `+tokenCols+` FROM oauth2_tokens WHERE kind = $1 AND signature = $2`, string(kind), signature).
+	var grace *time.Time
+	err := q.c.QueryRow(ctx, `SELECT `+tokenCols+`, grace_until FROM oauth2_tokens WHERE kind = $1 AND signature = $2`, string(kind), signature).
 		Scan(&k, &r.Signature, &r.RequestID, &r.ClientID, &r.Subject, &r.SessionID, &r.Active, &r.RequestedAt, &r.ExpiresAt,
-			listDest{&r.Scopes}, listDest{&r.GrantedScopes}, listDest{&r.Audience}, listDest{&r.GrantedAudience}, &r.Form, &r.Session)
+			listDest{&r.Scopes}, listDest{&r.GrantedScopes}, listDest{&r.Audience}, listDest{&r.GrantedAudience}, &r.Form, &r.Session, &grace)
 	r.Kind = store.TokenKind(k)
-	utc(&r.RequestedAt, &r.ExpiresAt)
+	r.GraceUntil = fromNull(grace)
+	utc(&r.RequestedAt, &r.ExpiresAt, &r.GraceUntil)
 	return r, err
 }
 
@@ -376,6 +378,30 @@ func (q queries) DeactivateRequest(ctx context.Context, kind store.TokenKind, re
 	// The literal TRUE matches the partial index on active rows.
 	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE WHERE kind = $1 AND request_id = $2 AND active = TRUE`, string(kind), requestID)
 	return int(n), err
+}
+
+func (q queries) RetireRefreshToken(ctx context.Context, signature string, graceUntil time.Time) (bool, error) {
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET active = FALSE, grace_until = $2 WHERE kind = 'refresh' AND signature = $1 AND active = TRUE`,
+		signature, nullTime(graceUntil))
+	return n == 1, err
+}
+
+func (q queries) ClaimRefreshGrace(ctx context.Context, signature string, now time.Time) (bool, error) {
+	// One statement: two retries racing for one grace cannot both win.
+	n, err := q.c.Exec(ctx, `UPDATE oauth2_tokens SET grace_until = NULL
+		WHERE kind = 'refresh' AND signature = $1 AND active = FALSE AND grace_until >= $2
+		AND EXISTS (SELECT 1 FROM oauth2_tokens s WHERE s.request_id = oauth2_tokens.request_id AND s.kind = 'refresh' AND s.active = TRUE)`,
+		signature, now.UTC())
+	return n == 1, err
+}
+
+func (q queries) GrantActive(ctx context.Context, kind store.TokenKind, requestID string) (bool, error) {
+	var one int
+	err := q.c.QueryRow(ctx, `SELECT 1 FROM oauth2_tokens WHERE request_id = $1 AND kind = $2 AND active = TRUE LIMIT 1`, requestID, string(kind)).Scan(&one)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error {

@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Keys", testKeys},
 		{"TokensAndEvents", testTokens},
 		{"DeactivateOneWinner", testDeactivateRace},
+		{"RefreshGraceOnce", testRefreshGrace},
 		{"Attempts", testAttempts},
 		{"TxCommitRollback", testTx},
 		{"RemovalRollsBackTogether", testRemovalAtomic},
@@ -588,6 +589,72 @@ func testDeactivateRace(t *testing.T, s store.Store) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("one code, %d redemptions", wins.Load())
+	}
+}
+
+// testRefreshGrace: a retired refresh token keeps its grace until the
+// deadline, spends it once (one winner among concurrent claims), and has
+// none once its grant holds no active refresh token.
+func testRefreshGrace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, r := range []store.TokenRecord{token(store.KindRefreshToken, "r0", "g1"), token(store.KindRefreshToken, "x0", "g2")} {
+		if err := s.CreateToken(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	until := base.Add(30 * time.Second)
+	if ok, err := s.RetireRefreshToken(ctx, "r0", until); err != nil || !ok {
+		t.Fatalf("retire: %v %v", ok, err)
+	}
+	if ok, _ := s.RetireRefreshToken(ctx, "r0", until); ok {
+		t.Fatal("a token was retired twice")
+	}
+	got, err := s.GetToken(ctx, store.KindRefreshToken, "r0")
+	if err != nil || got.Active || !got.GraceUntil.Equal(until) {
+		t.Fatalf("retired token: %v %+v", err, got)
+	}
+	// No successor yet: the grant holds no active refresh token.
+	if live, err := s.GrantActive(ctx, store.KindRefreshToken, "g1"); err != nil || live {
+		t.Fatalf("grant active without an active token: %v %v", live, err)
+	}
+	if ok, _ := s.ClaimRefreshGrace(ctx, "r0", base); ok {
+		t.Fatal("grace claimed on a grant without an active refresh token")
+	}
+	if err := s.CreateToken(ctx, token(store.KindRefreshToken, "r1", "g1")); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := s.GrantActive(ctx, store.KindRefreshToken, "g1"); err != nil || !live {
+		t.Fatalf("grant with its successor: %v %v", live, err)
+	}
+	if ok, _ := s.ClaimRefreshGrace(ctx, "r0", until.Add(time.Second)); ok {
+		t.Fatal("grace claimed after its deadline")
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, err := s.ClaimRefreshGrace(ctx, "r0", base); err != nil {
+				t.Errorf("claim: %v", err)
+			} else if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("grace spent %d times", wins.Load())
+	}
+	if got, _ := s.GetToken(ctx, store.KindRefreshToken, "r0"); !got.GraceUntil.IsZero() {
+		t.Errorf("spent grace still recorded: %+v", got.GraceUntil)
+	}
+	// Retiring without grace leaves none.
+	if ok, _ := s.RetireRefreshToken(ctx, "x0", time.Time{}); !ok {
+		t.Fatal("retire without grace")
+	}
+	if ok, _ := s.ClaimRefreshGrace(ctx, "x0", base); ok {
+		t.Fatal("grace claimed on a token retired without one")
 	}
 }
 
