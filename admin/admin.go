@@ -52,12 +52,16 @@ type TokenVerifier interface {
 }
 
 // Key describes a signing key.
+// State is "next" (published, signs from NotBefore), "signing",
+// "retiring" (published until NotAfter) or "expired".
 type Key struct {
 	ID        string    `json:"kid"`
 	Algorithm string    `json:"alg"`
 	CreatedAt time.Time `json:"created_at"`
+	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
 	Signing   bool      `json:"signing"`
+	State     string    `json:"state"`
 }
 
 // Keys lists and rotates signing keys (the provider's key manager).

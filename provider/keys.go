@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,20 +32,28 @@ type KeyOptions struct {
 	// Refresh is how often keys are re-read, so a rotation on one replica
 	// reaches the others.
 	Refresh time.Duration
-	Now     func() time.Time
+	// PromoteAfter is how long a new key is published before it signs, so
+	// every replica serves it first (default: two refresh periods).
+	PromoteAfter time.Duration
+	Now          func() time.Time
 }
 
 // KeyManager holds the signing keys in memory, loaded from the store where
-// their private halves are sealed. The newest key without an end signs; every
-// key not yet past its end is published in the JWKS.
+// their private halves are sealed. Every key not yet past its end is
+// published in the JWKS; the newest key whose start has come signs. A new
+// key starts PromoteAfter after it is created — published as the "next" key
+// first, as Keycloak and Hydra do — so a relying party that fetches the JWKS
+// from any replica already has it when the first token it signs arrives.
 type KeyManager struct {
 	o KeyOptions
 
 	mu       sync.RWMutex
 	signing  *signingKey
 	public   map[string]jose.JSONWebKey
+	algs     []string // of the published keys, the signing key's first
 	jwks     []byte
 	loadedAt time.Time
+	promote  time.Time // when the next key starts signing; zero: none pending
 }
 
 type signingKey struct {
@@ -65,6 +74,9 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 	if o.Algorithm == "" {
 		o.Algorithm = "RS256"
 	}
+	if o.PromoteAfter == 0 {
+		o.PromoteAfter = 2 * o.Refresh
+	}
 	km := &KeyManager{o: o}
 	if err := km.o.Store.InTx(ctx, func(q store.Queries) error {
 		// The lock makes replicas starting together create one key, not one each.
@@ -75,11 +87,19 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 		if err != nil {
 			return err
 		}
-		if len(keys) > 0 {
-			return nil
+		if len(keys) == 0 {
+			// Nothing was ever signed: the first key signs at once.
+			_, err = km.create(ctx, q, time.Time{})
+			return err
 		}
-		_, err = km.create(ctx, q)
-		return err
+		newest := slices.MaxFunc(keys, func(a, b store.SigningKey) int { return startOf(a).Compare(startOf(b)) })
+		if newest.Algorithm != km.o.Algorithm {
+			// keys.algorithm changed: the new algorithm arrives as the
+			// next key, like any rotation, and never ahead of the JWKS.
+			_, err = km.rotate(ctx, q, keys)
+			return err
+		}
+		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("provider: initial signing key: %w", err)
 	}
@@ -89,7 +109,7 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 	return km, nil
 }
 
-func (km *KeyManager) create(ctx context.Context, q store.Queries) (string, error) {
+func (km *KeyManager) create(ctx context.Context, q store.Queries, notBefore time.Time) (string, error) {
 	var priv crypto.Signer
 	var err error
 	switch km.o.Algorithm {
@@ -114,13 +134,29 @@ func (km *KeyManager) create(ctx context.Context, q store.Queries) (string, erro
 		return "", err
 	}
 	k := store.SigningKey{ID: kid, Algorithm: km.o.Algorithm, Private: km.o.Keyring.Seal(privJSON, []byte("signing-key:"+kid)),
-		Public: pubJSON, CreatedAt: km.o.Now().UTC()}
+		Public: pubJSON, CreatedAt: km.o.Now().UTC(), NotBefore: notBefore}
 	return kid, q.CreateKey(ctx, k)
 }
 
-// Rotate creates a new signing key and schedules the current ones to leave
-// the JWKS after the overlap, so tokens they signed still verify until they
-// expire.
+// rotate creates the next key, signing from PromoteAfter on, and ends the
+// publication of the keys before it an overlap after that: they sign until
+// the next key starts, and tokens they signed verify until they expire.
+func (km *KeyManager) rotate(ctx context.Context, q store.Queries, keys []store.SigningKey) (string, error) {
+	start := km.o.Now().UTC().Add(km.o.PromoteAfter)
+	end := start.Add(km.o.Overlap)
+	for _, k := range keys {
+		if k.NotAfter.IsZero() {
+			if err := q.SetKeyNotAfter(ctx, k.ID, end); err != nil {
+				return "", err
+			}
+		}
+	}
+	return km.create(ctx, q, start)
+}
+
+// Rotate publishes a new key that starts signing PromoteAfter from now, and
+// schedules the current ones to leave the JWKS an overlap after that, so
+// tokens they signed still verify until they expire.
 func (km *KeyManager) Rotate(ctx context.Context) (string, error) {
 	return km.RotateWith(ctx, nil)
 }
@@ -137,15 +173,7 @@ func (km *KeyManager) RotateWith(ctx context.Context, record func(ctx context.Co
 		if err != nil {
 			return err
 		}
-		end := km.o.Now().UTC().Add(km.o.Overlap)
-		for _, k := range keys {
-			if k.NotAfter.IsZero() {
-				if err := q.SetKeyNotAfter(ctx, k.ID, end); err != nil {
-					return err
-				}
-			}
-		}
-		if kid, err = km.create(ctx, q); err != nil || record == nil {
+		if kid, err = km.rotate(ctx, q, keys); err != nil || record == nil {
 			return err
 		}
 		return record(ctx, q, kid)
@@ -165,6 +193,9 @@ func (km *KeyManager) reload(ctx context.Context) error {
 	public := map[string]jose.JSONWebKey{}
 	var set jose.JSONWebKeySet
 	var signing *signingKey
+	var signer *store.SigningKey
+	var promote time.Time
+	algs := []string{}
 	for _, k := range keys { // newest first
 		if !k.NotAfter.IsZero() && now.After(k.NotAfter) {
 			continue
@@ -175,28 +206,47 @@ func (km *KeyManager) reload(ctx context.Context) error {
 		}
 		public[k.ID] = pub
 		set.Keys = append(set.Keys, pub)
-		if signing != nil || !k.NotAfter.IsZero() {
+		if now.Before(k.NotBefore) {
+			if promote.IsZero() || k.NotBefore.Before(promote) {
+				promote = k.NotBefore
+			}
 			continue
 		}
-		if km.signing != nil && km.signing.kid == k.ID {
-			signing = km.signing
-			continue
-		}
-		if signing, err = km.open(k); err != nil {
-			return err
+		// The key that started last signs (a key without a start started
+		// when it was created).
+		if start := startOf(k); signer == nil || start.After(startOf(*signer)) {
+			signer = &k
 		}
 	}
-	if signing == nil {
+	if signer == nil {
 		return errors.New("provider: no active signing key")
+	}
+	if km.signing != nil && km.signing.kid == signer.ID {
+		signing = km.signing
+	} else if signing, err = km.open(*signer); err != nil {
+		return err
+	}
+	algs = append(algs, string(signing.alg))
+	for _, k := range set.Keys {
+		if !slices.Contains(algs, k.Algorithm) {
+			algs = append(algs, k.Algorithm)
+		}
 	}
 	jwks, err := json.Marshal(set)
 	if err != nil {
 		return err
 	}
 	km.mu.Lock()
-	km.signing, km.public, km.jwks, km.loadedAt = signing, public, jwks, now
+	km.signing, km.public, km.algs, km.jwks, km.loadedAt, km.promote = signing, public, algs, jwks, now, promote
 	km.mu.Unlock()
 	return nil
+}
+
+func startOf(k store.SigningKey) time.Time {
+	if k.NotBefore.IsZero() {
+		return k.CreatedAt
+	}
+	return k.NotBefore
 }
 
 func (km *KeyManager) open(k store.SigningKey) (*signingKey, error) {
@@ -221,11 +271,14 @@ func (km *KeyManager) open(k store.SigningKey) (*signingKey, error) {
 	return &signingKey{kid: k.ID, alg: alg, key: priv, signer: signer}, nil
 }
 
-// maybeReload re-reads keys when the cache is older than the refresh period.
-// It runs on the signing path, so it only takes the lock to check.
+// maybeReload re-reads keys when the cache is older than the refresh period
+// or the next key's start has come (every replica switches at that time, not
+// a refresh later). It runs on the signing path, so it only takes the lock
+// to check.
 func (km *KeyManager) maybeReload(ctx context.Context) {
+	now := km.o.Now()
 	km.mu.RLock()
-	stale := km.o.Now().Sub(km.loadedAt) > km.o.Refresh
+	stale := now.Sub(km.loadedAt) > km.o.Refresh || (!km.promote.IsZero() && !now.Before(km.promote))
 	km.mu.RUnlock()
 	if stale {
 		_ = km.reload(ctx) // on failure keep serving the keys we have
@@ -264,16 +317,42 @@ func (km *KeyManager) PublicKey(ctx context.Context, kid string) (any, bool) {
 	return k.Key, ok
 }
 
-// Algorithm returns the signing algorithm of the current key.
-func (km *KeyManager) Algorithm() string { return km.o.Algorithm }
+// SignsFrom returns when key kid starts (or started) signing; zero if
+// unknown.
+func (km *KeyManager) SignsFrom(ctx context.Context, kid string) time.Time {
+	keys, err := km.o.Store.ListKeys(ctx)
+	if err != nil {
+		return time.Time{}
+	}
+	for _, k := range keys {
+		if k.ID == kid {
+			return startOf(k)
+		}
+	}
+	return time.Time{}
+}
 
-// KeyInfo describes a key for listing.
+// Algorithms returns the algorithms of the published keys, the signing
+// key's first: what discovery advertises, since tokens in circulation and
+// those about to be signed use them.
+func (km *KeyManager) Algorithms(ctx context.Context) []string {
+	km.maybeReload(ctx)
+	km.mu.RLock()
+	defer km.mu.RUnlock()
+	return slices.Clone(km.algs)
+}
+
+// KeyInfo describes a key for listing. State is "next" (published, signs
+// from NotBefore), "signing", or "retiring" (published until NotAfter so
+// tokens it signed still verify).
 type KeyInfo struct {
 	ID        string    `json:"kid"`
 	Algorithm string    `json:"alg"`
 	CreatedAt time.Time `json:"created_at"`
+	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
 	Signing   bool      `json:"signing"`
+	State     string    `json:"state"`
 }
 
 // List returns every stored key, newest first.
@@ -284,8 +363,20 @@ func (km *KeyManager) List(ctx context.Context) ([]KeyInfo, error) {
 	}
 	cur := km.current(ctx)
 	out := make([]KeyInfo, len(keys))
+	now := km.o.Now()
 	for i, k := range keys {
-		out[i] = KeyInfo{ID: k.ID, Algorithm: k.Algorithm, CreatedAt: k.CreatedAt, NotAfter: k.NotAfter, Signing: cur != nil && cur.kid == k.ID}
+		ki := KeyInfo{ID: k.ID, Algorithm: k.Algorithm, CreatedAt: k.CreatedAt, NotBefore: k.NotBefore, NotAfter: k.NotAfter, Signing: cur != nil && cur.kid == k.ID}
+		switch {
+		case ki.Signing:
+			ki.State = "signing"
+		case now.Before(k.NotBefore):
+			ki.State = "next"
+		case !k.NotAfter.IsZero() && now.After(k.NotAfter):
+			ki.State = "expired"
+		default:
+			ki.State = "retiring"
+		}
+		out[i] = ki
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,22 +14,30 @@ import (
 
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/store"
 )
 
 func newKeys(t testing.TB, alg string) *KeyManager {
+	km, _ := newKeysAt(t, alg, testdb.SQLite(t), time.Now)
+	return km
+}
+
+// newKeysAt is newKeys on st with the clock now.
+func newKeysAt(t testing.TB, alg string, st store.Store, now func() time.Time) (*KeyManager, error) {
 	ring, _ := seal.New(seal.Key{ID: "k", Secret: bytes.Repeat([]byte{1}, 32)})
-	km, err := NewKeyManager(context.Background(), KeyOptions{Store: testdb.SQLite(t), Keyring: ring, Algorithm: alg, Overlap: time.Hour})
+	km, err := NewKeyManager(context.Background(), KeyOptions{Store: st, Keyring: ring, Algorithm: alg, Overlap: time.Hour, Refresh: 30 * time.Second, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return km
+	return km, err
 }
 
 func TestSignerKidAndRotation(t *testing.T) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		t.Run(alg, func(t *testing.T) {
 			ctx := context.Background()
-			km := newKeys(t, alg)
+			clock := time.Now().Truncate(time.Second)
+			km, _ := newKeysAt(t, alg, testdb.SQLite(t), func() time.Time { return clock })
 			s := &jwtSigner{keys: km}
 			tok, sig, err := s.Generate(ctx, fjwt.MapClaims{"sub": "u1", "exp": time.Now().Add(time.Hour).Unix()}, &fjwt.Headers{})
 			if err != nil || !strings.HasSuffix(tok, "."+sig) {
@@ -56,10 +65,34 @@ func TestSignerKidAndRotation(t *testing.T) {
 			if _, err := s.Decode(ctx, tok); err != nil {
 				t.Fatalf("token signed before rotation must still decode: %v", err)
 			}
-			tok2, _, _ := s.Generate(ctx, fjwt.MapClaims{"sub": "u1"}, &fjwt.Headers{})
-			jws2, _ := jose.ParseSigned(tok2, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
-			if jws2.Signatures[0].Header.KeyID != newKid {
-				t.Fatalf("after rotation sign with %s, got %s", newKid, jws2.Signatures[0].Header.KeyID)
+			signedBy := func() string {
+				tok, _, _ := s.Generate(ctx, fjwt.MapClaims{"sub": "u1"}, &fjwt.Headers{})
+				jws, _ := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+				return jws.Signatures[0].Header.KeyID
+			}
+			// The new key is published at once, as the next key, and
+			// signs only after PromoteAfter (two refresh periods).
+			if !bytes.Contains(km.JWKS(ctx), []byte(`"kid":"`+newKid+`"`)) {
+				t.Fatal("the next key is not published at once")
+			}
+			if got := signedBy(); got != kid {
+				t.Fatalf("before its start the next key must not sign: got %s", got)
+			}
+			ks, _ := km.List(ctx)
+			for _, k := range ks {
+				if want := map[bool]string{true: "next", false: "signing"}[k.ID == newKid]; k.State != want {
+					t.Fatalf("key %s: state %q, want %q", k.ID, k.State, want)
+				}
+				if k.ID == newKid && !k.NotBefore.Equal(clock.UTC().Add(time.Minute)) {
+					t.Fatalf("next key signs from %v", k.NotBefore)
+				}
+			}
+			clock = clock.Add(time.Minute)
+			if got := signedBy(); got != newKid {
+				t.Fatalf("after its start sign with %s, got %s", newKid, got)
+			}
+			if _, err := s.Decode(ctx, tok); err != nil {
+				t.Fatalf("token signed by the retiring key must still decode: %v", err)
 			}
 			// Tampering is detected.
 			bad := tok[:len(tok)-2] + "AA"
@@ -93,3 +126,44 @@ func BenchmarkSignIDToken(b *testing.B) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestAlgorithmChangeGoesThroughNextKey: changing keys.algorithm on an
+// existing store publishes a key of the new algorithm as the next key; the
+// old one signs until then, discovery names both, and RS256 always.
+func TestAlgorithmChangeGoesThroughNextKey(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.SQLite(t)
+	clock := time.Now().Truncate(time.Second)
+	now := func() time.Time { return clock }
+	rs, _ := newKeysAt(t, "RS256", st, now)
+	es, _ := newKeysAt(t, "ES256", st, now) // a restart with the new setting
+	clock = clock.Add(31 * time.Second)     // one refresh period: every replica has re-read
+	for _, km := range []*KeyManager{rs, es} {
+		if got := km.Algorithms(ctx); !slices.Equal(got, []string{"RS256", "ES256"}) {
+			t.Fatalf("before the start of the ES256 key: algorithms %v", got)
+		}
+		if got := km.current(ctx).alg; got != jose.RS256 {
+			t.Fatalf("the ES256 key signed before its start: %s", got)
+		}
+	}
+	again, _ := newKeysAt(t, "ES256", st, now) // another replica, same setting
+	if ks, _ := again.List(ctx); len(ks) != 2 {
+		t.Fatalf("a second start with the same setting rotated again: %d keys", len(ks))
+	}
+	clock = clock.Add(30 * time.Second)
+	for _, km := range []*KeyManager{rs, es, again} {
+		if got := km.current(ctx).alg; got != jose.ES256 {
+			t.Fatalf("after its start the ES256 key must sign on every replica, got %s", got)
+		}
+		if got := km.Algorithms(ctx); !slices.Equal(got, []string{"ES256", "RS256"}) {
+			t.Fatalf("algorithms %v", got)
+		}
+	}
+	clock = clock.Add(2 * time.Hour) // the RS256 key has left the JWKS
+	if got := signingAlgs(es.Algorithms(ctx)); !slices.Equal(got, []string{"ES256", "RS256"}) {
+		t.Fatalf("discovery must keep RS256: %v", got)
+	}
+	if bytes.Contains(es.JWKS(ctx), []byte(`"RS256"`)) {
+		t.Fatal("the retired RS256 key is still published")
+	}
+}

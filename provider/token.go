@@ -209,7 +209,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials"},
 		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{p.o.Keys.Algorithm()},
+		"id_token_signing_alg_values_supported":          signingAlgs(p.o.Keys.Algorithms(r.Context())),
 		"scopes_supported":                               []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
@@ -225,6 +225,15 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"frontchannel_logout_supported":                  false,
 		"backchannel_logout_supported":                   false,
 	})
+}
+
+// signingAlgs is what discovery advertises: the algorithms of the keys in
+// use, and RS256, which OpenID Connect Discovery requires to be listed.
+func signingAlgs(inUse []string) []string {
+	if !slices.Contains(inUse, "RS256") {
+		inUse = append(inUse, "RS256")
+	}
+	return inUse
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {

@@ -127,14 +127,15 @@ type LoginFlow struct {
 }
 
 // SigningKey is a token-signing key. Private is the sealed private JWK;
-// Public is the public JWK as JSON. A key signs while it is the newest one
-// and is published until NotAfter.
+// Public is the public JWK as JSON. A key is published until NotAfter and
+// signs from NotBefore while it is the newest such key.
 type SigningKey struct {
 	ID        string
 	Algorithm string
 	Private   []byte
 	Public    []byte
 	CreatedAt time.Time
+	NotBefore time.Time // zero: signs at once
 	NotAfter  time.Time // zero: no end yet
 }
 

@@ -189,7 +189,7 @@ func (c *console) keys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.pages.Render(w, r, http.StatusOK, "keys.html", map[string]any{"Keys": ks,
-		"Notice": map[string]string{"rotated": "A new signing key is in use."}[r.URL.Query().Get("notice")]})
+		"Notice": map[string]string{"rotated": "A new signing key is published; it starts signing once every replica serves it."}[r.URL.Query().Get("notice")]})
 }
 
 // rotate rotates signing keys after a step-up.

@@ -54,7 +54,7 @@ var commands = map[string]command{
 	"groups list":        {"", "list groups", false, (*cli).groupsList},
 	"groups admins":      {"add|remove GROUP USERNAME", "delegate a group's 2SV resets", false, (*cli).groupsAdmins},
 	"keys list":          {"", "list signing keys", false, (*cli).keysList},
-	"keys rotate":        {"", "generate a new signing key and sign with it", false, (*cli).keysRotate},
+	"keys rotate":        {"", "publish a new signing key; it signs once every replica serves it", false, (*cli).keysRotate},
 	"policies create":    {"[flags] NAME", "create an authentication policy", true, (*cli).policiesCreate},
 	"policies list":      {"", "list policies", false, (*cli).policiesList},
 	"policies assign":    {"POLICY GROUP", "assign a policy to a group", false, (*cli).policiesAssign},
@@ -477,13 +477,15 @@ func (c *cli) keysList(ctx context.Context, _ []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tALG\tCREATED\tPUBLISHED UNTIL\tSIGNING")
-	for _, k := range ks {
-		until := "-"
-		if !k.NotAfter.IsZero() {
-			until = k.NotAfter.Format(time.RFC3339)
+	fmt.Fprintln(tw, "KID\tALG\tCREATED\tSIGNS FROM\tPUBLISHED UNTIL\tSTATE")
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", k.ID, k.Algorithm, k.CreatedAt.Format(time.RFC3339), until, k.Signing)
+		return t.Format(time.RFC3339)
+	}
+	for _, k := range ks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, stamp(k.CreatedAt), stamp(k.NotBefore), stamp(k.NotAfter), k.State)
 	}
 	return tw.Flush()
 }
@@ -500,7 +502,7 @@ func (c *cli) keysRotate(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "new signing key %s; previous keys stay published until their tokens expire\n", kid)
+	fmt.Fprintf(c.out, "new signing key %s is published and signs from %s; previous keys stay published until their tokens expire\n", kid, a.keys.SignsFrom(ctx, kid).Format(time.RFC3339))
 	return nil
 }
 

@@ -213,7 +213,7 @@ func TestConsoleGroupsAndKeys(t *testing.T) {
 	before, _ := srv.app.keys.List(ctx)
 	k = b.submitForm(k, "/console/keys/rotate", nil) // the step-up above is fresh
 	after, _ := srv.app.keys.List(ctx)
-	if !strings.Contains(k.Body, "A new signing key is in use") || len(after) != len(before)+1 {
+	if !strings.Contains(k.Body, "A new signing key is published") || len(after) != len(before)+1 {
 		t.Fatalf("rotate: %d keys before, %d after", len(before), len(after))
 	}
 	for _, typ := range []string{"group.created", "group.member.added", "group.admin.added", "policy.assigned", "group.member.removed", "key.rotated"} {

@@ -316,7 +316,9 @@ func TestReauthentication(t *testing.T) {
 func TestClientCredentialsAndKeyRotation(t *testing.T) {
 	eachBackend(t, func(t *testing.T, st store.Store) {
 		ctx := context.Background()
-		srv := startServer(t, st)
+		// Keys re-read every second: a new key signs two seconds after
+		// its rotation.
+		srv := startServer(t, st, func(c *config.Config) { c.Keys.RefreshInterval = config.Duration(time.Second) })
 		svc := srv.createClient(t, "svc", false, true, "client_credentials")
 		cc := clientcredentials.Config{ClientID: svc.ID, ClientSecret: svc.Secret, TokenURL: srv.URL + "/oauth2/token", Scopes: []string{"profile"}}
 		tok, err := cc.Token(ctx)
@@ -375,11 +377,18 @@ func TestClientCredentialsAndKeyRotation(t *testing.T) {
 		if _, err := r2.provider.Verifier(&oidc.Config{ClientID: app.ID}).Verify(ctx, raw1); err != nil {
 			t.Fatalf("token signed before rotation no longer verifies: %v", err)
 		}
-		authURL, res = r2.authURL()
-		tok2, _ := r2.exchange(r2.callback(b.get(authURL), res))
-		raw2, _ := tok2.Extra("id_token").(string)
-		if kid2 := jwtHeader(t, raw2)["kid"]; kid2 == kid1 {
-			t.Fatalf("after rotation tokens must be signed with the new key (kid %v)", kid2)
+		signedBy := func() any {
+			authURL, res := r2.authURL()
+			tok, _ := r2.exchange(r2.callback(b.get(authURL), res))
+			raw, _ := tok.Extra("id_token").(string)
+			return jwtHeader(t, raw)["kid"]
+		}
+		if kid := signedBy(); kid != kid1 {
+			t.Fatalf("right after rotation the new key is only published; it signed (kid %v)", kid)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		if kid2 := signedBy(); kid2 == kid1 {
+			t.Fatalf("after its start tokens must be signed with the new key (kid %v)", kid2)
 		}
 	})
 }

@@ -281,22 +281,22 @@ func (q queries) SaveConsent(ctx context.Context, c store.Consent) error {
 // --- keys ------------------------------------------------------------------
 
 func (q queries) CreateKey(ctx context.Context, k store.SigningKey) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, public_key, created_at, not_after) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.ID, k.Algorithm, k.Private, k.Public, k.CreatedAt.UTC(), nullTime(k.NotAfter))
+	_, err := q.c.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, private_key, public_key, created_at, not_before, not_after) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.ID, k.Algorithm, k.Private, k.Public, k.CreatedAt.UTC(), nullTime(k.NotBefore), nullTime(k.NotAfter))
 	return err
 }
 
 func (q queries) ListKeys(ctx context.Context) ([]store.SigningKey, error) {
-	rows, err := q.c.Query(ctx, `SELECT id, algorithm, private_key, public_key, created_at, not_after FROM signing_keys ORDER BY created_at DESC, id`)
+	rows, err := q.c.Query(ctx, `SELECT id, algorithm, private_key, public_key, created_at, not_before, not_after FROM signing_keys ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r Row) (store.SigningKey, error) {
 		var k store.SigningKey
-		var na *time.Time
-		err := r.Scan(&k.ID, &k.Algorithm, &k.Private, &k.Public, &k.CreatedAt, &na)
-		k.NotAfter = fromNull(na)
-		utc(&k.CreatedAt)
+		var nb, na *time.Time
+		err := r.Scan(&k.ID, &k.Algorithm, &k.Private, &k.Public, &k.CreatedAt, &nb, &na)
+		k.NotBefore, k.NotAfter = fromNull(nb), fromNull(na)
+		utc(&k.CreatedAt, &k.NotBefore, &k.NotAfter)
 		return k, err
 	})
 }
