@@ -86,26 +86,55 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 		// The same account whatever width or case it was typed in.
 		username, keys[0] = u, accountKey(u)
 	}
+	// A full hash queue refuses before anything is counted.
+	release, err := s.o.Hasher.Admit()
+	if err != nil {
+		return store.User{}, err
+	}
+	defer release()
 	n, err := s.claim(ctx, keys[0], keys[1])
 	if err != nil {
 		return store.User{}, err
 	} else if n == 0 {
-		s.o.Hasher.VerifyDummy(password)
+		// Locked (known and unknown names alike): shed before hashing, in
+		// about the time a hash takes.
+		s.o.Hasher.Equalise(ctx)
 		return store.User{}, ErrLocked
 	}
 	u, err := s.o.Store.GetUserByUsername(ctx, username)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.o.Hasher.VerifyDummy(password)
+		if err := s.o.Hasher.VerifyDummy(ctx, password); err != nil {
+			return store.User{}, s.abandoned(keys, n, err)
+		}
 	case err != nil:
 		return store.User{}, fmt.Errorf("look up user: %w", err)
-	case !u.Disabled && s.o.Hasher.Verify(u.PasswordHash, password):
-		return u, s.o.Store.ResetAttempts(ctx, keys[0])
+	default:
+		ok, err := s.o.Hasher.Verify(ctx, u.PasswordHash, password)
+		if err != nil {
+			return store.User{}, s.abandoned(keys, n, err)
+		}
+		if ok && !u.Disabled {
+			return u, s.o.Store.ResetAttempts(ctx, keys[0])
+		}
 	}
 	if err := s.fail(ctx, n, keys[0], keys[1]); err != nil {
 		return store.User{}, err
 	}
 	return store.User{}, ErrInvalidCredentials
+}
+
+// abandoned settles an attempt whose caller went away before its hash: it
+// counts as a failure (giving the claim back would let a guesser cancel
+// every wrong guess uncounted). The request's context is gone, so the
+// write gets a short one of its own.
+func (s *Service) abandoned(keys []string, n int, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.fail(ctx, n, keys[0], keys[1]); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
 }
 
 // CheckSecondFactor verifies a TOTP code or, failing the TOTP format, a

@@ -48,6 +48,7 @@ type Config struct {
 	Sessions      Sessions      `yaml:"sessions"`
 	Lockout       Lockout       `yaml:"lockout"`
 	Passwords     Passwords     `yaml:"passwords"`
+	RateLimits    RateLimits    `yaml:"rate_limits"`
 	Audit         Audit         `yaml:"audit"`
 	Notifications Notifications `yaml:"notifications"`
 	Support       Support       `yaml:"support"`
@@ -94,6 +95,16 @@ type Passwords struct {
 	// HashConcurrency caps concurrent argon2id hashes (each holds 9 MiB);
 	// 0 means one per CPU.
 	HashConcurrency int `yaml:"hash_concurrency"`
+	// HashQueue is how many sign-ins may wait for a hash beyond those
+	// running; more are refused with 503 (0: 32 per running hash).
+	HashQueue int `yaml:"hash_queue"`
+}
+
+// RateLimits caps requests per client address and minute, per replica
+// (0: off).
+type RateLimits struct {
+	SignInPerMinute int `yaml:"sign_in_per_minute"` // credential forms
+	TokenPerMinute  int `yaml:"token_per_minute"`   // token, revocation, introspection
 }
 
 // Database selects the store: the embedded SQLite file or PostgreSQL.
@@ -196,10 +207,11 @@ func Defaults() Config {
 			EventRetention:          Duration(30 * 24 * time.Hour),
 			CleanupInterval:         Duration(10 * time.Minute),
 		},
-		Sessions: Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
-		Lockout:  Lockout{AccountThreshold: 5, IPThreshold: 50, BaseDelay: Duration(time.Second), MaxDelay: Duration(15 * time.Minute)},
-		Log:      Log{Level: "info"},
-		MFA:      MFA{SetupWindow: Duration(24 * time.Hour), ApprovalWindow: Duration(72 * time.Hour)},
+		Sessions:   Sessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+		Lockout:    Lockout{AccountThreshold: 5, IPThreshold: 50, BaseDelay: Duration(time.Second), MaxDelay: Duration(15 * time.Minute)},
+		Log:        Log{Level: "info"},
+		MFA:        MFA{SetupWindow: Duration(24 * time.Hour), ApprovalWindow: Duration(72 * time.Hour)},
+		RateLimits: RateLimits{SignInPerMinute: 300, TokenPerMinute: 6000},
 	}
 }
 
@@ -404,6 +416,12 @@ func (c *Config) Validate() error {
 		if positive[name] <= 0 {
 			add("%s: must be a positive duration", name)
 		}
+	}
+	if c.RateLimits.SignInPerMinute < 0 || c.RateLimits.TokenPerMinute < 0 {
+		add("rate_limits: limits must be 0 (off) or positive")
+	}
+	if c.Passwords.HashQueue < 0 || c.Passwords.HashQueue > 10000 {
+		add("passwords.hash_queue: must be between 0 (default) and 10000")
 	}
 	if g := c.Tokens.RefreshTokenGracePeriod; g < 0 || g > Duration(5*time.Minute) {
 		add("tokens.refresh_token_grace_period: must be between 0 (off) and 5m")

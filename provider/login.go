@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -226,6 +227,11 @@ func (p *Provider) refused(w http.ResponseWriter, r *http.Request, page string, 
 	case errors.Is(err, authn.ErrLocked):
 		data["Error"] = msgLocked
 		p.render(w, r, http.StatusTooManyRequests, page, data)
+	case errors.Is(err, authn.ErrBusy), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Nothing was judged: the same form, to send again shortly.
+		w.Header().Set("Retry-After", "2")
+		data["Error"] = msgBusy
+		p.render(w, r, http.StatusServiceUnavailable, page, data)
 	default:
 		p.serverError(w, r, err)
 	}

@@ -48,7 +48,9 @@ type Options struct {
 	// AuditRetention prunes older audit events in the cleanup job (0: keep);
 	// AuditLedger signs the retention record. Pruning never passes the
 	// DeliveryCursors (the notification dispatchers' positions).
-	AuditRetention  time.Duration
+	AuditRetention time.Duration
+	// RateLimits caps credential and token requests per address.
+	RateLimits      RateLimits
 	AuditLedger     *audit.Checkpointer
 	DeliveryCursors []string
 
@@ -169,21 +171,25 @@ func (p *Provider) Mount(r chi.Router) {
 		r.Get(PathAuthorize, p.authorize)
 		r.Post(PathAuthorize, p.authorize)
 		r.Get(PathResume, p.resume)
+		// One budget per address across every credential form, and one
+		// across the token endpoints (RateLimits).
+		signIn := r.With(limiter(p.o.RateLimits.SignInPerMinute, p.signInLimited))
+		tokens := r.With(limiter(p.o.RateLimits.TokenPerMinute, p.tokenLimited))
 		r.Get(PathLogin, p.loginPage)
-		r.Post(PathLogin, p.loginSubmit)
+		signIn.Post(PathLogin, p.loginSubmit)
 		r.Get(PathLogin2SV, p.secondFactorPage)
-		r.Post(PathLogin2SV, p.secondFactorSubmit)
+		signIn.Post(PathLogin2SV, p.secondFactorSubmit)
 		r.Post(PathConsent, p.consentSubmit)
 		r.Get(PathLoginLost, p.lostPage)
-		r.Post(PathLoginLost, p.lostSubmit)
+		signIn.Post(PathLoginLost, p.lostSubmit)
 		r.Get(PathLoginSetup, p.loginSetupPage)
-		r.Post(PathLoginSetup, p.loginSetupSubmit)
+		signIn.Post(PathLoginSetup, p.loginSetupSubmit)
 		r.Post(PathLoginSetup+"/continue", p.loginSetupContinue)
 		r.Get(PathPasswordReset, p.resetPage)
-		r.Post(PathPasswordReset, p.resetSubmit)
-		r.Post(PathToken, p.token)
-		r.Post(PathRevoke, p.revoke)
-		r.Post(PathIntrospect, p.introspect)
+		signIn.Post(PathPasswordReset, p.resetSubmit)
+		tokens.Post(PathToken, p.token)
+		tokens.Post(PathRevoke, p.revoke)
+		tokens.Post(PathIntrospect, p.introspect)
 		r.Get(PathUserinfo, p.userinfo)
 		r.Post(PathUserinfo, p.userinfo)
 		r.Get(PathLogout, p.logout)

@@ -322,9 +322,9 @@ func argon2Only(conc int) func(context.Context, int) (func(context.Context) erro
 	h := authn.NewPasswordHasher(authn.DefaultArgon2, conc)
 	hash := h.Hash("benchmark password")
 	return func(context.Context, int) (func(context.Context) error, error) {
-		return func(context.Context) error {
-			if !h.Verify(hash, "benchmark password") {
-				return errors.New("verify failed")
+		return func(ctx context.Context) error {
+			if ok, err := h.Verify(ctx, hash, "benchmark password"); !ok {
+				return errors.Join(errors.New("verify failed"), err)
 			}
 			return nil
 		}, nil

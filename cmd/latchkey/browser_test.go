@@ -78,7 +78,8 @@ func (s *testServer) totpNow() time.Time { return time.Now().Add(time.Duration(s
 func (s *testServer) nextTOTPStep() { s.totpSkew.Add(int64(30 * time.Second)) }
 
 // testHasher keeps argon2id real but cheap, so login-heavy tests stay fast.
-var testHasher = authn.NewPasswordHasher(authn.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}, 0)
+// Its queue is long: tests sign in concurrently and share it.
+var testHasher = authn.NewPasswordHasherQueue(authn.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1}, 0, 10000)
 
 func testConfig(issuer string) *config.Config {
 	c := config.Defaults()
@@ -90,6 +91,12 @@ func testConfig(issuer string) *config.Config {
 }
 
 func startServer(t testing.TB, st store.Store, mutate ...func(*config.Config)) *testServer {
+	t.Helper()
+	return startServerHasher(t, st, testHasher, mutate...)
+}
+
+// startServerHasher is startServer with its own password hasher.
+func startServerHasher(t testing.TB, st store.Store, h *authn.PasswordHasher, mutate ...func(*config.Config)) *testServer {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String()
@@ -105,7 +112,7 @@ func startServer(t testing.TB, st store.Store, mutate ...func(*config.Config)) *
 		log = slog.New(slog.NewTextHandler(&tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	ts := &testServer{URL: issuer, srv: srv}
-	a, err := build(context.Background(), cfg, st, log, buildOptions{Hasher: testHasher, AuthnNow: ts.totpNow})
+	a, err := build(context.Background(), cfg, st, log, buildOptions{Hasher: h, AuthnNow: ts.totpNow})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,7 +145,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		bo.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if bo.Hasher == nil {
-		bo.Hasher = authn.NewPasswordHasher(authn.DefaultArgon2, cfg.Passwords.HashConcurrency)
+		bo.Hasher = authn.NewPasswordHasherQueue(authn.DefaultArgon2, cfg.Passwords.HashConcurrency, cfg.Passwords.HashQueue)
 	}
 	secure := strings.HasPrefix(cfg.Issuer, "https://")
 	keys, err := provider.NewKeyManager(ctx, provider.KeyOptions{Store: st, Keyring: ring, Algorithm: cfg.Keys.Algorithm,
@@ -172,7 +172,8 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	csrf := &httpx.CSRF{Key: derive(system, "csrf"), Secure: secure}
 	prov, err := provider.New(provider.Options{Issuer: cfg.Issuer, Store: st, Keys: keys, Authn: an, MFA: lifecycle, Sessions: sessions, CSRF: csrf,
 		GlobalSecret: derive(system, "fosite-hmac"), AccessTokenLifespan: cfg.Tokens.AccessTokenLifespan.D(),
-		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan.D(), RefreshGracePeriod: cfg.Tokens.RefreshTokenGracePeriod.D(), IDTokenLifespan: cfg.Tokens.IDTokenLifespan.D(),
+		RefreshTokenLifespan: cfg.Tokens.RefreshTokenLifespan.D(), RefreshGracePeriod: cfg.Tokens.RefreshTokenGracePeriod.D(),
+		RateLimits: provider.RateLimits{SignInPerMinute: cfg.RateLimits.SignInPerMinute, TokenPerMinute: cfg.RateLimits.TokenPerMinute}, IDTokenLifespan: cfg.Tokens.IDTokenLifespan.D(),
 		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan.D(), AuditRetention: cfg.Audit.Retention.D(), AuditLedger: ledger,
 		DeliveryCursors: deliveryCursors(dispatchers(cfg, st, log)), Registerer: bo.Registry, Logger: log, Now: bo.Now})
 	if err != nil {

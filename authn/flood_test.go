@@ -1,0 +1,97 @@
+package authn_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/store"
+)
+
+// TestHashQueueIsBounded: beyond the running and waiting places a sign-in
+// is refused at once, before anything is counted.
+func TestHashQueueIsBounded(t *testing.T) {
+	h := authn.NewPasswordHasherQueue(cheap, 1, 2)
+	var release []func()
+	for i := range 3 {
+		r, err := h.Admit()
+		if err != nil {
+			t.Fatalf("place %d of 3 refused: %v", i+1, err)
+		}
+		release = append(release, r)
+	}
+	if _, err := h.Admit(); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("a fourth place in a queue of 1 running + 2 waiting: %v", err)
+	}
+	release[0]()
+	if _, err := h.Admit(); err != nil {
+		t.Fatalf("a freed place was not given again: %v", err)
+	}
+
+	// Through the service: a full queue is ErrBusy and counts nothing.
+	f := newFixture(t, 5)
+	full := authn.NewService(authn.Options{Store: f.st, Hasher: h, Now: func() time.Time { return f.now }})
+	ctx := context.Background()
+	if _, err := full.CheckPassword(ctx, "ivy", "wrong", "10.0.0.9"); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("full queue: %v", err)
+	}
+	for _, key := range []string{"acct:ivy", "ip:10.0.0.9"} {
+		if a, err := f.st.GetAttempt(ctx, key); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a refused sign-in counted against %s: %+v %v", key, a, err)
+		}
+	}
+}
+
+// TestLockedSignInCostsNoHash: a locked account (known or not) is refused
+// before hashing, in about the time a hash takes.
+func TestLockedSignInCostsNoHash(t *testing.T) {
+	f := newFixture(t, 2)
+	ctx := context.Background()
+	for _, name := range []string{"ivy", "nobody"} {
+		for range 2 {
+			if _, err := f.svc.CheckPassword(ctx, name, "wrong", "10.0.0.1"); !errors.Is(err, authn.ErrInvalidCredentials) {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		before := f.svc.Hasher().Hashes()
+		for range 5 {
+			if _, err := f.svc.CheckPassword(ctx, name, "pw-ivy", "10.0.0.1"); !errors.Is(err, authn.ErrLocked) {
+				t.Fatalf("%s while locked: %v", name, err)
+			}
+		}
+		if n := f.svc.Hasher().Hashes() - before; n != 0 {
+			t.Errorf("%s: %d hashes while locked", name, n)
+		}
+	}
+}
+
+// TestCancelledSignInCostsNoHash: a caller that goes away while waiting for
+// its turn gets no hash, and the attempt still counts (cancelling a wrong
+// guess does not take it back).
+func TestCancelledSignInCostsNoHash(t *testing.T) {
+	f := newFixture(t, 5)
+	slow := authn.NewPasswordHasherQueue(authn.Argon2Params{MemoryKiB: 64 * 1024, Time: 3, Threads: 1}, 1, 4)
+	svc := authn.NewService(authn.Options{Store: f.st, Hasher: slow, Now: func() time.Time { return f.now }})
+	enc := slow.Hash("x")
+	before := slow.Hashes()
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		_, _ = slow.Verify(context.Background(), enc, "x") // holds the only turn
+	}()
+	time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
+	defer cancel()
+	if _, err := svc.CheckPassword(ctx, "ivy", "wrong", "10.0.0.1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned sign-in: %v", err)
+	}
+	<-busy
+	if n := slow.Hashes() - before; n != 1 { // the other caller's only
+		t.Errorf("%d hashes ran; the abandoned sign-in must not hash", n-1)
+	}
+	if a, err := f.st.GetAttempt(context.Background(), "acct:ivy"); err != nil || a.Failures != 1 {
+		t.Errorf("the abandoned attempt must count: %+v %v", a, err)
+	}
+}
