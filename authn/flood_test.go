@@ -16,18 +16,35 @@ func TestHashQueueIsBounded(t *testing.T) {
 	h := authn.NewPasswordHasherQueue(cheap, 1, 2)
 	var release []func()
 	for i := range 3 {
-		r, err := h.Admit()
+		r, err := h.Admit(false)
 		if err != nil {
 			t.Fatalf("place %d of 3 refused: %v", i+1, err)
 		}
 		release = append(release, r)
 	}
-	if _, err := h.Admit(); !errors.Is(err, authn.ErrBusy) {
+	if _, err := h.Admit(false); !errors.Is(err, authn.ErrBusy) {
 		t.Fatalf("a fourth place in a queue of 1 running + 2 waiting: %v", err)
 	}
 	release[0]()
-	if _, err := h.Admit(); err != nil {
+	if _, err := h.Admit(false); err != nil {
 		t.Fatalf("a freed place was not given again: %v", err)
+	}
+
+	// Addresses with recent failures share half the places; the rest
+	// stays open to everyone else.
+	fair := authn.NewPasswordHasherQueue(cheap, 1, 7) // 8 places, 4 for suspects
+	for i := range 4 {
+		if _, err := fair.Admit(true); err != nil {
+			t.Fatalf("suspect place %d of 4: %v", i+1, err)
+		}
+	}
+	if _, err := fair.Admit(true); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("a fifth suspect: %v", err)
+	}
+	for i := range 4 {
+		if _, err := fair.Admit(false); err != nil {
+			t.Fatalf("a clean address shut out by suspects (place %d): %v", i+1, err)
+		}
 	}
 
 	// Through the service: a full queue is ErrBusy and counts nothing.

@@ -37,9 +37,13 @@ type PasswordHasher struct {
 	Params Argon2Params
 	sem    chan struct{} // running hashes
 	admit  chan struct{} // running + waiting verifications
-	dummy  string
-	avg    atomic.Int64 // moving average of a verification, in ns
-	hashes atomic.Int64 // verifications run
+	// suspect holds the places of sign-ins from addresses with recent
+	// failures: at most half, so a flood from failing addresses leaves
+	// the other half to everyone else.
+	suspect chan struct{}
+	dummy   string
+	avg     atomic.Int64 // moving average of a verification, in ns
+	hashes  atomic.Int64 // verifications run
 }
 
 // Hashes returns how many verifications have run (for metrics and tests).
@@ -66,7 +70,8 @@ func NewPasswordHasherQueue(p Argon2Params, concurrency, queue int) *PasswordHas
 	if queue <= 0 {
 		queue = 32 * concurrency
 	}
-	h := &PasswordHasher{Params: p, sem: make(chan struct{}, concurrency), admit: make(chan struct{}, concurrency+queue)}
+	h := &PasswordHasher{Params: p, sem: make(chan struct{}, concurrency), admit: make(chan struct{}, concurrency+queue),
+		suspect: make(chan struct{}, max(1, (concurrency+queue)/2))}
 	start := time.Now()
 	h.dummy = h.Hash("latchkey dummy password for unknown users")
 	h.avg.Store(int64(time.Since(start)))
@@ -89,14 +94,31 @@ func (h *PasswordHasher) Hash(password string) string {
 }
 
 // Admit reserves a place among the running and waiting verifications, or
-// fails with ErrBusy when the queue is full. The sign-in path asks before
-// it counts an attempt, so a refused flood changes no counter; release
-// the place when done.
-func (h *PasswordHasher) Admit() (release func(), err error) {
+// fails with ErrBusy when the queue is full. A suspect caller (its address
+// failed recently) may take only half the places, so a flood from failing
+// addresses cannot shut everyone else out. The sign-in path asks before it
+// counts an attempt, so a refused flood changes no counter; release the
+// place when done.
+func (h *PasswordHasher) Admit(suspect bool) (release func(), err error) {
+	if suspect {
+		select {
+		case h.suspect <- struct{}{}:
+		default:
+			return nil, ErrBusy
+		}
+	}
 	select {
 	case h.admit <- struct{}{}:
-		return func() { <-h.admit }, nil
+		return func() {
+			<-h.admit
+			if suspect {
+				<-h.suspect
+			}
+		}, nil
 	default:
+		if suspect {
+			<-h.suspect
+		}
 		return nil, ErrBusy
 	}
 }

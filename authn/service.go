@@ -86,8 +86,13 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 		// The same account whatever width or case it was typed in.
 		username, keys[0] = u, accountKey(u)
 	}
-	// A full hash queue refuses before anything is counted.
-	release, err := s.o.Hasher.Admit()
+	// A full hash queue refuses before anything is counted; an address
+	// with recent failures gets only part of it.
+	ipa, err := s.o.Store.GetAttempt(ctx, keys[1])
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, err
+	}
+	release, err := s.o.Hasher.Admit(ipa.Failures > 0 && s.o.Now().Sub(ipa.LastFailure) <= s.o.Lockout.Window)
 	if err != nil {
 		return store.User{}, err
 	}

@@ -10,33 +10,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 runs=${1:-3}
 dur=${2:-8s}
-out=bench-out
-mkdir -p "$out"
-scripts/ensure-postgres.sh
-
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-go build -o "$out/latchkey" ./cmd/latchkey
-go build -o "$out/latchkey-load" ./cmd/latchkey-load
-
-db=latchkey_bench
-psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-export LATCHKEY_MODE=production
-export LATCHKEY_ISSUER=http://127.0.0.1:8090
-export LATCHKEY_LISTEN=127.0.0.1:8090
-export LATCHKEY_DATABASE_DSN="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
-export LATCHKEY_DATABASE_MAX_CONNS=${LATCHKEY_DATABASE_MAX_CONNS:-16}
-export LATCHKEY_SECRETS_SYSTEM=$(head -c 32 /dev/urandom | base64)
-export LATCHKEY_SECRETS_ENCRYPTION_KEYS="b1:$(head -c 32 /dev/urandom | base64)"
-export LATCHKEY_LOG_LEVEL=warn
-export LATCHKEY_KEYS_ALGORITHM=${LATCHKEY_KEYS_ALGORITHM:-ES256}
-# Every request comes from 127.0.0.1: keep the per-address limiters in the
-# path but far above the load, and let every load-generator sign-in queue.
-export LATCHKEY_RATE_LIMITS_SIGN_IN_PER_MINUTE=100000000
-export LATCHKEY_RATE_LIMITS_TOKEN_PER_MINUTE=100000000
-export LATCHKEY_PASSWORDS_HASH_QUEUE=256
-
-"$out/latchkey" migrate >/dev/null
-"$out/latchkey-load" -setup -dsn "$LATCHKEY_DATABASE_DSN" -users 4000 -state "$out/state.json"
+. scripts/bench/env.sh
 
 basic=$(python3 -c "import json,base64,sys; s=json.load(open(sys.argv[1])); print(base64.b64encode((s['client_id']+':'+s['client_secret']).encode()).decode())" "$out/state.json")
 results="$out/results.jsonl"

@@ -40,13 +40,15 @@ import (
 type options struct {
 	issuer   string
 	scenario string
-	conc     int
-	dur      time.Duration
-	warmup   time.Duration
-	setup    bool
-	dsn      string
-	users    int
-	state    string
+	// flood: wrong-password workers and the addresses they come from.
+	attackers, attackIPs int
+	conc                 int
+	dur                  time.Duration
+	warmup               time.Duration
+	setup                bool
+	dsn                  string
+	users                int
+	state                string
 }
 
 // benchState is what setup writes for the load runs: credentials of the
@@ -65,7 +67,9 @@ type benchUsr struct {
 func main() {
 	var o options
 	flag.StringVar(&o.issuer, "issuer", "http://127.0.0.1:8090", "issuer of the server under test (loopback only)")
-	flag.StringVar(&o.scenario, "scenario", "client_credentials", "client_credentials, refresh, authcode or argon2")
+	flag.StringVar(&o.scenario, "scenario", "client_credentials", "client_credentials, refresh, authcode, argon2 or flood")
+	flag.IntVar(&o.attackers, "attackers", 32, "flood: workers sending wrong passwords")
+	flag.IntVar(&o.attackIPs, "attack-ips", 1, "flood: loopback addresses the attackers come from (127.0.1.1 …)")
 	flag.IntVar(&o.conc, "c", 16, "concurrent workers")
 	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration")
 	flag.DurationVar(&o.warmup, "warmup", 0, "run this long first without measuring (connection pools, caches)")
@@ -116,6 +120,8 @@ func run(o options) error {
 		op = authCode(o, st)
 	case "argon2":
 		op = argon2Only(o.conc)
+	case "flood":
+		return flood(o, st)
 	default:
 		return fmt.Errorf("unknown scenario %q", o.scenario)
 	}
@@ -279,8 +285,20 @@ func formFields(body string) url.Values {
 }
 
 func fullFlow(ctx context.Context, o options, st benchState, conf *oauth2.Config, u benchUsr, now time.Time) (*oauth2.Token, error) {
+	return fullFlowFrom(ctx, o, st, conf, u, now, http.DefaultTransport)
+}
+
+// fromAddr is a transport whose connections come from the loopback address
+// ip, so one load generator can be many networks.
+func fromAddr(ip string) http.RoundTripper {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}
+}
+
+// fullFlowFrom is fullFlow over transport rt.
+func fullFlowFrom(ctx context.Context, o options, st benchState, conf *oauth2.Config, u benchUsr, now time.Time, rt http.RoundTripper) (*oauth2.Token, error) {
 	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+	hc := &http.Client{Jar: jar, Transport: rt, Timeout: 30 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), st.Redirect) {
 			return http.ErrUseLastResponse
 		}
@@ -302,6 +320,9 @@ func fullFlow(ctx context.Context, o options, st benchState, conf *oauth2.Config
 	}
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp.StatusCode)
+	}
 	f = formFields(string(body))
 	code, _ := authn.TOTPCode(u.Secret, now)
 	f.Set("code", code)
@@ -314,6 +335,81 @@ func fullFlow(ctx context.Context, o options, st benchState, conf *oauth2.Config
 		return nil, fmt.Errorf("no code (status %d, location %q)", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return conf.Exchange(context.WithValue(ctx, oauth2.HTTPClient, httpClient(1)), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+}
+
+// statusError is a sign-in step answered with an unexpected status.
+type statusError int
+
+func (e statusError) Error() string { return fmt.Sprintf("status %d", int(e)) }
+
+// flood measures legitimate password + TOTP sign-ins (o.conc workers, each
+// sign-in from the next of 250 addresses 127.0.2.x, as people come from
+// many networks) while o.attackers workers from o.attackIPs addresses
+// (127.0.1.x) post wrong passwords for unknown names as fast as they are
+// answered, each reusing one sign-in page (the cheapest attack: no new
+// flow per guess). It prints the legitimate sign-ins' figures, then how the
+// flood was answered.
+func flood(o options, st benchState) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	conf := oauthConfig(o, st)
+	var mu sync.Mutex
+	answers := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range o.attackers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jar, _ := cookiejar.New(nil)
+			hc := &http.Client{Jar: jar, Transport: fromAddr(fmt.Sprintf("127.0.1.%d", i%max(1, o.attackIPs)+1)), Timeout: 30 * time.Second}
+			var form url.Values
+			for ctx.Err() == nil {
+				if form == nil {
+					resp, err := hc.Get(conf.AuthCodeURL(authn.RandomToken(8), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+					if err != nil {
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					form = formFields(string(body))
+				}
+				form.Set("username", "nobody"+authn.RandomToken(4))
+				form.Set("password", "guess")
+				resp, err := hc.PostForm(o.issuer+"/login", form)
+				key := "other"
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					key = fmt.Sprint(resp.StatusCode)
+					if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusForbidden {
+						form = nil // the page expired: fetch another
+					}
+				}
+				mu.Lock()
+				answers[key]++
+				mu.Unlock()
+			}
+		}()
+	}
+	if o.attackers > 0 {
+		time.Sleep(2 * time.Second) // let the flood fill the queue first
+	}
+	legit := make([]http.RoundTripper, 250)
+	for i := range legit {
+		legit[i] = fromAddr(fmt.Sprintf("127.0.2.%d", i+1))
+	}
+	var next atomic.Int64
+	err := measure(o, func(context.Context, int) (func(context.Context) error, error) {
+		return func(ctx context.Context) error {
+			rt := legit[int(next.Add(1))%len(legit)]
+			_, err := fullFlowFrom(ctx, o, st, conf, nextUser(st), time.Now(), rt)
+			return err
+		}, nil
+	})
+	cancel()
+	wg.Wait()
+	b, _ := json.Marshal(map[string]any{"flood_answers": answers, "attackers": o.attackers, "attack_ips": o.attackIPs})
+	fmt.Println(string(b))
+	return err
 }
 
 // argon2Only measures the password hash alone, with the server's
