@@ -41,6 +41,7 @@ type Client struct {
 	Name                   string    `json:"name"`
 	Public                 bool      `json:"public"`
 	FirstParty             bool      `json:"first_party"`
+	PKCEOptional           bool      `json:"pkce_optional"`
 	RedirectURIs           []string  `json:"redirect_uris"`
 	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
 	GrantTypes             []string  `json:"grant_types"`
@@ -56,7 +57,7 @@ func ViewClient(c store.Client) Client {
 		}
 		return s
 	}
-	return Client{ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, RedirectURIs: nz(c.RedirectURIs),
+	return Client{ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, PKCEOptional: c.PKCEOptional, RedirectURIs: nz(c.RedirectURIs),
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes), CreatedAt: c.CreatedAt}
 }
 
@@ -86,9 +87,11 @@ func checkURIs(fields map[string]string, name string, uris []string) {
 
 // ClientInput is the input of client creation.
 type ClientInput struct {
-	Name                   string   `json:"name"`
-	Public                 bool     `json:"public"`
-	FirstParty             bool     `json:"first_party"`
+	Name       string `json:"name"`
+	Public     bool   `json:"public"`
+	FirstParty bool   `json:"first_party"`
+	// PKCEOptional lets a legacy confidential client go without PKCE.
+	PKCEOptional           bool     `json:"pkce_optional"`
 	RedirectURIs           []string `json:"redirect_uris"`
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	GrantTypes             []string `json:"grant_types"`
@@ -122,6 +125,9 @@ func (h *Handler) CreateClient(ctx context.Context, a Actor, b ClientInput) (Cli
 	if slices.Contains(b.GrantTypes, "authorization_code") && len(b.RedirectURIs) == 0 {
 		fields["redirect_uris"] = "required for authorization_code"
 	}
+	if b.PKCEOptional && b.Public {
+		fields["pkce_optional"] = "a public client must use PKCE"
+	}
 	checkURIs(fields, "redirect_uris", b.RedirectURIs)
 	checkURIs(fields, "post_logout_redirect_uris", b.PostLogoutRedirectURIs)
 	for _, s := range b.Scopes {
@@ -132,7 +138,7 @@ func (h *Handler) CreateClient(ctx context.Context, a Actor, b ClientInput) (Cli
 	if len(fields) > 0 {
 		return Client{}, invalid(fields)
 	}
-	c := store.Client{ID: authn.NewID("client"), Name: b.Name, Public: b.Public, FirstParty: b.FirstParty, RedirectURIs: b.RedirectURIs,
+	c := store.Client{ID: authn.NewID("client"), Name: b.Name, Public: b.Public, FirstParty: b.FirstParty, PKCEOptional: b.PKCEOptional, RedirectURIs: b.RedirectURIs,
 		PostLogoutRedirectURIs: b.PostLogoutRedirectURIs, GrantTypes: b.GrantTypes, ResponseTypes: []string{"code"}, Scopes: b.Scopes, CreatedAt: h.o.Now().UTC()}
 	var secret string
 	if !c.Public {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/latchkey/latchkey/internal/seal"
@@ -96,13 +97,15 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 	if err != nil {
 		return store.User{}, err
 	}
-	defer release()
+	var once sync.Once
+	defer once.Do(release)
 	n, err := s.claim(ctx, keys[0], keys[1])
 	if err != nil {
 		return store.User{}, err
 	} else if n == 0 {
 		// Locked (known and unknown names alike): shed before hashing, in
-		// about the time a hash takes.
+		// about the time a hash takes, without holding a place meanwhile.
+		once.Do(release)
 		s.o.Hasher.Equalise(ctx)
 		return store.User{}, ErrLocked
 	}

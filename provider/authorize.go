@@ -77,8 +77,10 @@ const maxAuthorizeRequest = 16 << 10
 func checkPKCE(ar fosite.AuthorizeRequester) error {
 	form := ar.GetRequestForm()
 	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
-	if challenge == "" && ar.GetClient().IsPublic() {
-		return fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE with code_challenge_method=S256.")
+	// PKCE for every client (OAuth 2.1, RFC 9700 §2.1.1), unless a legacy
+	// confidential client was registered to go without.
+	if cl, _ := ar.GetClient().(*client); challenge == "" && (cl == nil || !cl.PKCEOptional || cl.IsPublic()) {
+		return fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method=S256.")
 	}
 	if challenge != "" && method != "S256" {
 		return fosite.ErrInvalidRequest.WithHint("Only code_challenge_method=S256 is supported.")

@@ -112,6 +112,7 @@ func (s *fositeStore) write(ctx context.Context, fn func(store.Queries) error) e
 type client struct {
 	*fosite.DefaultClient
 	FirstParty             bool
+	PKCEOptional           bool
 	PostLogoutRedirectURIs []string
 }
 
@@ -119,7 +120,7 @@ func toFositeClient(c store.Client) *client {
 	return &client{
 		DefaultClient: &fosite.DefaultClient{ID: c.ID, Secret: c.SecretHash, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes,
 			ResponseTypes: c.ResponseTypes, Scopes: c.Scopes, Public: c.Public, Audience: []string{}},
-		FirstParty: c.FirstParty, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		FirstParty: c.FirstParty, PKCEOptional: c.PKCEOptional, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 	}
 }
 

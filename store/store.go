@@ -51,11 +51,14 @@ type Group struct {
 // Client is a registered OAuth2 client. SecretHash is the SHA-256 digest of
 // a server-generated secret; public clients have none.
 type Client struct {
-	ID                     string
-	Name                   string
-	SecretHash             []byte
-	Public                 bool
-	FirstParty             bool
+	ID         string
+	Name       string
+	SecretHash []byte
+	Public     bool
+	FirstParty bool
+	// PKCEOptional lets a legacy confidential client use the
+	// authorization code without PKCE; every other client must use it.
+	PKCEOptional           bool
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 	GrantTypes             []string
@@ -73,7 +76,8 @@ func AdminScope(scope string) bool { return scope == "admin" || scope == "admin:
 
 // Validate checks the rules every stored client keeps, whichever path
 // registers it (CLI, admin API, console): the admin scopes belong to
-// first-party clients only, and admin:sensitive goes with admin.
+// first-party clients only, admin:sensitive goes with admin, and only a
+// confidential client may go without PKCE.
 func (c Client) Validate() error {
 	for _, s := range c.Scopes {
 		if AdminScope(s) && !c.FirstParty {
@@ -82,6 +86,9 @@ func (c Client) Validate() error {
 	}
 	if slices.Contains(c.Scopes, "admin:sensitive") && !slices.Contains(c.Scopes, "admin") {
 		return fmt.Errorf("%w: scope admin:sensitive needs scope admin", ErrInvalidClient)
+	}
+	if c.PKCEOptional && c.Public {
+		return fmt.Errorf("%w: a public client cannot go without PKCE", ErrInvalidClient)
 	}
 	return nil
 }

@@ -56,7 +56,8 @@ func (c *console) createClient(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := clientForm{Name: r.PostFormValue("name"), Redirect: strings.TrimSpace(r.PostFormValue("redirect_uri"))}
-	b := admin.ClientInput{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on"}
+	b := admin.ClientInput{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on",
+		PKCEOptional: r.PostFormValue("pkce_optional") == "on"}
 	if f.Redirect != "" {
 		b.RedirectURIs = []string{f.Redirect}
 	}

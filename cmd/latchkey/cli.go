@@ -149,8 +149,9 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	fs := c.flags("clients create")
 	id := fs.String("id", "", "client id (default: generated)")
 	name := fs.String("name", "", "display name shown on the consent page")
-	public := fs.Bool("public", false, "public client (no secret; PKCE required)")
+	public := fs.Bool("public", false, "public client (no secret)")
 	firstParty := fs.Bool("first-party", false, "first-party client: no consent screen")
+	noPKCE := fs.Bool("allow-no-pkce", false, "legacy confidential client that cannot send PKCE (every other client must)")
 	var redirects, logoutRedirects, grants, scopes stringList
 	fs.Var(&redirects, "redirect-uri", "allowed redirect URI, exact match (repeatable)")
 	fs.Var(&logoutRedirects, "post-logout-redirect-uri", "allowed post-logout redirect URI (repeatable)")
@@ -180,6 +181,9 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 			problems = append(problems, fmt.Sprintf("--grant-type %q is not supported", g))
 		}
 	}
+	if *noPKCE && *public {
+		problems = append(problems, "--allow-no-pkce is for confidential clients only")
+	}
 	hasCode := false
 	for _, g := range grants {
 		hasCode = hasCode || g == "authorization_code"
@@ -195,7 +199,7 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
-	cl := store.Client{ID: *id, Name: *name, Public: *public, FirstParty: *firstParty, RedirectURIs: redirects,
+	cl := store.Client{ID: *id, Name: *name, Public: *public, FirstParty: *firstParty, PKCEOptional: *noPKCE, RedirectURIs: redirects,
 		PostLogoutRedirectURIs: logoutRedirects, GrantTypes: grants, ResponseTypes: []string{"code"}, Scopes: scopes, CreatedAt: time.Now().UTC()}
 	var secret string
 	if !*public {
@@ -218,13 +222,17 @@ func (c *cli) clientsList(ctx context.Context, _ []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tFIRST-PARTY\tGRANTS\tREDIRECT URIS")
+	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tFIRST-PARTY\tPKCE\tGRANTS\tREDIRECT URIS")
 	for _, cl := range cs {
 		typ := "confidential"
 		if cl.Public {
 			typ = "public"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", cl.ID, cl.Name, typ, cl.FirstParty, strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "))
+		pkce := "required"
+		if cl.PKCEOptional {
+			pkce = "optional"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", cl.ID, cl.Name, typ, cl.FirstParty, pkce, strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "))
 	}
 	return tw.Flush()
 }
