@@ -382,6 +382,20 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
+// noBody refuses a body on an action that takes none, unless it is an
+// empty JSON object: a request carrying something else was not meant for
+// this action, and must not trigger it.
+func noBody(r *http.Request) error {
+	// The edge check may already have read a form body (r.PostForm), so
+	// the declared length counts too, not only what is left to read.
+	var peek [1]byte
+	if n, _ := io.ReadFull(r.Body, peek[:]); n == 0 && r.ContentLength <= 0 && len(r.PostForm) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(peek[:]), r.Body))
+	return decode(r, &struct{}{})
+}
+
 func jsonType(goType string) string {
 	switch {
 	case strings.Contains(goType, "string"):

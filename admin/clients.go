@@ -237,6 +237,10 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 // rotateKey rotates signing keys, with the audit event in the key
 // manager's transaction.
 func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
+	if err := noBody(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	kid, err := h.RotateKey(r.Context(), actorOf(r))
 	if err != nil {
 		h.fail(w, r, err)
