@@ -20,3 +20,16 @@ fi
 # Screenshots of the main pages land in artifacts/screenshots/.
 # -race: concurrency is part of the contract (one winner per code, one chain).
 go test -race -count=1 -p 2 -timeout 30m "$@" ./...
+
+# Every fuzz target then runs for a short fixed time (FUZZTIME, default 10s)
+# from its seeds (f.Add and testdata/fuzz/). A failure writes the input to
+# testdata/fuzz/ and fails the run. FUZZTIME=0 skips this step.
+if [ "${FUZZTIME:-10s}" != 0 ]; then
+  grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r file; do
+    pkg=./$(dirname "${file#./}")
+    for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
+      echo "fuzz: $pkg $target (${FUZZTIME:-10s})"
+      out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" 2>&1) || { echo "$out"; exit 1; }
+    done
+  done
+fi

@@ -17,7 +17,7 @@ import (
 )
 
 // toLogin starts an authorization request and returns the login page.
-func toLogin(t *testing.T, b *browser, r *rp) page {
+func toLogin(t testing.TB, b *browser, r *rp) page {
 	t.Helper()
 	authURL, _ := r.authURL()
 	p := b.get(authURL)
