@@ -89,19 +89,32 @@ func TestLockedSignInCostsNoHash(t *testing.T) {
 // guess does not take it back).
 func TestCancelledSignInCostsNoHash(t *testing.T) {
 	f := newFixture(t, 5)
-	slow := authn.NewPasswordHasherQueue(authn.Argon2Params{MemoryKiB: 64 * 1024, Time: 3, Threads: 1}, 1, 4)
+	slow := authn.NewPasswordHasherQueue(authn.Argon2Params{MemoryKiB: 64 * 1024, Time: 16, Threads: 1}, 1, 4)
 	svc := authn.NewService(authn.Options{Store: f.st, Hasher: slow, Now: func() time.Time { return f.now }})
 	enc := slow.Hash("x")
 	before := slow.Hashes()
 	busy := make(chan struct{})
 	go func() {
 		defer close(busy)
-		_, _ = slow.Verify(context.Background(), enc, "x") // holds the only turn
+		_, _ = slow.Verify(context.Background(), enc, "x") // holds the only turn for a while
 	}()
-	time.Sleep(20 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
-	defer cancel()
-	if _, err := svc.CheckPassword(ctx, "ivy", "wrong", "10.0.0.1"); !errors.Is(err, context.DeadlineExceeded) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := svc.CheckPassword(ctx, "ivy", "wrong", "10.0.0.1")
+		done <- err
+	}()
+	// Cancel once the attempt is counted, while it waits for its turn.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if a, err := f.st.GetAttempt(context.Background(), "acct:ivy"); err == nil && a.Failures == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt was never counted")
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned sign-in: %v", err)
 	}
 	<-busy
@@ -110,5 +123,8 @@ func TestCancelledSignInCostsNoHash(t *testing.T) {
 	}
 	if a, err := f.st.GetAttempt(context.Background(), "acct:ivy"); err != nil || a.Failures != 1 {
 		t.Errorf("the abandoned attempt must count: %+v %v", a, err)
+	}
+	if a, err := f.st.GetAttempt(context.Background(), "ip:10.0.0.1"); err != nil || a.Failures != 1 {
+		t.Errorf("the abandoned attempt must count against the address too: %+v %v", a, err)
 	}
 }
