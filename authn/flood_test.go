@@ -59,6 +59,28 @@ func TestHashQueueIsBounded(t *testing.T) {
 			t.Errorf("a refused sign-in counted against %s: %+v %v", key, a, err)
 		}
 	}
+
+	// An address refused a place is suspect for a while: with the suspect
+	// half full it is refused again, while a fresh address still gets in.
+	busy := authn.NewPasswordHasherQueue(cheap, 1, 3) // 4 places, 2 for suspects
+	svc := authn.NewService(authn.Options{Store: f.st, Hasher: busy, Now: func() time.Time { return f.now }})
+	r1, _ := busy.Admit(true)
+	r2, _ := busy.Admit(true)
+	r3, _ := busy.Admit(false)
+	r4, _ := busy.Admit(false)
+	if _, err := svc.CheckPassword(ctx, "nobody", "guess", "10.0.0.7"); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("full queue: %v", err)
+	}
+	r3()
+	r4()
+	if _, err := svc.CheckPassword(ctx, "nobody", "guess", "10.0.0.7"); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("an address refused a moment ago took a place meant for fresh ones: %v", err)
+	}
+	if _, err := svc.CheckPassword(ctx, "ivy", "pw-ivy", "10.0.0.8"); err != nil {
+		t.Fatalf("a fresh address was shut out: %v", err)
+	}
+	r1()
+	r2()
 }
 
 // TestLockedSignInCostsNoHash: a locked account (known or not) is refused

@@ -35,7 +35,7 @@ var DefaultArgon2 = Argon2Params{MemoryKiB: 9 * 1024, Time: 4, Threads: 1}
 // a sign-in that is admitted is served within a known time.
 type PasswordHasher struct {
 	Params Argon2Params
-	sem    chan struct{} // running hashes
+	turns  *turns // running hashes
 	admit  chan struct{} // running + waiting verifications
 	// suspect holds the places of sign-ins from addresses with recent
 	// failures: at most half, so a flood from failing addresses leaves
@@ -70,7 +70,7 @@ func NewPasswordHasherQueue(p Argon2Params, concurrency, queue int) *PasswordHas
 	if queue <= 0 {
 		queue = 32 * concurrency
 	}
-	h := &PasswordHasher{Params: p, sem: make(chan struct{}, concurrency), admit: make(chan struct{}, concurrency+queue),
+	h := &PasswordHasher{Params: p, turns: newTurns(concurrency), admit: make(chan struct{}, concurrency+queue),
 		suspect: make(chan struct{}, max(1, (concurrency+queue)/2))}
 	start := time.Now()
 	h.dummy = h.Hash("latchkey dummy password for unknown users")
@@ -85,9 +85,9 @@ func (h *PasswordHasher) Hash(password string) string {
 	if _, err := rand.Read(salt); err != nil {
 		panic("authn: no randomness: " + err.Error())
 	}
-	h.sem <- struct{}{}
+	_ = h.turns.acquire(context.Background(), false)
 	sum := argon2.IDKey([]byte(password), salt, h.Params.Time, h.Params.MemoryKiB, h.Params.Threads, 32)
-	<-h.sem
+	h.turns.release()
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, h.Params.MemoryKiB, h.Params.Time, h.Params.Threads,
 		b64.EncodeToString(salt), b64.EncodeToString(sum))
@@ -126,12 +126,10 @@ func (h *PasswordHasher) Admit(suspect bool) (release func(), err error) {
 // derive runs one hash once given a turn, or returns the context's error
 // when the caller gave up waiting (a closed connection costs no hash).
 func (h *PasswordHasher) derive(ctx context.Context, password string, salt []byte, p Argon2Params, n uint32) ([]byte, error) {
-	select {
-	case h.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := h.turns.acquire(ctx, isSuspect(ctx)); err != nil {
+		return nil, err
 	}
-	defer func() { <-h.sem }()
+	defer h.turns.release()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

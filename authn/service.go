@@ -49,6 +49,39 @@ type Options struct {
 // Service verifies passwords and second factors.
 type Service struct {
 	o Options
+
+	// pressing remembers, per replica and for pressingFor, the addresses
+	// refused a place in the hash queue: they count as suspect, so
+	// flooders that are refused before any failure is recorded do not
+	// keep competing with people arriving from fresh addresses.
+	pressingMu sync.Mutex
+	pressing   map[string]time.Time
+}
+
+const (
+	pressingFor = 30 * time.Second
+	maxPressing = 1 << 16 // bounded: forgotten all at once when full
+)
+
+// suspect reports whether an address failed recently (database, shared by
+// replicas) or was refused a place recently (this replica).
+func (s *Service) suspect(ip string, a store.Attempt) bool {
+	now := s.o.Now()
+	if a.Failures > 0 && now.Sub(a.LastFailure) <= s.o.Lockout.Window {
+		return true
+	}
+	s.pressingMu.Lock()
+	defer s.pressingMu.Unlock()
+	return now.Before(s.pressing[ip])
+}
+
+func (s *Service) refusedPlace(ip string) {
+	s.pressingMu.Lock()
+	defer s.pressingMu.Unlock()
+	if s.pressing == nil || len(s.pressing) >= maxPressing {
+		s.pressing = map[string]time.Time{}
+	}
+	s.pressing[ip] = s.o.Now().Add(pressingFor)
 }
 
 // NewService returns a Service; zero options get defaults.
@@ -93,10 +126,13 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, err
 	}
-	release, err := s.o.Hasher.Admit(ipa.Failures > 0 && s.o.Now().Sub(ipa.LastFailure) <= s.o.Lockout.Window)
+	suspect := s.suspect(keys[1], ipa)
+	release, err := s.o.Hasher.Admit(suspect)
 	if err != nil {
+		s.refusedPlace(keys[1])
 		return store.User{}, err
 	}
+	ctx = asSuspect(ctx, suspect)
 	var once sync.Once
 	defer once.Do(release)
 	n, err := s.claim(ctx, keys[0], keys[1])
