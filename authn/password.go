@@ -35,7 +35,7 @@ var DefaultArgon2 = Argon2Params{MemoryKiB: 9 * 1024, Time: 4, Threads: 1}
 // a sign-in that is admitted is served within a known time.
 type PasswordHasher struct {
 	Params Argon2Params
-	turns  *turns // running hashes
+	turns  *turns        // running hashes
 	admit  chan struct{} // running + waiting verifications
 	// suspect holds the places of sign-ins from addresses with recent
 	// failures: at most half, so a flood from failing addresses leaves
