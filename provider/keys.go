@@ -16,6 +16,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/store"
@@ -96,7 +97,12 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 		if newest.Algorithm != km.o.Algorithm {
 			// keys.algorithm changed: the new algorithm arrives as the
 			// next key, like any rotation, and never ahead of the JWKS.
-			_, err = km.rotate(ctx, q, keys)
+			kid, err := km.rotate(ctx, q, keys)
+			if err != nil {
+				return err
+			}
+			_, err = audit.Append(ctx, q, audit.Event{Type: audit.KeyRotated, ActorType: audit.ActorSystem, ActorID: "config",
+				Details: map[string]any{"kid": kid, "alg": km.o.Algorithm, "reason": "keys.algorithm changed from " + newest.Algorithm}})
 			return err
 		}
 		return nil

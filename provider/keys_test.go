@@ -150,6 +150,9 @@ func TestAlgorithmChangeGoesThroughNextKey(t *testing.T) {
 	if ks, _ := again.List(ctx); len(ks) != 2 {
 		t.Fatalf("a second start with the same setting rotated again: %d keys", len(ks))
 	}
+	if evs, err := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "key.rotated"}); err != nil || len(evs) != 1 || evs[0].ActorID != "config" {
+		t.Fatalf("the rotation by configuration must be audited once: %v %+v", err, evs)
+	}
 	clock = clock.Add(30 * time.Second)
 	for _, km := range []*KeyManager{rs, es, again} {
 		if got := km.current(ctx).alg; got != jose.ES256 {

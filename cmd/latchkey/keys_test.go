@@ -13,8 +13,6 @@ import (
 	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/provider"
-	"github.com/latchkey/latchkey/store"
-	"github.com/latchkey/latchkey/store/postgres"
 )
 
 // TestRotationPublishedBeforeUse: two replicas on one PostgreSQL. After a
@@ -24,17 +22,9 @@ import (
 func TestRotationPublishedBeforeUse(t *testing.T) {
 	ctx := context.Background()
 	dsn := testdb.PostgresDSN(t)
-	open := func() store.Store {
-		s, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
 	fast := func(c *config.Config) { c.Keys.RefreshInterval = config.Duration(time.Second) }
-	a := startServer(t, open(), fast)
-	b := startServer(t, open(), fast)
+	a := startServer(t, openPool(t, dsn), fast)
+	b := startServer(t, openPool(t, dsn), fast)
 	alice := a.createUser(t, "alice", false)
 	app := a.createClient(t, "app", false, true)
 	type replica struct {

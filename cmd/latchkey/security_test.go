@@ -73,18 +73,22 @@ func wrongCode(c string) string {
 
 // TestLockoutSharedAcrossInstances: failures counted by one server lock the
 // account on another server using the same PostgreSQL database.
+// openPool opens a pool of its own on the PostgreSQL database dsn: one
+// replica's view of a shared database.
+func openPool(t testing.TB, dsn string) store.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 func TestLockoutSharedAcrossInstances(t *testing.T) {
 	dsn := testdb.PostgresDSN(t)
-	open := func() store.Store {
-		s, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		return s
-	}
-	a := startServer(t, open())
-	b := startServer(t, open())
+	a := startServer(t, openPool(t, dsn))
+	b := startServer(t, openPool(t, dsn))
 	erin := a.createUser(t, "erin", false)
 	a.createClient(t, "app", false, true)
 	rpA := newRP(t, a, client{ID: "app", Redirect: "http://127.0.0.1:9/app/callback"})
