@@ -151,6 +151,8 @@ func (s *Service) CheckPassword(ctx context.Context, username, password, ip stri
 		if err := s.o.Hasher.VerifyDummy(ctx, password); err != nil {
 			return store.User{}, s.abandoned(keys, n, err)
 		}
+	case err != nil && ctx.Err() != nil:
+		return store.User{}, s.abandoned(keys, n, ctx.Err())
 	case err != nil:
 		return store.User{}, fmt.Errorf("look up user: %w", err)
 	default:
