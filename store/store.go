@@ -375,6 +375,7 @@ type Queries interface {
 	Admins
 	Dispatch
 	PasswordResets
+	WebAuthn
 	// Lock serializes transactions that take the same named lock until the
 	// transaction ends; outside a transaction it is a no-op.
 	Lock(ctx context.Context, name string) error

@@ -17,6 +17,7 @@ var writers2SV = map[string]bool{
 	"CreateTOTP": true, "DeleteTOTP": true, "ReplaceRecoveryCodes": true, "PutPendingTOTP": true, "DeletePendingTOTP": true,
 	"SetMFARemoved": true, "ClearMFARemoved": true, "SpendStepUp": true, "CreateResetRequest": true, "DecideResetRequest": true,
 	"CreateUnlinkIntent": true, "ConsumeUnlinkIntent": true, "EnrollTOTP": true, "NewPendingTOTP": true,
+	"CreateWebAuthnCredential": true, "DeleteWebAuthnCredential": true, "RenameWebAuthnCredential": true,
 }
 
 // allowed2SV are the folders whose code may make those calls, and why.

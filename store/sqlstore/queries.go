@@ -478,6 +478,7 @@ func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int
 		`DELETE FROM pending_totp WHERE expires_at < $1`,
 		`DELETE FROM password_resets WHERE expires_at < $1`,
 		`DELETE FROM pending_actions WHERE expires_at < $1`,
+		`DELETE FROM webauthn_ceremonies WHERE expires_at < $1`,
 		// Failure counters idle for an hour are past every window.
 		`DELETE FROM login_attempts WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $1)`,
 	} {

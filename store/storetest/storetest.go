@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PendingActions", testPendingActions},
 		{"AuditTreePositions", testAuditPositions},
 		{"BadTextRefusedAlike", testBadText},
+		{"WebAuthnCredentials", testWebAuthn},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -1129,5 +1130,76 @@ func testAdminQueries(t *testing.T, s store.Store) {
 	}
 	if c, _ := s.GetClient(ctx, "c1"); c.RedirectURIs[0] != "https://b/cb" || c.PostLogoutRedirectURIs[0] != "https://b/bye" {
 		t.Fatalf("client redirects: %+v", c)
+	}
+}
+
+// testWebAuthn: credential ids are unique across users, a counter only
+// moves forward (zero stays allowed for authenticators without one), one
+// user cannot rename or delete another's credential, and a ceremony is
+// taken once.
+func testWebAuthn(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u, v := mustUser(t, s, "wanda"), mustUser(t, s, "victor")
+	c := store.WebAuthnCredential{ID: "wa1", UserID: u.ID, Name: "YubiKey", CredentialID: []byte{1, 2, 3}, Data: []byte(`{"x":1}`), SignCount: 5, CreatedAt: base}
+	if err := s.CreateWebAuthnCredential(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	dup := c
+	dup.ID, dup.UserID = "wa2", v.ID
+	if err := s.CreateWebAuthnCredential(ctx, dup); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("a credential id registered twice: %v", err)
+	}
+	zero := store.WebAuthnCredential{ID: "wa3", UserID: u.ID, Name: "Phone", CredentialID: []byte{9}, Data: []byte(`{}`), CreatedAt: base.Add(time.Second)}
+	if err := s.CreateWebAuthnCredential(ctx, zero); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		id    string
+		count uint32
+		want  bool
+	}{{"wa1", 6, true}, {"wa1", 6, false}, {"wa1", 3, false}, {"wa1", 0, false}, {"wa3", 0, true}, {"wa3", 0, true}, {"wa3", 1, true}, {"wa3", 0, false}} {
+		if ok, err := s.UseWebAuthnCredential(ctx, tc.id, tc.count, base.Add(time.Minute)); err != nil || ok != tc.want {
+			t.Fatalf("use %s with counter %d: %v %v, want %v", tc.id, tc.count, ok, err, tc.want)
+		}
+	}
+	if err := s.RenameWebAuthnCredential(ctx, v.ID, "wa1", "mine now"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("renamed another user's credential: %v", err)
+	}
+	if ok, _ := s.DeleteWebAuthnCredential(ctx, v.ID, "wa1"); ok {
+		t.Fatal("deleted another user's credential")
+	}
+	if err := s.RenameWebAuthnCredential(ctx, u.ID, "wa1", "Desk key"); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.ListWebAuthnCredentials(ctx, u.ID)
+	if err != nil || len(cs) != 2 || cs[0].Name != "Desk key" || cs[0].SignCount != 6 || !cs[0].LastUsedAt.Equal(base.Add(time.Minute)) ||
+		string(cs[0].CredentialID) != string([]byte{1, 2, 3}) || cs[1].ID != "wa3" {
+		t.Fatalf("list: %v %+v", err, cs)
+	}
+	if ok, _ := s.DeleteWebAuthnCredential(ctx, u.ID, "wa1"); !ok {
+		t.Fatal("delete")
+	}
+
+	cer := store.WebAuthnCeremony{ID: "cer1", Kind: "login", UserID: u.ID, Binding: "flow_1", Data: []byte(`{"challenge":"c"}`), ExpiresAt: base}
+	if err := s.PutWebAuthnCeremony(ctx, cer); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TakeWebAuthnCeremony(ctx, "cer1")
+	if err != nil || got.Binding != "flow_1" || got.Kind != "login" || string(got.Data) != string(cer.Data) || !got.ExpiresAt.Equal(base) {
+		t.Fatalf("take: %v %+v", err, got)
+	}
+	if _, err := s.TakeWebAuthnCeremony(ctx, "cer1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a ceremony taken twice: %v", err)
+	}
+	// Abandoned ceremonies go with the expired-row cleanup.
+	cer.ID = "cer2"
+	if err := s.PutWebAuthnCeremony(ctx, cer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeWebAuthnCeremony(ctx, "cer2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an expired ceremony survived cleanup: %v", err)
 	}
 }
