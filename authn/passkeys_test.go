@@ -2,122 +2,45 @@ package authn_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-	"github.com/go-webauthn/webauthn/protocol/webauthncose"
-
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/testdb"
+	"github.com/latchkey/latchkey/internal/webauthntest"
 	"github.com/latchkey/latchkey/store"
 )
 
-// softKey is a software authenticator: enough of one to answer WebAuthn
-// ceremonies the way a security key does (attestation "none", ES256).
-type softKey struct {
-	id      []byte
-	priv    *ecdsa.PrivateKey
-	count   uint32
-	handle  []byte // user handle it returns at sign-in
-	rpID    string // what it hashes as the RP id
-	origin  string // what the browser reports as the origin
-	synced  bool   // a backup-eligible (synced) passkey
-	noCount bool   // authenticators without a counter always send 0
-}
+// softKey wraps the shared software authenticator for these tests.
+type softKey struct{ *webauthntest.Key }
 
 func newSoftKey(t *testing.T, rpID, origin string) *softKey {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &softKey{webauthntest.New(rpID, origin)}
+}
+
+func (k *softKey) create(t *testing.T, options []byte) []byte {
+	t.Helper()
+	out, err := k.Create(options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	return &softKey{id: id, priv: priv, rpID: rpID, origin: origin}
+	return out
+}
+
+func (k *softKey) get(t *testing.T, options []byte) []byte {
+	t.Helper()
+	out, err := k.Get(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 var b64 = base64.RawURLEncoding
-
-func (k *softKey) flags(extra byte) byte {
-	f := byte(0x01|0x04) | extra // user present, user verified
-	if k.synced {
-		f |= 0x08 | 0x10 // backup eligible, backed up
-	}
-	return f
-}
-
-func (k *softKey) authData(flags byte, tail []byte) []byte {
-	rp := sha256.Sum256([]byte(k.rpID))
-	out := append(rp[:], flags)
-	out = binary.BigEndian.AppendUint32(out, k.count)
-	return append(out, tail...)
-}
-
-func challengeOf(t *testing.T, options []byte) string {
-	var o struct {
-		PublicKey struct {
-			Challenge string `json:"challenge"`
-		} `json:"publicKey"`
-	}
-	if err := json.Unmarshal(options, &o); err != nil || o.PublicKey.Challenge == "" {
-		t.Fatalf("options without a challenge: %v %s", err, options)
-	}
-	return o.PublicKey.Challenge
-}
-
-func (k *softKey) clientData(t *testing.T, typ string, options []byte) []byte {
-	cd, _ := json.Marshal(map[string]any{"type": typ, "challenge": challengeOf(t, options), "origin": k.origin, "crossOrigin": false})
-	return cd
-}
-
-// create answers navigator.credentials.create.
-func (k *softKey) create(t *testing.T, options []byte) []byte {
-	cose, err := cbor.Marshal(webauthncose.EC2PublicKeyData{
-		PublicKeyData: webauthncose.PublicKeyData{KeyType: int64(webauthncose.EllipticKey), Algorithm: int64(webauthncose.AlgES256)},
-		Curve:         1, XCoord: k.priv.X.FillBytes(make([]byte, 32)), YCoord: k.priv.Y.FillBytes(make([]byte, 32))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	att := make([]byte, 16) // AAGUID: none
-	att = binary.BigEndian.AppendUint16(att, uint16(len(k.id)))
-	att = append(append(att, k.id...), cose...)
-	obj, err := cbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(k.flags(0x40), att)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key",
-		"response": map[string]string{"clientDataJSON": b64.EncodeToString(k.clientData(t, "webauthn.create", options)), "attestationObject": b64.EncodeToString(obj)}})
-	return out
-}
-
-// get answers navigator.credentials.get.
-func (k *softKey) get(t *testing.T, options []byte) []byte {
-	if !k.noCount {
-		k.count++
-	}
-	ad := k.authData(k.flags(0), nil)
-	cd := k.clientData(t, "webauthn.get", options)
-	h := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, ad...), h[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := map[string]string{"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(ad), "signature": b64.EncodeToString(sig)}
-	if k.handle != nil {
-		resp["userHandle"] = b64.EncodeToString(k.handle)
-	}
-	out, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id), "type": "public-key", "response": resp})
-	return out
-}
 
 type passkeyFixture struct {
 	st     store.Store
@@ -159,7 +82,7 @@ func newPasskeyFixture(t *testing.T) *passkeyFixture {
 	if err := f.st.CreateWebAuthnCredential(ctx, f.stored); err != nil {
 		t.Fatal(err)
 	}
-	f.key.handle = []byte(f.u.ID)
+	f.key.Handle = []byte(f.u.ID)
 	return f
 }
 
@@ -168,7 +91,7 @@ func newPasskeyFixture(t *testing.T) *passkeyFixture {
 func TestPasskeySecondFactor(t *testing.T) {
 	ctx := context.Background()
 	f := newPasskeyFixture(t)
-	if f.stored.UserID != f.u.ID || f.stored.Name != "YubiKey" || len(f.stored.CredentialID) != 16 {
+	if f.stored.UserID != f.u.ID || f.stored.Name != "YubiKey" || len(f.stored.CredentialID) != len(f.key.ID) {
 		t.Fatalf("registered: %+v", f.stored)
 	}
 	for i := range 2 {
@@ -180,7 +103,7 @@ func TestPasskeySecondFactor(t *testing.T) {
 		if err != nil {
 			t.Fatalf("sign-in %d: %v", i+1, err)
 		}
-		if use.Credential.ID != f.stored.ID || !use.UserVerified || !use.Hardware || use.Credential.SignCount != f.key.count {
+		if use.Credential.ID != f.stored.ID || !use.UserVerified || !use.Hardware || use.Credential.SignCount != f.key.Count {
 			t.Fatalf("use: %+v", use)
 		}
 	}
@@ -191,22 +114,9 @@ func TestPasskeySecondFactor(t *testing.T) {
 	// Registering the same authenticator again is refused up front: it is
 	// in the exclusion list.
 	_, opts, _ := f.pk.BeginRegistration(ctx, f.st, f.u, "session-1")
-	if !json.Valid(opts) || !containsB64(opts, f.key.id) {
+	if !strings.Contains(string(opts), b64.EncodeToString(f.key.ID)) {
 		t.Fatalf("existing credential not excluded: %s", opts)
 	}
-}
-
-func containsB64(b, id []byte) bool {
-	return json.Valid(b) && len(id) > 0 && stringsContains(string(b), b64.EncodeToString(id))
-}
-
-func stringsContains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 // TestPasskeyCeremonyChecks: what the library leaves to its caller —
@@ -251,19 +161,19 @@ func TestPasskeyCeremonyChecks(t *testing.T) {
 		}},
 		{"another origin", func(t *testing.T, f *passkeyFixture) error {
 			id, opts, _ := f.pk.BeginLogin(ctx, f.st, f.u, "flow-1")
-			f.key.origin = "https://id.example.com.evil.test"
+			f.key.Origin = "https://id.example.com.evil.test"
 			_, err := f.pk.FinishLogin(ctx, f.st, f.u, id, "flow-1", f.key.get(t, opts))
 			return err
 		}},
 		{"another RP id", func(t *testing.T, f *passkeyFixture) error {
 			id, opts, _ := f.pk.BeginLogin(ctx, f.st, f.u, "flow-1")
-			f.key.rpID = "example.com"
+			f.key.RPID = "example.com"
 			_, err := f.pk.FinishLogin(ctx, f.st, f.u, id, "flow-1", f.key.get(t, opts))
 			return err
 		}},
 		{"user handle of another account", func(t *testing.T, f *passkeyFixture) error {
 			id, opts, _ := f.pk.BeginLogin(ctx, f.st, f.u, "flow-1")
-			f.key.handle = []byte(f.v.ID)
+			f.key.Handle = []byte(f.v.ID)
 			_, err := f.pk.FinishLogin(ctx, f.st, f.u, id, "flow-1", f.key.get(t, opts))
 			return err
 		}},
@@ -290,7 +200,7 @@ func TestPasskeyCeremonyChecks(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			f.key.count = 1 // the clone's counter
+			f.key.Count = 1 // the clone's counter
 			id, opts, _ := f.pk.BeginLogin(ctx, f.st, f.u, "flow-1")
 			_, err := f.pk.FinishLogin(ctx, f.st, f.u, id, "flow-1", f.key.get(t, opts))
 			return err
@@ -342,7 +252,7 @@ func TestPasskeyWithoutCounter(t *testing.T) {
 	f := &passkeyFixture{}
 	*f = *newPasskeyFixture(t)
 	k := newSoftKey(t, "id.example.com", issuer)
-	k.synced, k.noCount, k.handle = true, true, []byte(f.u.ID)
+	k.Synced, k.NoCount, k.Handle = true, true, []byte(f.u.ID)
 	id, opts, _ := f.pk.BeginRegistration(ctx, f.st, f.u, "s")
 	c, err := f.pk.FinishRegistration(ctx, f.st, f.u, id, "s", "Phone", k.create(t, opts))
 	if err != nil {

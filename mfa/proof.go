@@ -24,6 +24,10 @@ const (
 	// ActionEnroll is a first authenticator set up over a bearer token: a
 	// recent sign-in is enough (there is no second factor to show yet).
 	ActionEnroll = "enroll"
+	// ActionAddMethod adds a passkey or security key beside the methods
+	// the user has; ActionRemoveMethod removes one of several.
+	ActionAddMethod    = "add_method"
+	ActionRemoveMethod = "remove_method"
 )
 
 // AuthorizationDetailsType is the RFC 9396 type a client names an action
@@ -31,7 +35,7 @@ const (
 const AuthorizationDetailsType = "latchkey_mfa"
 
 // Actions lists the actions a bearer step-up may name.
-var Actions = []string{ActionRemove, ActionReplace, ActionRecoveryCodes}
+var Actions = []string{ActionRemove, ActionReplace, ActionRecoveryCodes, ActionAddMethod, ActionRemoveMethod}
 
 // ScopeAdminSensitive lets a client-credentials client perform the
 // sensitive admin actions; people need a fresh aal2 sign-in instead.
@@ -128,6 +132,9 @@ const (
 	CodeInsufficientScope = "insufficient_scope"
 	CodeFirstPartyOnly    = "first_party_only"
 	CodeInvalidReason     = "invalid_reason"
+	CodeLastMethod        = "last_method"
+	CodeInvalidName       = "invalid_name"
+	CodePasskeyFailed     = "passkey_failed"
 )
 
 // AsRefusal returns err's refusal, if it is one.

@@ -20,6 +20,8 @@ const unlinkLifetime = 5 * time.Minute
 type Options struct {
 	Store store.Store
 	Authn *authn.Service // secrets, codes and their verification
+	// Passkeys runs WebAuthn ceremonies; nil turns passkeys off.
+	Passkeys *authn.Passkeys
 	// Support are the organisation's fallback contacts, for users whose
 	// groups name no admin.
 	Support []Contact
@@ -121,10 +123,10 @@ func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, 
 // allows self-service removal, a fresh unspent step-up made for removal.
 // q is the transaction that will act on the answer.
 func (s *Service) checkOwnRemoval(ctx context.Context, q store.Queries, userID string, p Proof) (policy.Effective, error) {
-	if _, err := q.GetTOTP(ctx, userID); errors.Is(err, store.ErrNotFound) {
-		return policy.Effective{}, notActive()
-	} else if err != nil {
+	if ok, err := has2SV(ctx, q, userID); err != nil {
 		return policy.Effective{}, err
+	} else if !ok {
+		return policy.Effective{}, notActive()
 	}
 	eff, err := authn.EffectivePolicy(ctx, q, userID)
 	if err != nil {
@@ -140,7 +142,7 @@ func (s *Service) checkOwnRemoval(ctx context.Context, q store.Queries, userID s
 	if err := s.checkStepUp(ctx, q, p, ActionRemove, eff.StepUpMaxAge); err != nil {
 		// A concurrent removal may have spent the step-up and removed 2SV
 		// between the reads above: answer what is true now, in SPEC order.
-		if _, gerr := q.GetTOTP(ctx, userID); errors.Is(gerr, store.ErrNotFound) {
+		if ok, gerr := has2SV(ctx, q, userID); gerr == nil && !ok {
 			return eff, notActive()
 		}
 		return eff, err
@@ -253,11 +255,22 @@ func (s *Service) RemoveOwn(ctx context.Context, a Actor, p Proof, unlinkID stri
 // session or access token survives when the caller is the user, so they
 // can set up the new authenticator; their step-up was already spent.
 func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p Proof, window time.Duration) (int, error) {
+	// Every method goes: turning 2SV off removes the TOTP app and every
+	// passkey and security key.
 	removed, err := q.DeleteTOTP(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
-	if !removed {
+	pks, err := q.ListWebAuthnCredentials(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range pks {
+		if _, err := q.DeleteWebAuthnCredential(ctx, userID, c.ID); err != nil {
+			return 0, err
+		}
+	}
+	if !removed && len(pks) == 0 {
 		return 0, notActive()
 	}
 	now := s.o.Now().UTC()
@@ -364,7 +377,7 @@ func (s *Service) removeByAdmin(ctx context.Context, q store.Queries, a Actor, p
 func (s *Service) RequestReset(ctx context.Context, a Actor, p Proof, message string) (store.ResetRequest, error) {
 	var rr store.ResetRequest
 	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
-		if _, err := q.GetTOTP(ctx, a.UserID); errors.Is(err, store.ErrNotFound) {
+		if ok, err := has2SV(ctx, q, a.UserID); err == nil && !ok {
 			// Without 2SV there is nothing to reset, unless the setup
 			// window after a removal ran out.
 			if expired, err := s.setupExpired(ctx, q, a.UserID); err != nil || !expired {
@@ -451,10 +464,10 @@ func (s *Service) NewRecoveryCodes(ctx context.Context, a Actor, p Proof) ([]str
 		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
 			return err
 		}
-		if _, err := q.GetTOTP(ctx, a.UserID); errors.Is(err, store.ErrNotFound) {
-			return notActive()
-		} else if err != nil {
+		if ok, err := has2SV(ctx, q, a.UserID); err != nil {
 			return err
+		} else if !ok {
+			return notActive()
 		}
 		var err error
 		if eff, err = authn.EffectivePolicy(ctx, q, a.UserID); err != nil {

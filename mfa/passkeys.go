@@ -1,0 +1,252 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/policy"
+	"github.com/latchkey/latchkey/store"
+)
+
+// Method is one way a user confirms it's them: their TOTP app or one of
+// their passkeys and security keys.
+type Method struct {
+	ID         string    `json:"id"`   // "totp", or the passkey's id
+	Kind       string    `json:"kind"` // "totp" or "passkey"
+	Name       string    `json:"name"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+}
+
+// methods lists the user's second factors on q, TOTP first.
+func methods(ctx context.Context, q store.Queries, userID string) ([]Method, error) {
+	var out []Method
+	cred, err := q.GetTOTP(ctx, userID)
+	switch {
+	case err == nil:
+		m := Method{ID: "totp", Kind: "totp", Name: "Authenticator app", CreatedAt: cred.VerifiedAt}
+		if cred.LastStep > 0 {
+			m.LastUsedAt = time.Unix(cred.LastStep*30, 0).UTC()
+		}
+		out = append(out, m)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	pks, err := q.ListWebAuthnCredentials(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range pks {
+		out = append(out, Method{ID: c.ID, Kind: "passkey", Name: c.Name, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt})
+	}
+	return out, nil
+}
+
+// Methods lists the user's second factors.
+func (s *Service) Methods(ctx context.Context, userID string) ([]Method, error) {
+	return methods(ctx, s.o.Store, userID)
+}
+
+// has2SV reports whether two-step verification is active: any method.
+func has2SV(ctx context.Context, q store.Queries, userID string) (bool, error) {
+	ms, err := methods(ctx, q, userID)
+	return len(ms) > 0, err
+}
+
+// authnPolicy is the user's effective policy for an audit record of a
+// refusal (zero if it cannot be read).
+func authnPolicy(ctx context.Context, q store.Queries, userID string) policy.Effective {
+	eff, _ := authn.EffectivePolicy(ctx, q, userID)
+	return eff
+}
+
+func passkeysOff() *Refusal {
+	return &Refusal{Code: CodeNotFound, Message: "Passkeys are not enabled on this server."}
+}
+
+func (s *Service) passkeyUser(ctx context.Context, q store.Queries, userID string) (store.User, error) {
+	u, err := q.GetUser(ctx, userID)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, &Refusal{Code: CodeNotFound, Message: "No such user."}
+	}
+	return u, err
+}
+
+// BeginAddPasskey starts adding a passkey or security key beside the
+// user's other methods, after a step-up made for it. It returns the
+// ceremony id and the options for navigator.credentials.create; the
+// challenge is bound to the caller's session or grant.
+func (s *Service) BeginAddPasskey(ctx context.Context, a Actor, p Proof) (string, []byte, error) {
+	if s.o.Passkeys == nil {
+		return "", nil, passkeysOff()
+	}
+	var id string
+	var options []byte
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := s.checkAddMethod(ctx, q, a.UserID, p); err != nil {
+			return err
+		}
+		u, err := s.passkeyUser(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		id, options, err = s.o.Passkeys.BeginRegistration(ctx, q, u, p.key())
+		return err
+	})
+	if err != nil {
+		s.refused(ctx, a, p, ActionAddMethod, authnPolicy(ctx, s.o.Store, a.UserID), err)
+	}
+	return id, options, err
+}
+
+// checkAddMethod: 2SV active (the first method is set up through the
+// setup flow) and a fresh, unspent step-up made for adding one.
+func (s *Service) checkAddMethod(ctx context.Context, q store.Queries, userID string, p Proof) error {
+	if ok, err := has2SV(ctx, q, userID); err != nil {
+		return err
+	} else if !ok {
+		return notActive()
+	}
+	eff, err := authn.EffectivePolicy(ctx, q, userID)
+	if err != nil {
+		return err
+	}
+	return s.checkStepUp(ctx, q, p, ActionAddMethod, eff.StepUpMaxAge)
+}
+
+// FinishAddPasskey verifies the authenticator's answer and stores the new
+// passkey named name, spending the step-up, with its audit event, in one
+// transaction.
+func (s *Service) FinishAddPasskey(ctx context.Context, a Actor, p Proof, ceremonyID, name string, response []byte) (Method, error) {
+	if s.o.Passkeys == nil {
+		return Method{}, passkeysOff()
+	}
+	name, err := passkeyName(name)
+	if err != nil {
+		return Method{}, err
+	}
+	var m Method
+	err = s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
+			return err
+		}
+		if err := s.checkAddMethod(ctx, q, a.UserID, p); err != nil {
+			return err
+		}
+		u, err := s.passkeyUser(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		c, err := s.o.Passkeys.FinishRegistration(ctx, q, u, ceremonyID, p.key(), name, response)
+		if errors.Is(err, authn.ErrPasskey) {
+			s.o.Logger.InfoContext(ctx, "passkey registration refused", "user", a.UserID, "err", err)
+			return &Refusal{Code: CodePasskeyFailed, Message: "That security key or passkey could not be verified. Try again."}
+		}
+		if err != nil {
+			return err
+		}
+		if err := q.CreateWebAuthnCredential(ctx, c); errors.Is(err, store.ErrAlreadyExists) {
+			return &Refusal{Code: CodePasskeyFailed, Message: "That security key or passkey is already registered."}
+		} else if err != nil {
+			return err
+		}
+		eff, err := authn.EffectivePolicy(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		if err := s.spend(ctx, q, p, a.UserID, ActionAddMethod, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		m = Method{ID: c.ID, Kind: "passkey", Name: c.Name, CreatedAt: c.CreatedAt}
+		return s.append(ctx, q, event(audit.PasskeyRegistered, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
+			map[string]any{"method": "passkey", "passkey_id": c.ID, "name": c.Name}))
+	})
+	return m, err
+}
+
+// RemoveMethod removes one of the user's several second factors (a
+// passkey, or the TOTP app while a passkey remains): a change of method,
+// always allowed after a step-up made for it. Removing the last one is
+// turning 2SV off, which goes through the removal flow and its policy
+// (CodeLastMethod).
+func (s *Service) RemoveMethod(ctx context.Context, a Actor, p Proof, methodID string) error {
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
+			return err
+		}
+		ms, err := methods(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		var target *Method
+		for i := range ms {
+			if ms[i].ID == methodID {
+				target = &ms[i]
+			}
+		}
+		if target == nil {
+			return &Refusal{Code: CodeNotFound, Message: "No such method on your account."}
+		}
+		if len(ms) == 1 {
+			return &Refusal{Code: CodeLastMethod, Message: "This is your only way to confirm it's you. Removing it turns two-step verification off: use \"Turn off two-step verification\" instead."}
+		}
+		eff, err := authn.EffectivePolicy(ctx, q, a.UserID)
+		if err != nil {
+			return err
+		}
+		if err := s.checkStepUp(ctx, q, p, ActionRemoveMethod, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		typ := audit.PasskeyRemoved
+		if target.Kind == "totp" {
+			typ = audit.MFARemoved
+			if _, err := q.DeleteTOTP(ctx, a.UserID); err != nil {
+				return err
+			}
+		} else if _, err := q.DeleteWebAuthnCredential(ctx, a.UserID, target.ID); err != nil {
+			return err
+		}
+		if err := s.spend(ctx, q, p, a.UserID, ActionRemoveMethod, eff.StepUpMaxAge); err != nil {
+			return err
+		}
+		return s.append(ctx, q, event(typ, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
+			map[string]any{"by": "self", "method": target.Kind, "method_id": target.ID, "name": target.Name, "methods_left": len(ms) - 1}))
+	})
+	if err != nil {
+		s.refused(ctx, a, p, ActionRemoveMethod, authnPolicy(ctx, s.o.Store, a.UserID), err)
+	}
+	return err
+}
+
+// RenamePasskey names one of the user's passkeys (audited; no step-up:
+// nothing about the account's protection changes).
+func (s *Service) RenamePasskey(ctx context.Context, a Actor, p Proof, id, name string) error {
+	name, err := passkeyName(name)
+	if err != nil {
+		return err
+	}
+	return s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if err := q.RenameWebAuthnCredential(ctx, a.UserID, id, name); errors.Is(err, store.ErrNotFound) {
+			return &Refusal{Code: CodeNotFound, Message: "No such passkey on your account."}
+		} else if err != nil {
+			return err
+		}
+		return s.append(ctx, q, event(audit.PasskeyRenamed, a, p, a.UserID, firstSource(nil), map[string]any{"passkey_id": id, "name": name}))
+	})
+}
+
+// passkeyName checks a passkey's name: shown to people, 1–64 characters,
+// nothing invisible. Empty names become "Security key".
+func passkeyName(name string) (string, error) {
+	n, err := authn.DisplayText(name, 64)
+	if err != nil {
+		return "", &Refusal{Code: CodeInvalidName, Message: "Name the key with up to 64 visible characters."}
+	}
+	if n == "" {
+		n = "Security key"
+	}
+	return n, nil
+}
