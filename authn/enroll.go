@@ -43,7 +43,7 @@ func (s *Service) NewRecoveryCodeSet() (codes, digests []string) { return s.newR
 // HasSecondFactor reports whether an amr claim (RFC 8176) shows a second
 // factor.
 func HasSecondFactor(amr []string) bool {
-	return slices.Contains(amr, "otp") || slices.Contains(amr, "mfa")
+	return slices.Contains(amr, "otp") || slices.Contains(amr, "mfa") || slices.Contains(amr, "hwk") || slices.Contains(amr, "swk")
 }
 
 // EnrollTOTP stores secret (already verified by the caller) as the user's

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 
@@ -35,12 +36,19 @@ type Passkeys struct {
 // one way; the detail is for logs (errors.Unwrap).
 var ErrPasskey = errors.New("authn: the security key or passkey could not be verified")
 
+// ErrPasskeysNeedDomain: WebAuthn relying parties are named by a domain;
+// an issuer on an IP address cannot offer passkeys.
+var ErrPasskeysNeedDomain = errors.New("authn: passkeys need an issuer with a domain name (WebAuthn RP ids are domains, not IP addresses)")
+
 // NewPasskeys returns the ceremonies for issuer (an http(s) URL). The RP
 // name is what authenticators show.
 func NewPasskeys(issuer, rpName string, now func() time.Time) (*Passkeys, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("authn: passkeys need an issuer URL, got %q", issuer)
+	}
+	if net.ParseIP(u.Hostname()) != nil {
+		return nil, ErrPasskeysNeedDomain
 	}
 	if now == nil {
 		now = time.Now

@@ -41,9 +41,11 @@ type Options struct {
 	Keyring *seal.Keyring
 	Pepper  []byte // server secret mixed into recovery-code digests
 	Hasher  *PasswordHasher
-	Lockout Lockout
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Passkeys runs WebAuthn ceremonies; nil: no passkeys.
+	Passkeys *Passkeys
+	Lockout  Lockout
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Service verifies passwords and second factors.
@@ -241,6 +243,68 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
+}
+
+// Passkeys returns the WebAuthn ceremonies (nil when off).
+func (s *Service) Passkeys() *Passkeys { return s.o.Passkeys }
+
+// HasPasskeys reports whether the user has a passkey or security key.
+func (s *Service) HasPasskeys(ctx context.Context, userID string) (bool, error) {
+	if s.o.Passkeys == nil {
+		return false, nil
+	}
+	cs, err := s.o.Store.ListWebAuthnCredentials(ctx, userID)
+	return len(cs) > 0, err
+}
+
+// BeginPasskey starts a second-factor check with one of u's passkeys,
+// bound to binding (the sign-in flow).
+func (s *Service) BeginPasskey(ctx context.Context, u store.User, binding string) (string, []byte, error) {
+	if s.o.Passkeys == nil {
+		return "", nil, ErrPasskey
+	}
+	return s.o.Passkeys.BeginLogin(ctx, s.o.Store, u, binding)
+}
+
+// CheckPasskey verifies a passkey as the second factor, counted like a
+// code: the attempt is claimed first, a failure counts against the account
+// and the address, and a locked account is refused (ErrLocked).
+func (s *Service) CheckPasskey(ctx context.Context, u store.User, ceremonyID, binding string, response []byte, ip string) (PasskeyUse, error) {
+	if s.o.Passkeys == nil {
+		return PasskeyUse{}, ErrPasskey
+	}
+	key, ipk := "mfa:"+u.ID, ipKey(ip)
+	n, err := s.claim(ctx, key, ipk)
+	if err != nil {
+		return PasskeyUse{}, err
+	} else if n == 0 {
+		return PasskeyUse{}, ErrLocked
+	}
+	use, err := s.o.Passkeys.FinishLogin(ctx, s.o.Store, u, ceremonyID, binding, response)
+	if errors.Is(err, ErrPasskey) {
+		if ferr := s.fail(ctx, n, key, ipk); ferr != nil {
+			return PasskeyUse{}, ferr
+		}
+		return PasskeyUse{}, err
+	}
+	if err != nil {
+		return PasskeyUse{}, err
+	}
+	return use, s.o.Store.ResetAttempts(ctx, key)
+}
+
+// AMR is how a passkey sign-in is reported (RFC 8176): "hwk" for a key
+// bound to its hardware, "swk" for a synced passkey, "user" when the
+// authenticator verified the person; the caller adds "pwd" and "mfa".
+func (u PasskeyUse) AMR() []string {
+	amr := []string{"swk"}
+	if u.Hardware {
+		amr[0] = "hwk"
+	}
+	if u.UserVerified {
+		amr = append(amr, "user")
+	}
+	return amr
 }
 
 // HasTOTP reports whether the user has an active authenticator.

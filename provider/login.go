@@ -79,13 +79,18 @@ func (p *Provider) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
+	hasPasskeys, err := p.o.Authn.HasPasskeys(r.Context(), user.ID)
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
 	if err := p.o.Store.SetFlowUser(r.Context(), f.ID, user.ID, p.o.Now()); err != nil {
 		p.serverError(w, r, err)
 		return
 	}
 	f.UserID, f.PasswordAt = user.ID, p.o.Now()
 	next := PathLogin2SV
-	if !hasTOTP {
+	if !hasTOTP && !hasPasskeys {
 		if p.setupExpired(w, r, f) {
 			return
 		}
@@ -142,7 +147,9 @@ func (p *Provider) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
-	p.render(w, r, http.StatusOK, "second_factor.html", map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "NoCodes": left == 0})
+	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "NoCodes": left == 0}
+	p.secondFactorMethods(r, f.UserID, data)
+	p.render(w, r, http.StatusOK, "second_factor.html", data)
 }
 
 func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
@@ -151,6 +158,7 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)}
+	p.secondFactorMethods(r, f.UserID, data)
 	code := r.PostFormValue("code")
 	if code == "" || len(code) > 64 {
 		data["Error"] = msgBadCode

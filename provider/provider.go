@@ -179,6 +179,8 @@ func (p *Provider) Mount(r chi.Router) {
 		signIn.Post(PathLogin, p.loginSubmit)
 		r.Get(PathLogin2SV, p.secondFactorPage)
 		signIn.Post(PathLogin2SV, p.secondFactorSubmit)
+		signIn.Post(PathLoginPasskeyBegin, p.passkeyBegin)
+		signIn.Post(PathLoginPasskey, p.passkeySubmit)
 		r.Post(PathConsent, p.consentSubmit)
 		r.Get(PathLoginLost, p.lostPage)
 		signIn.Post(PathLoginLost, p.lostSubmit)

@@ -90,6 +90,10 @@ func testConfig(issuer string) *config.Config {
 	return &c
 }
 
+// onLocalhost names the test server http://localhost:PORT instead of its
+// IP address: WebAuthn relying parties are domains.
+func onLocalhost(c *config.Config) { c.Issuer = strings.Replace(c.Issuer, "127.0.0.1", "localhost", 1) }
+
 func startServer(t testing.TB, st store.Store, mutate ...func(*config.Config)) *testServer {
 	t.Helper()
 	return startServerHasher(t, st, testHasher, mutate...)
@@ -111,7 +115,7 @@ func startServerHasher(t testing.TB, st store.Store, h *authn.PasswordHasher, mu
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	ts := &testServer{URL: issuer, srv: srv}
+	ts := &testServer{URL: cfg.Issuer, srv: srv}
 	a, err := build(context.Background(), cfg, st, log, buildOptions{Hasher: h, AuthnNow: ts.totpNow})
 	if err != nil {
 		t.Fatal(err)

@@ -153,7 +153,14 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	an := authn.NewService(authn.Options{Store: st, Keyring: ring, Pepper: derive(system, "recovery-codes"), Hasher: bo.Hasher, Logger: log, Now: bo.AuthnNow,
+	// Passkeys belong to the issuer's host (the WebAuthn RP id).
+	passkeys, err := authn.NewPasskeys(cfg.Issuer, "Latchkey", bo.Now)
+	if errors.Is(err, authn.ErrPasskeysNeedDomain) {
+		log.Warn("passkeys and security keys are off: the issuer is an IP address; use a domain name (http://localhost:8080 in dev)", "issuer", cfg.Issuer)
+	} else if err != nil {
+		return nil, err
+	}
+	an := authn.NewService(authn.Options{Store: st, Keyring: ring, Pepper: derive(system, "recovery-codes"), Hasher: bo.Hasher, Logger: log, Now: bo.AuthnNow, Passkeys: passkeys,
 		Lockout: authn.Lockout{AccountThreshold: cfg.Lockout.AccountThreshold, IPThreshold: cfg.Lockout.IPThreshold,
 			BaseDelay: cfg.Lockout.BaseDelay.D(), MaxDelay: cfg.Lockout.MaxDelay.D()}})
 	var support []mfa.Contact
@@ -165,7 +172,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Support: support, SetupWindow: cfg.MFA.SetupWindow.D(),
+	lifecycle := mfa.New(mfa.Options{Store: st, Authn: an, Passkeys: passkeys, Support: support, SetupWindow: cfg.MFA.SetupWindow.D(),
 		ApprovalWindow: cfg.MFA.ApprovalWindow.D(), Logger: log, Now: bo.Now})
 	sessions := authn.NewSessions(st, authn.SessionOptions{Secure: secure, IdleTimeout: cfg.Sessions.IdleTimeout.D(),
 		AbsoluteTimeout: cfg.Sessions.AbsoluteTimeout.D(), Now: bo.Now})
