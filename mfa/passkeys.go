@@ -45,6 +45,9 @@ func methods(ctx context.Context, q store.Queries, userID string) ([]Method, err
 	return out, nil
 }
 
+// PasskeysOn reports whether passkeys can be used on this server.
+func (s *Service) PasskeysOn() bool { return s.o.Passkeys != nil }
+
 // Methods lists the user's second factors.
 func (s *Service) Methods(ctx context.Context, userID string) ([]Method, error) {
 	return methods(ctx, s.o.Store, userID)

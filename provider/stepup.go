@@ -140,6 +140,8 @@ var actionWords = map[string]string{
 	mfa.ActionRemove:        "Remove your authenticator app (turn off two-step verification)",
 	mfa.ActionReplace:       "Replace your authenticator app with a new one",
 	mfa.ActionRecoveryCodes: "Replace your recovery codes with a new set",
+	mfa.ActionAddMethod:     "Add a security key or passkey to your account",
+	mfa.ActionRemoveMethod:  "Remove one of your ways to confirm it's you",
 }
 
 // scopeWords says what each scope allows, for the consent page.

@@ -43,7 +43,8 @@ type PolicyView struct {
 type MFAState struct {
 	State             string            `json:"state"`
 	Active            bool              `json:"active"`
-	Method            string            `json:"method,omitempty"`
+	Method            string            `json:"method,omitempty"` // the first method's kind
+	Methods           []mfa.Method      `json:"methods"`
 	EnrolledAt        *time.Time        `json:"enrolled_at,omitempty"`
 	RecoveryCodesLeft int               `json:"recovery_codes_left"`
 	Policy            PolicyView        `json:"policy"`
@@ -67,17 +68,20 @@ func (h *Handler) state(ctx context.Context, userID string) (MFAState, policy.Ef
 		return MFAState{}, eff, err
 	}
 	st := MFAState{State: "mfa_active", Policy: viewPolicy(eff), Links: map[string]string{"security": h.o.Issuer + PathSecurity}}
-	cred, err := q.GetTOTP(ctx, userID)
+	ms, err := h.o.MFA.Methods(ctx, userID)
+	if err != nil {
+		return st, eff, err
+	}
+	st.Methods = ms
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case len(ms) == 0:
 		st.State = "mfa_not_active"
+		st.Methods = []mfa.Method{}
 		st.SetupRequired = eff.RequireMFA
 		st.Links["setup"] = h.o.Issuer + PathMFASetup
-	case err != nil:
-		return st, eff, err
 	default:
-		st.Active, st.Method = true, "totp"
-		t := cred.VerifiedAt
+		st.Active, st.Method = true, ms[0].Kind
+		t := ms[0].CreatedAt
 		st.EnrolledAt = &t
 		if st.RecoveryCodesLeft, err = q.CountRecoveryCodes(ctx, userID); err != nil {
 			return st, eff, err
@@ -121,6 +125,11 @@ func (h *Handler) problem(err error) (*Problem, error) {
 		p.Status = http.StatusForbidden
 		p.Extra = map[string]any{"admin_contacts": r.Decision.Contacts, "reset_request_url": h.o.Issuer + PathMFAReset,
 			"policy": viewPolicy(r.Decision.Policy)}
+	case mfa.CodeInvalidName:
+		p.Status = http.StatusUnprocessableEntity
+		p.Extra = map[string]any{"fields": map[string]string{"name": "up to 64 visible characters"}}
+	case mfa.CodePasskeyFailed:
+		p.Status = http.StatusBadRequest
 	case mfa.CodeInvalidCode:
 		p.Status = http.StatusUnprocessableEntity
 		p.Extra = map[string]any{"fields": map[string]string{"code": "does not match the new secret"}}

@@ -92,8 +92,12 @@ func (h *Handler) renderSecurity(w http.ResponseWriter, r *http.Request, c calle
 		h.serverError(w, r, err)
 		return
 	}
-	h.render(w, r, status, "security.html", map[string]any{"MFA": st, "Reason": eff.RemovalReason(), "Error": errMsg,
-		"Confirm": r.URL.Query().Get("confirm"), "Fresh": fresh})
+	data := map[string]any{"MFA": st, "Reason": eff.RemovalReason(), "Error": errMsg, "Confirm": r.URL.Query().Get("confirm"), "Fresh": fresh}
+	if err := h.securityExtras(r, c, eff.StepUpMaxAge, data); err != nil {
+		h.serverError(w, r, err)
+		return
+	}
+	h.render(w, r, status, "security.html", data)
 }
 
 // unlinkPage runs the checks and shows the "2-step verification will be
@@ -125,7 +129,8 @@ func (h *Handler) pageProblem(w http.ResponseWriter, r *http.Request, c caller, 
 		action, _ := p.Extra["action"].(string)
 		maxAge, _ := p.Extra["max_age"].(int)
 		h.rp.Start(w, r, action, PathSecurity+"?confirm="+action, time.Duration(maxAge)*time.Second)
-	case mfa.CodeUnlinkExpired, mfa.CodeAdminOnly, mfa.CodeResetRequested, mfa.CodeInvalidCode, mfa.CodeSetupExpired:
+	case mfa.CodeUnlinkExpired, mfa.CodeAdminOnly, mfa.CodeResetRequested, mfa.CodeInvalidCode, mfa.CodeSetupExpired,
+		mfa.CodeLastMethod, mfa.CodeInvalidName, mfa.CodePasskeyFailed, mfa.CodeNotFound:
 		h.renderSecurity(w, r, c, p.Status, p.Message)
 	default:
 		h.errorPage(w, r, p.Status, p.State, p.Message)

@@ -91,6 +91,10 @@ const (
 	PathResetRequest = "/account/security/reset-request"
 	PathReplace      = "/account/security/replace"
 	PathNewCodes     = "/account/security/recovery-codes"
+	PathPasskeyAdd   = "/account/security/passkeys/add"
+	PathPasskeyBegin = "/account/security/passkeys/begin"
+	PathPasskeyDone  = "/account/security/passkeys/finish"
+	PathMethod       = "/account/security/methods/{id}"
 	PathMFA          = "/account/mfa"
 	PathMFADisable   = "/account/mfa/disable"
 	PathMFADisabled  = "/account/mfa/disable/successful"
@@ -155,6 +159,11 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Post(PathResetRequest, h.resetRequestSubmit)
 		r.Post(PathReplace, h.replaceStart)
 		r.Post(PathNewCodes, h.newCodesSubmit)
+		r.Post(PathPasskeyAdd, h.passkeyAdd)
+		r.Post(PathPasskeyBegin, h.passkeyBegin)
+		r.Post(PathPasskeyDone, h.passkeyFinish)
+		r.Post(PathMethod+"/remove", h.methodRemove)
+		r.Post(PathMethod+"/rename", h.methodRename)
 		// JSON API (SPEC §6).
 		r.Get(PathMFA, h.apiState)
 		r.Post(PathMFADisable, h.apiInitiate)

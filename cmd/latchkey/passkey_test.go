@@ -123,3 +123,102 @@ func TestPasskeySignIn(t *testing.T) {
 		resp.Body.Close()
 	})
 }
+
+// portalPasskeyForm answers the security page's key form (data-mode
+// "create") with key, as the page's script does.
+func portalPasskeyForm(t *testing.T, b *browser, p page, key *webauthntest.Key, name string) page {
+	t.Helper()
+	_, fields, _, err := parseFormFull(p.Body, "/account/security/passkeys/finish")
+	if err != nil || !strings.Contains(p.Body, `data-mode="create"`) {
+		t.Fatalf("no key form on the security page: %v\n%s", err, p.Body)
+	}
+	resp, err := b.c.PostForm(b.issuer+"/account/security/passkeys/begin", url.Values{"csrf_token": fields["csrf_token"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var begin struct {
+		Ceremony string          `json:"ceremony"`
+		Options  json.RawMessage `json:"options"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&begin); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("begin: %d %v", resp.StatusCode, err)
+	}
+	answer, err := key.Create(begin.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.submitForm(p, "/account/security/passkeys/finish", map[string]string{"ceremony": begin.Ceremony, "credential": string(answer), "name": name})
+}
+
+// TestPortalPasskeys: in the account portal a user adds a security key
+// after a step-up made for it, sees both methods, removes the TOTP app
+// (a change of method: allowed after its own step-up even though removing
+// 2SV is admin-only for them), and cannot remove the last method that way.
+func TestPortalPasskeys(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		srv := startServer(t, st, onLocalhost)
+		ivy := srv.createUser(t, "ivy", true)
+		srv.policyGroup(t, "Staff", false, ivy) // removal of 2SV is admin-only
+		b := newBrowser(t, srv.URL)
+		portalLogin(t, b, srv, ivy)
+
+		p := b.post(srv.URL+"/account/security/passkeys/add", url.Values{"csrf_token": {csrfToken(t, b, srv)}})
+		if !strings.HasSuffix(p.URL.Path, "/login") {
+			t.Fatalf("adding a key must ask for a new sign-in first, got %s", p.URL)
+		}
+		p = finishLogin(t, b, srv, p, ivy)
+		host, _ := url.Parse(srv.URL)
+		key := webauthntest.New(host.Hostname(), srv.URL)
+		key.Handle = []byte(ivy.ID)
+		p = portalPasskeyForm(t, b, p, key, "Desk key")
+		if !strings.Contains(p.Body, "was added") || !strings.Contains(p.Body, "Desk key") || !strings.Contains(p.Body, "Authenticator app") {
+			t.Fatalf("after adding: %d %s\n%s", p.Status, p.URL, p.Body)
+		}
+		if n := auditCount(t, srv, "mfa.webauthn.registered", ivy.ID); n != 1 {
+			t.Fatalf("registered events: %d", n)
+		}
+		// The step-up was spent: the key form is gone until a new one.
+		if p := b.get(srv.URL + "/account/security?confirm=add_method"); strings.Contains(p.Body, `data-mode="create"`) {
+			t.Fatal("a spent step-up still shows the key form")
+		}
+
+		// The TOTP app goes; the key stays and signs in.
+		csrf := csrfToken(t, b, srv)
+		p = b.post(srv.URL+"/account/security/methods/totp/remove", url.Values{"csrf_token": {csrf}})
+		if !strings.HasSuffix(p.URL.Path, "/login") {
+			t.Fatalf("removing a method must ask for a new sign-in first, got %s", p.URL)
+		}
+		p = finishLogin(t, b, srv, p, ivy)
+		if !strings.Contains(p.Body, "Continue: remove Authenticator app") {
+			t.Fatalf("no continue button after the step-up:\n%s", p.Body)
+		}
+		p = b.submitForm(p, "/account/security/methods/totp/remove", nil)
+		if !strings.Contains(p.Body, "It was removed") || hasTOTP(t, srv, ivy) {
+			t.Fatalf("TOTP not removed: %d\n%s", p.Status, p.Body)
+		}
+		// The last method: refused, pointing to the removal flow.
+		cs, _ := st.ListWebAuthnCredentials(context.Background(), ivy.ID)
+		p = b.post(srv.URL+"/account/security/methods/"+cs[0].ID+"/remove", url.Values{"csrf_token": {csrfToken(t, b, srv)}})
+		if p.Status != http.StatusConflict || !strings.Contains(p.Body, "only way to confirm") {
+			t.Fatalf("removing the last method: %d\n%s", p.Status, p.Body)
+		}
+		// The JSON API lists the methods.
+		api := b.api(t, "GET", srv.URL+"/account/mfa", nil, nil)
+		ms, _ := api.Body["methods"].([]any)
+		if api.state() != "mfa_active" || len(ms) != 1 || ms[0].(map[string]any)["kind"] != "passkey" {
+			t.Fatalf("GET /account/mfa: %+v", api.Body)
+		}
+		// And the key is the second factor at the next sign-in.
+		b2 := newBrowser(t, srv.URL)
+		r := newRP(t, srv, srv.createClient(t, "app", false, true))
+		authURL, res := r.authURL()
+		p = b2.submit(b2.get(authURL), map[string]string{"username": ivy.Username, "password": ivy.Password})
+		if strings.Contains(p.Body, "authenticator app, or a recovery code") {
+			t.Fatal("the second-factor page offers a TOTP app the user no longer has")
+		}
+		if _, idt := r.exchange(r.callback(passkeyStep(t, b2, p, key), res)); !slices.Contains(claimsOf(t, idt).AMR, "hwk") {
+			t.Fatal("amr does not name the key")
+		}
+	})
+}

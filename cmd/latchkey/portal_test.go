@@ -70,7 +70,7 @@ func finishLogin(t testing.TB, b *browser, srv *testServer, p page, u user) page
 	if u.Secret != "" {
 		srv.nextTOTPStep() // each sign-in needs a fresh code
 		code, _ := authn.TOTPCode(u.Secret, srv.totpNow())
-		p = b.submit(p, map[string]string{"code": code})
+		p = b.submitForm(p, "/login/2sv", map[string]string{"code": code})
 	}
 	if p.Status != http.StatusOK || !strings.HasPrefix(p.URL.Path, "/account") {
 		t.Fatalf("sign-in did not land in the portal: %d %s\n%s", p.Status, p.URL, p.Body)
