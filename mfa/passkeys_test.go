@@ -74,6 +74,9 @@ func TestPasskeyLifecycle(t *testing.T) {
 			if _, err := st.GetTOTP(ctx, f.user.ID); err == nil {
 				t.Fatal("the TOTP app is still there")
 			}
+			if n, _ := st.CountRecoveryCodes(ctx, f.user.ID); n == 0 {
+				t.Fatal("removing the TOTP app took the recovery codes, though a passkey remains")
+			}
 			// The last one is turning 2SV off: not through this call.
 			if err := svc.RemoveMethod(ctx, f.self(), f.stepUp("g4", mfa.ActionRemoveMethod), m.ID); code(t, err) != mfa.CodeLastMethod {
 				t.Fatalf("removing the last method: %v", err)
@@ -93,6 +96,9 @@ func TestPasskeyLifecycle(t *testing.T) {
 			}
 			if ms, _ := svc.Methods(ctx, f.user.ID); len(ms) != 0 {
 				t.Fatalf("after removal: %+v", ms)
+			}
+			if n, _ := st.CountRecoveryCodes(ctx, f.user.ID); n != 0 {
+				t.Fatalf("%d recovery codes survived turning 2SV off", n)
 			}
 			evs, _ := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "mfa.webauthn."})
 			types := map[string]int{}

@@ -273,6 +273,10 @@ func (s *Service) remove(ctx context.Context, q store.Queries, userID string, p 
 	if !removed && len(pks) == 0 {
 		return 0, notActive()
 	}
+	// The recovery codes go with the last method.
+	if err := q.ReplaceRecoveryCodes(ctx, userID, nil, s.o.Now()); err != nil {
+		return 0, err
+	}
 	now := s.o.Now().UTC()
 	if err := q.SetMFARemoved(ctx, userID, now, now.Add(window)); err != nil {
 		return 0, err

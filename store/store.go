@@ -271,6 +271,8 @@ type MFA interface {
 	// AdvanceTOTPStep moves the credential's last step to step only if step
 	// is newer; false means the code's step was already used.
 	AdvanceTOTPStep(ctx context.Context, credentialID string, step int64) (bool, error)
+	// DeleteTOTP removes the user's TOTP app (not their recovery codes:
+	// they stay while another method remains); false if there was none.
 	DeleteTOTP(ctx context.Context, userID string) (bool, error)
 	// ReplaceRecoveryCodes drops the user's codes and stores these digests.
 	ReplaceRecoveryCodes(ctx context.Context, userID string, digests []string, at time.Time) error

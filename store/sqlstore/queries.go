@@ -174,10 +174,6 @@ func (q queries) AdvanceTOTPStep(ctx context.Context, credentialID string, step 
 
 func (q queries) DeleteTOTP(ctx context.Context, userID string) (bool, error) {
 	n, err := q.c.Exec(ctx, `DELETE FROM totp_credentials WHERE user_id = $1`, userID)
-	if err != nil {
-		return false, err
-	}
-	_, err = q.c.Exec(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID)
 	return n > 0, err
 }
 
