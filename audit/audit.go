@@ -26,16 +26,19 @@ type Type string
 
 // The event vocabulary.
 const (
-	LoginSucceeded       Type = "auth.login.succeeded"
-	LoginFailed          Type = "auth.login.failed"
-	StepUpSucceeded      Type = "auth.step_up.succeeded"
-	StepUpRefused        Type = "auth.step_up.refused"
-	AdminActionDenied    Type = "admin.action.denied"
-	MFAEnrolled          Type = "mfa.totp.enrolled"
-	MFARemoved           Type = "mfa.totp.removed"
-	MFAReplaced          Type = "mfa.totp.replaced"
-	PasskeyRegistered    Type = "mfa.webauthn.registered"
-	PasskeyRemoved       Type = "mfa.webauthn.removed"
+	LoginSucceeded    Type = "auth.login.succeeded"
+	LoginFailed       Type = "auth.login.failed"
+	StepUpSucceeded   Type = "auth.step_up.succeeded"
+	StepUpRefused     Type = "auth.step_up.refused"
+	AdminActionDenied Type = "admin.action.denied"
+	MFAEnrolled       Type = "mfa.totp.enrolled"
+	MFARemoved        Type = "mfa.totp.removed"
+	MFAReplaced       Type = "mfa.totp.replaced"
+	PasskeyRegistered Type = "mfa.webauthn.registered"
+	PasskeyRemoved    Type = "mfa.webauthn.removed"
+	// TOTPMethodRemoved: the TOTP app removed as one of several methods;
+	// 2SV stays on (mfa.totp.removed is turning 2SV off).
+	TOTPMethodRemoved    Type = "mfa.totp.method_removed"
 	PasskeyRenamed       Type = "mfa.webauthn.renamed"
 	MFARemovalDenied     Type = "mfa.removal.denied"
 	MFAResetRequested    Type = "mfa.reset.requested"

@@ -205,7 +205,7 @@ func (s *Service) RemoveMethod(ctx context.Context, a Actor, p Proof, methodID s
 		}
 		typ := audit.PasskeyRemoved
 		if target.Kind == "totp" {
-			typ = audit.MFARemoved
+			typ = audit.TOTPMethodRemoved
 			if _, err := q.DeleteTOTP(ctx, a.UserID); err != nil {
 				return err
 			}

@@ -108,7 +108,7 @@ func TestPasskeyLifecycle(t *testing.T) {
 			if types[string(audit.PasskeyRegistered)] != 1 || types[string(audit.PasskeyRenamed)] != 1 {
 				t.Fatalf("passkey events: %v", types)
 			}
-			if removed, _ := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: string(audit.MFARemoved)}); len(removed) != 2 {
+			if removed, _ := st.ListAuditEvents(ctx, store.AuditFilter{TypePrefix: "mfa.totp."}); len(removed) != 2 || removed[0].Type != string(audit.TOTPMethodRemoved) || removed[1].Type != string(audit.MFARemoved) {
 				t.Fatalf("want the TOTP removal and the admin's removal audited: %d", len(removed))
 			}
 		})

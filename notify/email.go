@@ -29,12 +29,16 @@ type Email struct {
 func (m *Email) Name() string { return "email" }
 
 var subjects = map[string]string{
-	"mfa.totp.enrolled":   "Two-step verification was turned on",
-	"mfa.totp.replaced":   "Your authenticator app was replaced",
-	"mfa.totp.removed":    "Two-step verification was removed from your account",
-	"mfa.reset.requested": "You asked your admins to reset two-step verification",
-	"mfa.reset.approved":  "Your two-step verification reset was approved",
-	"mfa.reset.denied":    "Your two-step verification reset was denied",
+	"mfa.totp.enrolled": "Two-step verification was turned on",
+	"mfa.totp.replaced": "Your authenticator app was replaced",
+	"mfa.totp.removed":  "Two-step verification was removed from your account",
+	// One of several methods added or removed: 2SV stays on.
+	"mfa.webauthn.registered": "A security key or passkey was added to your account",
+	"mfa.webauthn.removed":    "A security key or passkey was removed from your account",
+	"mfa.totp.method_removed": "Your authenticator app was removed from your account",
+	"mfa.reset.requested":     "You asked your admins to reset two-step verification",
+	"mfa.reset.approved":      "Your two-step verification reset was approved",
+	"mfa.reset.denied":        "Your two-step verification reset was denied",
 }
 
 // Deliver mails the subject user about e, if e is a 2SV change; other

@@ -175,12 +175,18 @@ func TestEmailOn2SVChanges(t *testing.T) {
 	appendEvent(t, s, audit.LoginSucceeded, "u1")
 	appendEvent(t, s, audit.MFARemoved, "u1")
 	appendEvent(t, s, audit.MFAResetRequested, "u1")
-	if n, err := d.RunOnce(ctx); err != nil || n != 3 {
+	appendEvent(t, s, audit.PasskeyRegistered, "u1")
+	appendEvent(t, s, audit.TOTPMethodRemoved, "u1")
+	appendEvent(t, s, audit.PasskeyRemoved, "u1")
+	if n, err := d.RunOnce(ctx); err != nil || n != 6 {
 		t.Fatalf("pass: %d %v", n, err)
 	}
-	if len(mail.Messages()) != 2 || !strings.Contains(mail.Messages()[0], "To: una@example.com") ||
-		!strings.Contains(mail.Messages()[0], "Subject: Two-step verification was removed from your account") || !strings.Contains(mail.Messages()[1], "reset") {
-		t.Fatalf("mails: %q", mail.Messages())
+	ms := mail.Messages()
+	if len(ms) != 5 || !strings.Contains(ms[0], "To: una@example.com") ||
+		!strings.Contains(ms[0], "Subject: Two-step verification was removed from your account") || !strings.Contains(ms[1], "reset") ||
+		!strings.Contains(ms[2], "Subject: A security key or passkey was added") || !strings.Contains(ms[3], "Subject: Your authenticator app was removed") ||
+		!strings.Contains(ms[4], "Subject: A security key or passkey was removed") {
+		t.Fatalf("mails: %q", ms)
 	}
 }
 
@@ -228,8 +234,9 @@ func TestAdminEmail(t *testing.T) {
 	add(audit.MFAResetRequested, "")
 	add(audit.MFARemoved, "admin")
 	add(audit.MFARemoved, "self")
+	add(audit.TOTPMethodRemoved, "self") // a change of method: 2SV stays on, admins are not told
 	sealAll(t, s)
-	if n, err := d.RunOnce(ctx); err != nil || n != 4 {
+	if n, err := d.RunOnce(ctx); err != nil || n != 5 {
 		t.Fatalf("pass: %d %v", n, err)
 	}
 	if len(mail.Messages()) != 4 {
