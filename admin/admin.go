@@ -114,6 +114,7 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Get("/users/{id}", h.getUser)
 		r.Get("/users/{id}/mfa", h.getUserMFA)
 		r.Delete("/users/{id}/mfa", h.removeUserMFA)
+		r.Delete("/users/{id}/mfa/methods/{method}", h.removeUserMethod)
 		r.Get("/reset-requests", h.listResetRequests)
 		r.Post("/reset-requests/{id}/approve", h.approveReset)
 		r.Post("/reset-requests/{id}/deny", h.denyReset)

@@ -44,6 +44,24 @@ func (h *Handler) RemoveUserMFA(ctx context.Context, a Actor, userID string) err
 	return h.o.MFA.RemoveByAdmin(ctx, a.mfaActor(), a.Proof, userID, "")
 }
 
+func (h *Handler) removeUserMethod(w http.ResponseWriter, r *http.Request) {
+	if err := noBody(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.RemoveUserMethod(r.Context(), actorOf(r), chi.URLParam(r, "id"), chi.URLParam(r, "method")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// RemoveUserMethod removes one of a user's methods ("totp" or a passkey
+// id) as an admin; the last one removes the user's 2SV.
+func (h *Handler) RemoveUserMethod(ctx context.Context, a Actor, userID, methodID string) error {
+	return h.o.MFA.RemoveMethodByAdmin(ctx, a.mfaActor(), a.Proof, userID, methodID, "")
+}
+
 // ResetRequest is the admin view of a reset request.
 type ResetRequest struct {
 	ID        string     `json:"id"`

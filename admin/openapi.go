@@ -20,6 +20,7 @@ var Routes = []Route{
 	{"GET", "/admin/users/{id}/mfa", "A user's 2SV state", "users"},
 	{"POST", "/admin/users/{id}/reset-link", `A single-use password reset link, shown once: {"url", "expires_in"}`, "users"},
 	{"DELETE", "/admin/users/{id}/mfa", "Remove a user's 2SV (audited, admin as Actor)", "users"},
+	{"DELETE", "/admin/users/{id}/mfa/methods/{method}", "Remove one of a user's methods (\"totp\" or a passkey id); the last one removes their 2SV", "users"},
 	{"GET", "/admin/groups", "List groups", "groups"},
 	{"POST", "/admin/groups", "Create a group", "groups"},
 	{"GET", "/admin/groups/{id}", "A group with members and admin contacts", "groups"},
@@ -69,25 +70,26 @@ var Routes = []Route{
 // of type latchkey_mfa). Without it they answer RFC 9470's 401
 // insufficient_user_authentication.
 var StepUps = map[string]string{
-	"DELETE /admin/users/{id}/mfa":            "admin",
-	"PATCH /admin/users/{id}":                 "admin", // when disabling
-	"POST /admin/users/{id}/reset-link":       "admin",
-	"POST /admin/groups/{id}/admins":          "admin",
-	"PUT /admin/groups/{id}/policy":           "admin",
-	"DELETE /admin/groups/{id}/policy":        "admin",
-	"POST /admin/policies":                    "admin",
-	"PUT /admin/policies/{id}":                "admin",
-	"DELETE /admin/policies/{id}":             "admin",
-	"POST /admin/reset-requests/{id}/approve": "admin",
-	"POST /admin/clients":                     "admin",
-	"PATCH /admin/clients/{id}":               "admin",
-	"DELETE /admin/clients/{id}":              "admin",
-	"POST /admin/keys/rotate":                 "admin",
-	"POST /account/mfa/disable":               "remove",
-	"PUT /account/mfa/disable":                "remove",
-	"POST /account/mfa/setup":                 "replace", // when an authenticator is active
-	"PUT /account/mfa/setup":                  "replace", // when an authenticator is active
-	"POST /account/mfa/recovery-codes":        "recovery_codes",
+	"DELETE /admin/users/{id}/mfa":                  "admin",
+	"DELETE /admin/users/{id}/mfa/methods/{method}": "admin",
+	"PATCH /admin/users/{id}":                       "admin", // when disabling
+	"POST /admin/users/{id}/reset-link":             "admin",
+	"POST /admin/groups/{id}/admins":                "admin",
+	"PUT /admin/groups/{id}/policy":                 "admin",
+	"DELETE /admin/groups/{id}/policy":              "admin",
+	"POST /admin/policies":                          "admin",
+	"PUT /admin/policies/{id}":                      "admin",
+	"DELETE /admin/policies/{id}":                   "admin",
+	"POST /admin/reset-requests/{id}/approve":       "admin",
+	"POST /admin/clients":                           "admin",
+	"PATCH /admin/clients/{id}":                     "admin",
+	"DELETE /admin/clients/{id}":                    "admin",
+	"POST /admin/keys/rotate":                       "admin",
+	"POST /account/mfa/disable":                     "remove",
+	"PUT /account/mfa/disable":                      "remove",
+	"POST /account/mfa/setup":                       "replace", // when an authenticator is active
+	"PUT /account/mfa/setup":                        "replace", // when an authenticator is active
+	"POST /account/mfa/recovery-codes":              "recovery_codes",
 }
 
 func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/mfa"
 	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
@@ -149,6 +150,9 @@ type MFA struct {
 	LastUsedAt        *time.Time `json:"last_used_at,omitempty"` // start of the last accepted code's 30 s step
 	RecoveryCodesLeft int        `json:"recovery_codes_left"`
 	RemovedAt         *time.Time `json:"removed_at,omitempty"`
+	// Methods are every way the user confirms it's them (TOTP app,
+	// passkeys and security keys).
+	Methods []mfa.Method `json:"methods"`
 }
 
 // EffectiveView explains a user's effective policy.
@@ -183,6 +187,17 @@ func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MF
 		if used := time.Unix(cred.LastStep*30, 0).UTC(); !used.Before(cred.VerifiedAt.Add(-time.Minute)) {
 			m.LastUsedAt = &used
 		}
+		if m.RecoveryCodesLeft, err = q.CountRecoveryCodes(ctx, userID); err != nil {
+			return m, err
+		}
+	}
+	if m.Methods, err = h.o.MFA.Methods(ctx, userID); err != nil {
+		return m, err
+	}
+	if len(m.Methods) > 0 && !m.Active {
+		m.Active, m.Method = true, m.Methods[0].Kind
+		t := m.Methods[0].CreatedAt
+		m.EnrolledAt = &t
 		if m.RecoveryCodesLeft, err = q.CountRecoveryCodes(ctx, userID); err != nil {
 			return m, err
 		}

@@ -253,3 +253,56 @@ func passkeyName(name string) (string, error) {
 	}
 	return n, nil
 }
+
+// RemoveMethodByAdmin removes one of a user's methods as an admin, with the
+// admin rules of RemoveByAdmin (fresh proof, may administer the user, never
+// oneself). Removing the last one is removing the user's 2SV: it takes that
+// path (setup window, revocation, re-enrollment).
+func (s *Service) RemoveMethodByAdmin(ctx context.Context, a Actor, p Proof, userID, methodID, reason string) error {
+	if err := s.RequireAdminFresh(p); err != nil {
+		return err
+	}
+	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
+		if _, err := q.GetUser(ctx, userID); errors.Is(err, store.ErrNotFound) {
+			return &Refusal{Code: CodeNotFound, Message: "No such user."}
+		} else if err != nil {
+			return err
+		}
+		basis, err := s.mayAdminister(ctx, q, a, userID)
+		if err != nil {
+			return err
+		}
+		ms, err := methods(ctx, q, userID)
+		if err != nil {
+			return err
+		}
+		var target *Method
+		for i := range ms {
+			if ms[i].ID == methodID {
+				target = &ms[i]
+			}
+		}
+		if target == nil {
+			return &Refusal{Code: CodeNotFound, Message: "The user has no such method."}
+		}
+		if len(ms) == 1 {
+			return s.removeByAdmin(ctx, q, a, p, userID, audit.MFARemoved, map[string]any{"reason": reason, "method": target.Kind, "method_id": target.ID})
+		}
+		if err := q.Lock(ctx, "mfa:"+userID); err != nil {
+			return err
+		}
+		typ := audit.PasskeyRemoved
+		if target.Kind == "totp" {
+			typ = audit.TOTPMethodRemoved
+			if _, err := q.DeleteTOTP(ctx, userID); err != nil {
+				return err
+			}
+		} else if _, err := q.DeleteWebAuthnCredential(ctx, userID, target.ID); err != nil {
+			return err
+		}
+		return s.append(ctx, q, event(typ, a, p, userID, policy.Source{}, map[string]any{"by": "admin", "basis": basis, "reason": reason,
+			"method": target.Kind, "method_id": target.ID, "name": target.Name, "methods_left": len(ms) - 1}))
+	})
+	s.adminRefused(ctx, a, p, userID, "remove_method", err)
+	return err
+}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/latchkey/latchkey/admin"
 	"github.com/latchkey/latchkey/audit"
+	"github.com/latchkey/latchkey/authn"
+	"github.com/latchkey/latchkey/config"
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
 )
@@ -35,8 +37,8 @@ type adminFixture struct {
 	console    client // a first-party client allowed the admin scope
 }
 
-func newAdminFixture(t *testing.T, st store.Store) *adminFixture {
-	srv := startServer(t, st)
+func newAdminFixture(t *testing.T, st store.Store, mutate ...func(*config.Config)) *adminFixture {
+	srv := startServer(t, st, mutate...)
 	f := &adminFixture{srv: srv, admin: srv.createUser(t, "ada", true), bob: srv.createUser(t, "bob", true)}
 	if err := st.AddAdmin(context.Background(), f.admin.ID, time.Now()); err != nil {
 		t.Fatal(err)
@@ -475,7 +477,15 @@ func TestEveryAdminMutationIsAudited(t *testing.T) {
 			return call{"/admin/users/" + f.bob.ID, map[string]any{"display_name": "Robert"}}
 		},
 		"DELETE /admin/users/{id}/mfa": func(_ *testing.T, f *adminFixture) call { return call{"/admin/users/" + f.bob.ID + "/mfa", nil} },
-		"POST /admin/groups":           func(*testing.T, *adminFixture) call { return call{"/admin/groups", map[string]any{"name": "Ops"}} },
+		"DELETE /admin/users/{id}/mfa/methods/{method}": func(t *testing.T, f *adminFixture) call {
+			if _, err := f.srv.app.store.GetTOTP(context.Background(), f.bob.ID); err != nil { // an earlier call removed it
+				if _, err := f.srv.app.authn.EnrollTOTP(context.Background(), f.srv.app.store, f.bob.ID, authn.NewTOTPSecret(), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return call{"/admin/users/" + f.bob.ID + "/mfa/methods/totp", nil}
+		},
+		"POST /admin/groups": func(*testing.T, *adminFixture) call { return call{"/admin/groups", map[string]any{"name": "Ops"}} },
 		"POST /admin/groups/{id}/members": func(t *testing.T, f *adminFixture) call {
 			return call{"/admin/groups/" + mkGroup(t, f) + "/members", map[string]any{"user_id": f.bob.ID}}
 		},

@@ -222,3 +222,37 @@ func TestPortalPasskeys(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminRemovesOneMethod: the admin API shows a user's methods and
+// removes one of several (the user keeps 2SV), or the last one (which is
+// removing their 2SV), with the admin rules: never one's own.
+func TestAdminRemovesOneMethod(t *testing.T) {
+	eachBackend(t, func(t *testing.T, st store.Store) {
+		f := newAdminFixture(t, st, onLocalhost)
+		f.srv.addPasskey(t, f.bob)
+		got := f.call(t, f.adminToken, "GET", "/admin/users/"+f.bob.ID+"/mfa", nil)
+		ms, _ := got.Body["methods"].([]any)
+		if got.Status != 200 || len(ms) != 2 {
+			t.Fatalf("methods: %d %v", got.Status, got.Body)
+		}
+		pid := ms[1].(map[string]any)["id"].(string)
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa/methods/nope", nil); r.Status != 404 {
+			t.Fatalf("unknown method: %d", r.Status)
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.admin.ID+"/mfa/methods/totp", nil); r.Status != 403 || errCode(r) != "self_action" {
+			t.Fatalf("an admin removing their own method: %d %v", r.Status, r.Body)
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa/methods/"+pid, nil); r.Status != 204 {
+			t.Fatalf("remove the key: %d %v", r.Status, r.Body)
+		}
+		if !hasTOTP(t, f.srv, f.bob) || auditCount(t, f.srv, "mfa.webauthn.removed", f.bob.ID) != 1 || auditCount(t, f.srv, "mfa.totp.removed", f.bob.ID) != 0 {
+			t.Fatal("removing one of two methods must leave 2SV on, audited as the key's removal")
+		}
+		if r := f.call(t, f.adminToken, "DELETE", "/admin/users/"+f.bob.ID+"/mfa/methods/totp", nil); r.Status != 204 {
+			t.Fatalf("remove the last method: %d %v", r.Status, r.Body)
+		}
+		if hasTOTP(t, f.srv, f.bob) || auditCount(t, f.srv, "mfa.totp.removed", f.bob.ID) != 1 {
+			t.Fatal("removing the last method must remove 2SV, audited as such")
+		}
+	})
+}

@@ -421,6 +421,7 @@ func TestAdminSensitiveRoutesNeedFreshSignIn(t *testing.T) {
 		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{"https://evil.example/cb"}}},
 		{"DELETE", "/admin/clients/" + cid, nil},
 		{"POST", "/admin/users/" + f.bob.ID + "/reset-link", nil},
+		{"DELETE", "/admin/users/" + f.bob.ID + "/mfa/methods/totp", nil},
 	}
 	// The OpenAPI document marks exactly these routes.
 	var documented []string
@@ -431,7 +432,7 @@ func TestAdminSensitiveRoutesNeedFreshSignIn(t *testing.T) {
 	}
 	var tested []string
 	for _, rt := range routes {
-		tested = append(tested, rt.method+" "+strings.NewReplacer(f.bob.ID, "{id}", rid, "{id}", gid, "{id}", cid, "{id}", "policy_default", "{id}").Replace(rt.path))
+		tested = append(tested, rt.method+" "+strings.NewReplacer(f.bob.ID, "{id}", rid, "{id}", gid, "{id}", cid, "{id}", "policy_default", "{id}", "/totp", "/{method}").Replace(rt.path))
 	}
 	slices.Sort(documented)
 	slices.Sort(tested)
