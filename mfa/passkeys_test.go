@@ -114,3 +114,42 @@ func TestPasskeyLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestTOTPBesideAKeyNeedsAStepUp: for a user whose only method is a key,
+// a TOTP app is an added method: setting it up (portal, API or the sign-in
+// setup screen) needs a step-up made for adding one, never a first-time
+// enrollment with a password alone.
+func TestTOTPBesideAKeyNeedsAStepUp(t *testing.T) {
+	ctx := context.Background()
+	st := testdb.SQLite(t)
+	f := newFixture(t, st, true)
+	pk, _ := authn.NewPasskeys("https://id.example.com", "Latchkey", nil)
+	svc := mfa.New(mfa.Options{Store: st, Authn: f.an, Passkeys: pk})
+	key := webauthntest.New("id.example.com", "https://id.example.com")
+	add := f.stepUp("g1", mfa.ActionAddMethod)
+	id, opts, _ := svc.BeginAddPasskey(ctx, f.self(), add)
+	answer, _ := key.Create(opts)
+	if _, err := svc.FinishAddPasskey(ctx, f.self(), add, id, "Key", answer); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.RemoveMethod(ctx, f.self(), f.stepUp("g2", mfa.ActionRemoveMethod), "totp"); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]mfa.Proof{"sign-in with a password": {Via: mfa.ViaSignIn, ID: "flow"},
+		"fresh first-party sign-in": f.stepUp("g3"), "step-up for replace": f.stepUp("g4", mfa.ActionReplace)} {
+		if _, err := svc.StartSetup(ctx, f.self(), p); code(t, err) != mfa.CodeStepUpRequired {
+			t.Fatalf("%s started a TOTP setup beside a key: %v", name, err)
+		}
+	}
+	p := f.stepUp("g5", mfa.ActionAddMethod)
+	secret, err := svc.StartSetup(ctx, f.self(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, replaced, err := svc.CompleteSetup(ctx, f.self(), p, mustCode(t, secret)); err != nil || replaced {
+		t.Fatalf("adding the app: replaced=%v %v", replaced, err)
+	}
+	if ms, _ := svc.Methods(ctx, f.user.ID); len(ms) != 2 {
+		t.Fatalf("methods: %+v", ms)
+	}
+}

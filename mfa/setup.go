@@ -48,28 +48,56 @@ func (s *Service) pending(ctx context.Context, q store.Queries, userID string, p
 // application and its sign-in is fresh: a stolen or third-party token must
 // not enroll a secret its holder knows on an account waiting to
 // re-enroll.
-func (s *Service) checkReplace(ctx context.Context, q store.Queries, userID string, p Proof) (bool, policy.Effective, error) {
-	_, err := q.GetTOTP(ctx, userID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return false, policy.Effective{}, err
+//
+// A user with any method (a passkey, say) is not enrolling a first one: a
+// TOTP app is then a replacement (ActionReplace) or, beside passkeys, an
+// added method (ActionAddMethod), each after its own step-up. Setting one
+// up must never be a way around the methods the user already has.
+func (s *Service) checkReplace(ctx context.Context, q store.Queries, userID string, p Proof) (setupKind, policy.Effective, error) {
+	ms, err := methods(ctx, q, userID)
+	if err != nil {
+		return setupFirst, policy.Effective{}, err
 	}
-	active := err == nil
+	kind := setupFirst
+	for _, m := range ms {
+		if m.Kind == "totp" {
+			kind = setupReplace
+		} else if kind == setupFirst {
+			kind = setupAdd
+		}
+	}
 	eff, err := authn.EffectivePolicy(ctx, q, userID)
 	if err != nil {
-		return active, eff, err
+		return kind, eff, err
 	}
-	if active {
-		return true, eff, s.checkStepUp(ctx, q, p, ActionReplace, eff.StepUpMaxAge)
+	if kind != setupFirst {
+		return kind, eff, s.checkStepUp(ctx, q, p, kind.action(), eff.StepUpMaxAge)
 	}
 	if p.Via == ViaBearer {
 		if !p.FirstParty {
-			return false, eff, &Refusal{Code: CodeFirstPartyOnly, Message: "Only the organisation's own applications may set up an authenticator for you; use the account portal."}
+			return setupFirst, eff, &Refusal{Code: CodeFirstPartyOnly, Message: "Only the organisation's own applications may set up an authenticator for you; use the account portal."}
 		}
 		if s.o.Now().Sub(p.AuthTime) > eff.StepUpMaxAge {
-			return false, eff, stepUpRequired(ActionEnroll, eff.StepUpMaxAge)
+			return setupFirst, eff, stepUpRequired(ActionEnroll, eff.StepUpMaxAge)
 		}
 	}
-	return false, eff, nil
+	return setupFirst, eff, nil
+}
+
+// setupKind is what setting up a TOTP app means for the user.
+type setupKind int
+
+const (
+	setupFirst   setupKind = iota // no method yet
+	setupReplace                  // a TOTP app is replaced
+	setupAdd                      // added beside the user's passkeys
+)
+
+func (k setupKind) action() string {
+	if k == setupAdd {
+		return ActionAddMethod
+	}
+	return ActionReplace
 }
 
 // StartSetup shows a new secret to the caller: a first authenticator, or
@@ -98,7 +126,7 @@ func (s *Service) StartSetup(ctx context.Context, a Actor, p Proof) (string, err
 func (s *Service) SetupSecret(ctx context.Context, a Actor, p Proof) (string, error) {
 	secret, err := s.pending(ctx, s.o.Store, a.UserID, p)
 	if r, ok := AsRefusal(err); ok && r.Code == CodeSetupExpired {
-		if has, err := s.HasTOTP(ctx, a.UserID); err != nil || has {
+		if has, err := has2SV(ctx, s.o.Store, a.UserID); err != nil || has {
 			return "", errors.Join(err, r)
 		}
 		return s.StartSetup(ctx, a, p)
@@ -113,13 +141,15 @@ func (s *Service) SetupSecret(ctx context.Context, a Actor, p Proof) (string, er
 // audit event. A wrong code changes nothing.
 func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code string) (codes []string, replaced bool, err error) {
 	var eff policy.Effective
+	var kind setupKind
 	err = s.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
 			return err
 		}
-		if replaced, eff, err = s.checkReplace(ctx, q, a.UserID, p); err != nil {
+		if kind, eff, err = s.checkReplace(ctx, q, a.UserID, p); err != nil {
 			return err
 		}
+		replaced = kind == setupReplace
 		secret, err := s.pending(ctx, q, a.UserID, p)
 		if err != nil {
 			return err
@@ -128,10 +158,12 @@ func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code stri
 		if !ok {
 			return &Refusal{Code: CodeInvalidCode, Message: "That code did not match. Check the time on your phone and enter the current code."}
 		}
-		if replaced {
-			if err := s.spend(ctx, q, p, a.UserID, ActionReplace, eff.StepUpMaxAge); err != nil {
+		if kind != setupFirst {
+			if err := s.spend(ctx, q, p, a.UserID, kind.action(), eff.StepUpMaxAge); err != nil {
 				return err
 			}
+		}
+		if replaced {
 			if _, err := q.DeleteTOTP(ctx, a.UserID); err != nil {
 				return err
 			}
@@ -152,7 +184,7 @@ func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code stri
 		return s.append(ctx, q, event(typ, a, p, a.UserID, firstSource(eff.Applied), nil))
 	})
 	if err != nil {
-		s.refused(ctx, a, p, ActionReplace, eff, err)
+		s.refused(ctx, a, p, kind.action(), eff, err)
 		return nil, false, err
 	}
 	return codes, replaced, nil
@@ -169,10 +201,10 @@ func (s *Service) EnrollVerified(ctx context.Context, a Actor, userID, secret st
 		if err := q.Lock(ctx, "mfa:"+userID); err != nil {
 			return err
 		}
-		if _, err := q.GetTOTP(ctx, userID); err == nil {
-			return &Refusal{Code: CodeMFAActive, Message: "The user already has an authenticator."}
-		} else if !errors.Is(err, store.ErrNotFound) {
+		if has, err := has2SV(ctx, q, userID); err != nil {
 			return err
+		} else if has {
+			return &Refusal{Code: CodeMFAActive, Message: "The user already has an authenticator."}
 		}
 		var err error
 		if codes, err = s.o.Authn.EnrollTOTP(ctx, q, userID, secret, 0); err != nil {

@@ -63,6 +63,14 @@ func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) 
 		p.serverError(w, r, err)
 		return f, false
 	}
+	// Any method counts: a user with only a passkey must not get a TOTP
+	// app set up here with a password alone.
+	if keys, err := p.o.Authn.HasPasskeys(r.Context(), f.UserID); err != nil {
+		p.serverError(w, r, err)
+		return f, false
+	} else if keys {
+		has = true
+	}
 	if !has && p.setupExpired(w, r, f) {
 		return f, false
 	}

@@ -179,11 +179,12 @@ func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) renderSetup(w http.ResponseWriter, r *http.Request, c caller, status int, errMsg string) {
 	ctx := r.Context()
-	has, err := h.o.MFA.HasTOTP(ctx, c.UserID)
+	ms, err := h.o.MFA.Methods(ctx, c.UserID)
 	if err != nil {
 		h.serverError(w, r, err)
 		return
 	}
+	has := len(ms) > 0
 	// A replacement's secret exists only after replaceStart (with its
 	// step-up) made one for this session.
 	secret, err := h.o.MFA.SetupSecret(ctx, c.Actor, c.Proof)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/internal/webauthntest"
 	"github.com/latchkey/latchkey/store"
 )
@@ -255,4 +256,51 @@ func TestAdminRemovesOneMethod(t *testing.T) {
 			t.Fatal("removing the last method must remove 2SV, audited as such")
 		}
 	})
+}
+
+// TestPasswordAloneCannotAddTOTPBesideAKey: a user whose only method is a
+// security key; someone with their password reaches the second step but
+// cannot set up a TOTP app of their own at the sign-in setup screen (it is
+// not a first authenticator), so never gets a session.
+func TestPasswordAloneCannotAddTOTPBesideAKey(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t), onLocalhost)
+	ivy := srv.createUser(t, "ivy", true)
+	srv.addPasskey(t, ivy)
+	if _, err := srv.app.store.DeleteTOTP(context.Background(), ivy.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := newRP(t, srv, srv.createClient(t, "app", false, true))
+	b := newBrowser(t, srv.URL)
+	authURL, _ := r.authURL()
+	p := b.submit(b.get(authURL), map[string]string{"username": ivy.Username, "password": ivy.Password})
+	if !strings.HasSuffix(p.URL.Path, "/login/2sv") {
+		t.Fatalf("a key-only user must get the second step: %s", p.URL)
+	}
+	_, fields, _, _ := parseFormFull(p.Body, "/login/2sv")
+	flow := fields.Get("flow")
+	setup := b.get(srv.URL + "/login/setup?flow=" + url.QueryEscape(flow))
+	if !strings.HasSuffix(setup.URL.Path, "/login/2sv") || strings.Contains(setup.Body, "otpauth://") {
+		t.Fatalf("the setup screen offered a secret to a password alone: %s\n%s", setup.URL, setup.Body)
+	}
+	resp, err := b.c.PostForm(srv.URL+"/login/setup", url.Values{"flow": {flow}, "csrf_token": fields["csrf_token"], "code": {"123456"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if hasTOTP(t, srv, ivy) {
+		t.Fatal("a TOTP app was added with a password alone")
+	}
+	for _, c := range b.c.Jar.Cookies(mustURL(t, srv.URL)) {
+		if c.Name == "latchkey_session" {
+			t.Fatal("a session was started")
+		}
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
