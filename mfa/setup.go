@@ -218,7 +218,8 @@ func (s *Service) EnrollVerified(ctx context.Context, a Actor, userID, secret st
 	return codes, err
 }
 
-// HasTOTP reports whether the user has an active authenticator.
+// HasTOTP reports whether the user has a TOTP app (not whether 2SV is on:
+// a key counts too, see Methods).
 func (s *Service) HasTOTP(ctx context.Context, userID string) (bool, error) {
 	_, err := s.o.Store.GetTOTP(ctx, userID)
 	if errors.Is(err, store.ErrNotFound) {
