@@ -103,6 +103,7 @@ func Mount(r chi.Router, o Options) error {
 		r.Get(Path+"/users", c.users)
 		r.Get(Path+"/users/{id}", c.user)
 		r.Post(Path+"/users/{id}/remove-mfa", c.removeMFA)
+		r.Post(Path+"/users/{id}/methods/{method}/remove", c.removeMethod)
 		r.Get(Path+"/resets", c.resets)
 		r.Post(Path+"/resets/{id}/{decision}", c.decide)
 		r.Get(Path+"/audit", c.audit)
@@ -565,6 +566,25 @@ func (c *console) removeMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := c.h.RemoveUserMFA(r.Context(), a, id); err != nil {
+		c.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, Path+"/users/"+id+"?notice=removed", http.StatusSeeOther)
+}
+
+// removeMethod removes one of a user's methods after a confirmation and a
+// step-up (the last one removes their 2SV, and the dialog says so).
+func (c *console) removeMethod(w http.ResponseWriter, r *http.Request) {
+	a, _, ok := c.post(w, r)
+	if !ok {
+		return
+	}
+	id, method := chi.URLParam(r, "id"), chi.URLParam(r, "method")
+	if r.PostFormValue("confirm") != "yes" {
+		c.renderUserWith(w, r, "confirm_remove_method.html", map[string]any{"Method": method})
+		return
+	}
+	if err := c.h.RemoveUserMethod(r.Context(), a, id, method); err != nil {
 		c.failPage(w, r, err)
 		return
 	}

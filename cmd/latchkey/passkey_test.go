@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/internal/webauthntest"
@@ -303,4 +304,42 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestConsoleRemovesOneMethod: the console lists a user's methods and
+// removes one after a confirmation (which says the user keeps 2SV) and a
+// step-up; their other method stays.
+func TestConsoleRemovesOneMethod(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t), onLocalhost)
+	ctx := context.Background()
+	ada := srv.createUser(t, "ada", true)
+	if err := srv.app.store.AddAdmin(ctx, ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	tom := srv.createUser(t, "tom", true)
+	srv.addPasskey(t, tom)
+	cs, _ := srv.app.store.ListWebAuthnCredentials(ctx, tom.ID)
+	b := newBrowser(t, srv.URL)
+	consoleLogin(t, b, srv, ada)
+	srv.ageSession(t, b, "latchkey_console", 6*time.Minute)
+	action := "/console/users/" + tom.ID + "/methods/" + cs[0].ID + "/remove"
+	p := b.get(srv.URL + "/console/users/" + tom.ID)
+	if !strings.Contains(p.Body, "Test key") || !strings.Contains(p.Body, "Authenticator app") {
+		t.Fatalf("the user page does not list the methods:\n%s", p.Body)
+	}
+	p = b.submitForm(p, action, nil)
+	if !strings.Contains(p.Body, "They keep two-step verification") {
+		t.Fatalf("want a confirmation first: %d\n%s", p.Status, p.Body)
+	}
+	p = b.submitForm(p, action, map[string]string{"confirm": "yes"})
+	if !strings.HasSuffix(p.URL.Path, "/login") {
+		t.Fatalf("want a step-up before removal: %s", p.URL)
+	}
+	finishConsoleLogin(t, b, srv, p, ada)
+	if left, _ := srv.app.store.ListWebAuthnCredentials(ctx, tom.ID); len(left) != 0 || !hasTOTP(t, srv, tom) {
+		t.Fatalf("after removal: keys %d, TOTP %v", len(left), hasTOTP(t, srv, tom))
+	}
+	if n := auditCount(t, srv, "mfa.webauthn.removed", tom.ID); n != 1 {
+		t.Fatalf("removal events: %d", n)
+	}
 }
