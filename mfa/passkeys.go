@@ -180,18 +180,9 @@ func (s *Service) RemoveMethod(ctx context.Context, a Actor, p Proof, methodID s
 		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
 			return err
 		}
-		ms, err := methods(ctx, q, a.UserID)
+		ms, target, err := findMethod(ctx, q, a.UserID, methodID)
 		if err != nil {
 			return err
-		}
-		var target *Method
-		for i := range ms {
-			if ms[i].ID == methodID {
-				target = &ms[i]
-			}
-		}
-		if target == nil {
-			return &Refusal{Code: CodeNotFound, Message: "No such method on your account."}
 		}
 		if len(ms) == 1 {
 			return &Refusal{Code: CodeLastMethod, Message: "This is your only way to confirm it's you. Removing it turns two-step verification off: use \"Turn off two-step verification\" instead."}
@@ -203,13 +194,8 @@ func (s *Service) RemoveMethod(ctx context.Context, a Actor, p Proof, methodID s
 		if err := s.checkStepUp(ctx, q, p, ActionRemoveMethod, eff.StepUpMaxAge); err != nil {
 			return err
 		}
-		typ := audit.PasskeyRemoved
-		if target.Kind == "totp" {
-			typ = audit.TOTPMethodRemoved
-			if _, err := q.DeleteTOTP(ctx, a.UserID); err != nil {
-				return err
-			}
-		} else if _, err := q.DeleteWebAuthnCredential(ctx, a.UserID, target.ID); err != nil {
+		typ, err := deleteMethod(ctx, q, a.UserID, target)
+		if err != nil {
 			return err
 		}
 		if err := s.spend(ctx, q, p, a.UserID, ActionRemoveMethod, eff.StepUpMaxAge); err != nil {
@@ -222,6 +208,31 @@ func (s *Service) RemoveMethod(ctx context.Context, a Actor, p Proof, methodID s
 		s.refused(ctx, a, p, ActionRemoveMethod, authnPolicy(ctx, s.o.Store, a.UserID), err)
 	}
 	return err
+}
+
+// findMethod returns the user's methods and the one named methodID.
+func findMethod(ctx context.Context, q store.Queries, userID, methodID string) ([]Method, Method, error) {
+	ms, err := methods(ctx, q, userID)
+	if err != nil {
+		return nil, Method{}, err
+	}
+	for _, m := range ms {
+		if m.ID == methodID {
+			return ms, m, nil
+		}
+	}
+	return ms, Method{}, &Refusal{Code: CodeNotFound, Message: "No such method on the account."}
+}
+
+// deleteMethod removes one method (not the last: callers check) and
+// returns the audit event type that records it.
+func deleteMethod(ctx context.Context, q store.Queries, userID string, m Method) (audit.Type, error) {
+	if m.Kind == "totp" {
+		_, err := q.DeleteTOTP(ctx, userID)
+		return audit.TOTPMethodRemoved, err
+	}
+	_, err := q.DeleteWebAuthnCredential(ctx, userID, m.ID)
+	return audit.PasskeyRemoved, err
 }
 
 // RenamePasskey names one of the user's passkeys (audited; no step-up:
@@ -272,18 +283,9 @@ func (s *Service) RemoveMethodByAdmin(ctx context.Context, a Actor, p Proof, use
 		if err != nil {
 			return err
 		}
-		ms, err := methods(ctx, q, userID)
+		ms, target, err := findMethod(ctx, q, userID, methodID)
 		if err != nil {
 			return err
-		}
-		var target *Method
-		for i := range ms {
-			if ms[i].ID == methodID {
-				target = &ms[i]
-			}
-		}
-		if target == nil {
-			return &Refusal{Code: CodeNotFound, Message: "The user has no such method."}
 		}
 		if len(ms) == 1 {
 			return s.removeByAdmin(ctx, q, a, p, userID, audit.MFARemoved, map[string]any{"reason": reason, "method": target.Kind, "method_id": target.ID})
@@ -291,13 +293,8 @@ func (s *Service) RemoveMethodByAdmin(ctx context.Context, a Actor, p Proof, use
 		if err := q.Lock(ctx, "mfa:"+userID); err != nil {
 			return err
 		}
-		typ := audit.PasskeyRemoved
-		if target.Kind == "totp" {
-			typ = audit.TOTPMethodRemoved
-			if _, err := q.DeleteTOTP(ctx, userID); err != nil {
-				return err
-			}
-		} else if _, err := q.DeleteWebAuthnCredential(ctx, userID, target.ID); err != nil {
+		typ, err := deleteMethod(ctx, q, userID, target)
+		if err != nil {
 			return err
 		}
 		return s.append(ctx, q, event(typ, a, p, userID, policy.Source{}, map[string]any{"by": "admin", "basis": basis, "reason": reason,
