@@ -103,6 +103,13 @@ func toLibrary(u store.User, stored []store.WebAuthnCredential) (passkeyUser, er
 	return pu, nil
 }
 
+// PasskeyAnswerFits reports whether a posted ceremony id and authenticator
+// answer (the PublicKeyCredential JSON) are present and of a plausible
+// size, for handlers to refuse the rest before anything is counted.
+func PasskeyAnswerFits(ceremonyID, answer string) bool {
+	return ceremonyID != "" && answer != "" && len(ceremonyID) <= 128 && len(answer) <= 16<<10
+}
+
 // Ceremony kinds.
 const (
 	ceremonyRegister = "register"

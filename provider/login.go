@@ -147,8 +147,8 @@ func (p *Provider) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
-	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "NoCodes": left == 0}
-	p.secondFactorMethods(r, f.UserID, data)
+	data := p.secondFactorData(r, f)
+	data["NoCodes"] = left == 0
 	p.render(w, r, http.StatusOK, "second_factor.html", data)
 }
 
@@ -157,10 +157,9 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)}
-	p.secondFactorMethods(r, f.UserID, data)
 	code := r.PostFormValue("code")
 	if code == "" || len(code) > 64 {
+		data := p.secondFactorData(r, f)
 		data["Error"] = msgBadCode
 		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
 		return
@@ -173,7 +172,8 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		left, _ := p.o.Store.CountRecoveryCodes(r.Context(), f.UserID)
 		p.record(r, p.event(r, audit.RecoveryCodeUsed, f.UserID, "", map[string]any{"remaining": left}))
 	}
-	if p.refused(w, r, "second_factor.html", data, err) {
+	if err != nil {
+		p.refused(w, r, "second_factor.html", p.secondFactorData(r, f), err)
 		return
 	}
 	// RFC 8176: a password plus a one-time code is multi-factor.

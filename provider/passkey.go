@@ -7,6 +7,7 @@ import (
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/store"
 )
 
 // Sign-in with a passkey or security key as the second factor. The page's
@@ -19,9 +20,6 @@ const (
 )
 
 const msgBadPasskey = "That security key or passkey could not be verified. Try again, or use another way to confirm it's you."
-
-// maxPasskeyAnswer bounds the posted PublicKeyCredential JSON.
-const maxPasskeyAnswer = 16 << 10
 
 func (p *Provider) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 	f, ok := p.postedFlow(w, r)
@@ -50,11 +48,9 @@ func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f)}
-	p.secondFactorMethods(r, f.UserID, data)
-	answer := r.PostFormValue("credential")
-	ceremony := r.PostFormValue("ceremony")
-	if answer == "" || ceremony == "" || len(answer) > maxPasskeyAnswer || len(ceremony) > 128 {
+	answer, ceremony := r.PostFormValue("credential"), r.PostFormValue("ceremony")
+	if !authn.PasskeyAnswerFits(ceremony, answer) {
+		data := p.secondFactorData(r, f)
 		data["Error"] = msgBadPasskey
 		p.render(w, r, http.StatusBadRequest, "second_factor.html", data)
 		return
@@ -70,11 +66,13 @@ func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	if errors.Is(err, authn.ErrPasskey) {
 		p.o.Logger.InfoContext(r.Context(), "passkey sign-in refused", "user", f.UserID, "err", err)
+		data := p.secondFactorData(r, f)
 		data["Error"] = msgBadPasskey
 		p.render(w, r, http.StatusUnauthorized, "second_factor.html", data)
 		return
 	}
-	if p.refused(w, r, "second_factor.html", data, err) {
+	if err != nil {
+		p.refused(w, r, "second_factor.html", p.secondFactorData(r, f), err)
 		return
 	}
 	// RFC 8176: a password plus a key is multi-factor.
@@ -82,10 +80,12 @@ func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
 	p.completeLogin(w, r, f, f.UserID, amr, ACRMFA)
 }
 
-// secondFactorMethods adds to data which second factors the user can use
-// on the page: their TOTP app, their passkeys (recovery codes always).
-func (p *Provider) secondFactorMethods(r *http.Request, userID string, data map[string]any) {
-	hasTOTP, _ := p.o.Authn.HasTOTP(r.Context(), userID)
-	hasPasskeys, _ := p.o.Authn.HasPasskeys(r.Context(), userID)
-	data["TOTP"], data["Passkeys"] = hasTOTP, hasPasskeys
+// secondFactorData is what the second-factor page shows for flow f: which
+// second factors its user can use (their TOTP app, their passkeys;
+// recovery codes always). Handlers build it only when they render the
+// page, so a successful sign-in costs no extra reads.
+func (p *Provider) secondFactorData(r *http.Request, f store.LoginFlow) map[string]any {
+	hasTOTP, _ := p.o.Authn.HasTOTP(r.Context(), f.UserID)
+	hasPasskeys, _ := p.o.Authn.HasPasskeys(r.Context(), f.UserID)
+	return map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "TOTP": hasTOTP, "Passkeys": hasPasskeys}
 }

@@ -19,9 +19,6 @@ import (
 // to this session and posts the authenticator's answer to PathPasskeyDone.
 // Every check is the lifecycle service's.
 
-// maxPasskeyAnswer bounds the posted PublicKeyCredential JSON.
-const maxPasskeyAnswer = 16 << 10
-
 func (h *Handler) passkeyAdd(w http.ResponseWriter, r *http.Request) {
 	c, ok := h.formCaller(w, r)
 	if !ok {
@@ -68,7 +65,7 @@ func (h *Handler) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	answer, ceremony := r.PostFormValue("credential"), r.PostFormValue("ceremony")
-	if answer == "" || ceremony == "" || len(answer) > maxPasskeyAnswer || len(ceremony) > 128 {
+	if !authn.PasskeyAnswerFits(ceremony, answer) {
 		h.renderSecurity(w, r, c, http.StatusBadRequest, "The key's answer was missing or too large. Try again.")
 		return
 	}
