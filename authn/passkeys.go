@@ -2,6 +2,7 @@ package authn
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,15 +81,8 @@ type passkeyUser struct {
 
 func (p passkeyUser) WebAuthnID() []byte                         { return []byte(p.u.ID) }
 func (p passkeyUser) WebAuthnName() string                       { return p.u.Username }
-func (p passkeyUser) WebAuthnDisplayName() string                { return cmpOr(p.u.DisplayName, p.u.Username) }
+func (p passkeyUser) WebAuthnDisplayName() string                { return cmp.Or(p.u.DisplayName, p.u.Username) }
 func (p passkeyUser) WebAuthnCredentials() []webauthn.Credential { return p.creds }
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
 
 func toLibrary(u store.User, stored []store.WebAuthnCredential) (passkeyUser, error) {
 	pu := passkeyUser{u: u}

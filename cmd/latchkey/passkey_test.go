@@ -45,6 +45,24 @@ func (s *testServer) addPasskey(t *testing.T, u user) *webauthntest.Key {
 	return key
 }
 
+// beginCeremony asks path for a WebAuthn challenge, as the pages' script
+// does.
+func beginCeremony(t *testing.T, b *browser, path string, form url.Values) (begin struct {
+	Ceremony string          `json:"ceremony"`
+	Options  json.RawMessage `json:"options"`
+}) {
+	t.Helper()
+	resp, err := b.c.PostForm(b.issuer+path, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&begin); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("begin %s: %d %v", path, resp.StatusCode, err)
+	}
+	return begin
+}
+
 // passkeyStep answers the second-factor page p with key, as the page's
 // script does: ask for a challenge, let the authenticator sign, post the
 // form.
@@ -57,19 +75,7 @@ func passkeyStep(t *testing.T, b *browser, p page, key *webauthntest.Key) page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	form := url.Values{"flow": fields["flow"], "csrf_token": fields["csrf_token"]}
-	resp, err := b.c.PostForm(b.issuer+"/login/2sv/passkey/begin", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var begin struct {
-		Ceremony string          `json:"ceremony"`
-		Options  json.RawMessage `json:"options"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&begin); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("begin: %d %v", resp.StatusCode, err)
-	}
-	resp.Body.Close()
+	begin := beginCeremony(t, b, "/login/2sv/passkey/begin", url.Values{"flow": fields["flow"], "csrf_token": fields["csrf_token"]})
 	answer, err := key.Get(begin.Options)
 	if err != nil {
 		t.Fatal(err)
@@ -134,18 +140,7 @@ func portalPasskeyForm(t *testing.T, b *browser, p page, key *webauthntest.Key, 
 	if err != nil || !strings.Contains(p.Body, `data-mode="create"`) {
 		t.Fatalf("no key form on the security page: %v\n%s", err, p.Body)
 	}
-	resp, err := b.c.PostForm(b.issuer+"/account/security/passkeys/begin", url.Values{"csrf_token": fields["csrf_token"]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var begin struct {
-		Ceremony string          `json:"ceremony"`
-		Options  json.RawMessage `json:"options"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&begin); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("begin: %d %v", resp.StatusCode, err)
-	}
+	begin := beginCeremony(t, b, "/account/security/passkeys/begin", url.Values{"csrf_token": fields["csrf_token"]})
 	answer, err := key.Create(begin.Options)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -120,7 +121,7 @@ func fingerprint(t *testing.T, st store.Store) string {
 	groups, err2 := st.ListGroups(ctx)
 	clients, err3 := st.ListClients(ctx)
 	policies, err4 := st.ListPolicies(ctx)
-	if err := errorsJoin(err1, err2, err3, err4); err != nil {
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		t.Fatal(err)
 	}
 	var totp []string
@@ -131,13 +132,4 @@ func fingerprint(t *testing.T, st store.Store) string {
 	}
 	b, _ := json.Marshal([]any{users, groups, clients, policies, totp})
 	return string(b)
-}
-
-func errorsJoin(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
