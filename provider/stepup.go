@@ -140,7 +140,7 @@ var actionWords = map[string]string{
 	mfa.ActionRemove:        "Remove your authenticator app (turn off two-step verification)",
 	mfa.ActionReplace:       "Replace your authenticator app with a new one",
 	mfa.ActionRecoveryCodes: "Replace your recovery codes with a new set",
-	mfa.ActionAddMethod:     "Add a security key or passkey to your account",
+	mfa.ActionAddMethod:     "Add a way to confirm it's you (a security key, passkey or authenticator app)",
 	mfa.ActionRemoveMethod:  "Remove one of your ways to confirm it's you",
 }
 
