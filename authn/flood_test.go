@@ -120,6 +120,13 @@ func TestCancelledSignInCostsNoHash(t *testing.T) {
 		defer close(busy)
 		_, _ = slow.Verify(context.Background(), enc, "x") // holds the only turn for a while
 	}()
+	// Only once the other caller holds the turn (it counts its hash as it
+	// starts) does the sign-in begin, so it must wait.
+	for deadline := time.Now().Add(5 * time.Second); slow.Hashes() == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other caller never started hashing")
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
