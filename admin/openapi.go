@@ -61,6 +61,10 @@ var Routes = []Route{
 	{"PUT", "/account/mfa/setup", `Activate it: {"code"}`, "account"},
 	{"POST", "/account/mfa/reset-request", "Ask the caller's admins for a reset", "account"},
 	{"POST", "/account/mfa/recovery-codes", "Replace the recovery codes (step-up for this action)", "account"},
+	{"POST", "/account/mfa/passkeys", "Begin adding a passkey or security key: WebAuthn creation options (step-up add_method; none for a first method)", "account"},
+	{"PUT", "/account/mfa/passkeys/{ceremony}", `Finish adding it: {"credential": PublicKeyCredential JSON, "name"}; a first method returns recovery codes`, "account"},
+	{"PATCH", "/account/mfa/methods/{id}", `Rename a passkey: {"name"}`, "account"},
+	{"DELETE", "/account/mfa/methods/{id}", "Remove one of several methods (step-up remove_method; the last one is turning 2SV off)", "account"},
 }
 
 // StepUps names the routes that need a step-up, "METHOD path" → what
@@ -90,6 +94,9 @@ var StepUps = map[string]string{
 	"POST /account/mfa/setup":                       "replace", // when an authenticator is active
 	"PUT /account/mfa/setup":                        "replace", // when an authenticator is active
 	"POST /account/mfa/recovery-codes":              "recovery_codes",
+	"POST /account/mfa/passkeys":                    "add_method", // beside other methods
+	"PUT /account/mfa/passkeys/{ceremony}":          "add_method", // beside other methods
+	"DELETE /account/mfa/methods/{id}":              "remove_method",
 }
 
 func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {

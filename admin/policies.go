@@ -25,6 +25,7 @@ type Policy struct {
 	Reenroll                string    `json:"reenroll"`
 	GracePeriod             int       `json:"grace_period"`
 	SetupWindow             int       `json:"setup_window"`
+	AllowedMethods          []string  `json:"allowed_methods"`
 	Version                 int       `json:"version"`
 	IsDefault               bool      `json:"is_default"`
 	Groups                  []string  `json:"groups"`
@@ -35,7 +36,7 @@ func (h *Handler) ViewPolicy(ctx context.Context, q store.Queries, p store.Polic
 	gs, err := q.PolicyGroups(ctx, p.ID)
 	v := Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowSelfServiceRemoval: p.AllowSelfServiceRemoval,
 		StepUpMaxAge: int(p.StepUpMaxAge.Seconds()), Reenroll: p.Reenroll, GracePeriod: int(p.GracePeriod.Seconds()), SetupWindow: int(p.SetupWindow.Seconds()), Version: p.Version,
-		IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt, Groups: []string{}}
+		AllowedMethods: authn.PolicyFromStore(p).Methods(), IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt, Groups: []string{}}
 	for _, g := range gs {
 		v.Groups = append(v.Groups, g.Name)
 	}
@@ -53,7 +54,10 @@ type PolicyInput struct {
 	Reenroll                *string `json:"reenroll"`
 	GracePeriod             *int    `json:"grace_period"`
 	SetupWindow             *int    `json:"setup_window"` // seconds
-	Version                 *int    `json:"version"`      // update: the version the change is based on
+	// AllowedMethods: "totp" and/or "passkey"; ["passkey"] requires
+	// phishing-resistant authenticators.
+	AllowedMethods *[]string `json:"allowed_methods"`
+	Version        *int      `json:"version"` // update: the version the change is based on
 }
 
 func (b PolicyInput) apply(p *policy.Policy) {
@@ -80,6 +84,9 @@ func (b PolicyInput) apply(p *policy.Policy) {
 	}
 	if b.SetupWindow != nil {
 		p.SetupWindow = time.Duration(*b.SetupWindow) * time.Second
+	}
+	if b.AllowedMethods != nil {
+		p.AllowedMethods = *b.AllowedMethods
 	}
 }
 

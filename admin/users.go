@@ -164,12 +164,15 @@ type EffectiveView struct {
 	GracePeriod        int             `json:"grace_period"`
 	Reason             string          `json:"reason"`
 	DecidedBy          []policy.Source `json:"decided_by"`
+	AllowedMethods     []string        `json:"allowed_methods"`
+	MethodsReason      string          `json:"methods_reason"`
 	Applied            []policy.Source `json:"applied"`
 }
 
 func viewEffective(e policy.Effective) EffectiveView {
 	return EffectiveView{RequireMFA: e.RequireMFA, SelfServiceRemoval: e.AllowSelfServiceRemoval, StepUpMaxAge: int(e.StepUpMaxAge.Seconds()),
-		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy, Applied: e.Applied}
+		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy, Applied: e.Applied,
+		AllowedMethods: e.AllowedMethods, MethodsReason: e.MethodsReason()}
 }
 
 func (h *Handler) mfaOf(ctx context.Context, q store.Queries, userID string) (MFA, error) {

@@ -38,9 +38,12 @@ const (
 	PasskeyRemoved    Type = "mfa.webauthn.removed"
 	// TOTPMethodRemoved: the TOTP app removed as one of several methods;
 	// 2SV stays on (mfa.totp.removed is turning 2SV off).
-	TOTPMethodRemoved    Type = "mfa.totp.method_removed"
-	PasskeyRenamed       Type = "mfa.webauthn.renamed"
-	MFARemovalDenied     Type = "mfa.removal.denied"
+	TOTPMethodRemoved Type = "mfa.totp.method_removed"
+	PasskeyRenamed    Type = "mfa.webauthn.renamed"
+	MFARemovalDenied  Type = "mfa.removal.denied"
+	// MFAMethodDenied: a kind of second factor the user's policy does not
+	// allow was refused (added, or used at sign-in).
+	MFAMethodDenied      Type = "mfa.method.denied"
 	MFAResetRequested    Type = "mfa.reset.requested"
 	MFAResetApproved     Type = "mfa.reset.approved"
 	MFAResetDenied       Type = "mfa.reset.denied"

@@ -9,18 +9,19 @@ import (
 	"github.com/latchkey/latchkey/store"
 )
 
-// PolicyFromStore converts a stored policy.
+// PolicyFromStore converts a stored policy; a policy stored without
+// allowed methods allows all of them.
 func PolicyFromStore(p store.Policy) policy.Policy {
 	return policy.Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA,
 		AllowSelfServiceRemoval: p.AllowSelfServiceRemoval, StepUpMaxAge: p.StepUpMaxAge, Reenroll: p.Reenroll,
-		GracePeriod: p.GracePeriod, SetupWindow: p.SetupWindow, Version: p.Version, IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt}
+		GracePeriod: p.GracePeriod, SetupWindow: p.SetupWindow, AllowedMethods: policy.Policy{AllowedMethods: p.AllowedMethods}.Methods(), Version: p.Version, IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt}
 }
 
 // PolicyToStore converts a policy for storage.
 func PolicyToStore(p policy.Policy) store.Policy {
 	return store.Policy{ID: p.ID, Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA,
 		AllowSelfServiceRemoval: p.AllowSelfServiceRemoval, StepUpMaxAge: p.StepUpMaxAge, Reenroll: p.Reenroll,
-		GracePeriod: p.GracePeriod, SetupWindow: p.SetupWindow, Version: p.Version, IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt}
+		GracePeriod: p.GracePeriod, SetupWindow: p.SetupWindow, AllowedMethods: p.AllowedMethods, Version: p.Version, IsDefault: p.IsDefault, UpdatedAt: p.UpdatedAt}
 }
 
 // EffectivePolicy evaluates the user's policy from the database, on q: pass

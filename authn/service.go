@@ -211,14 +211,14 @@ func (s *Service) CheckSecondFactor(ctx context.Context, userID, code, ip string
 }
 
 func (s *Service) verifyCode(ctx context.Context, userID, code string) (bool, string, error) {
-	cred, err := s.o.Store.GetTOTP(ctx, userID)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, "", nil
-	}
-	if err != nil {
-		return false, "", err
-	}
 	if len(code) == int(totpDigits) && isDigits(code) {
+		cred, err := s.o.Store.GetTOTP(ctx, userID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, "", nil
+		}
+		if err != nil {
+			return false, "", err
+		}
 		secret, err := s.o.Keyring.Open(cred.Secret, []byte(cred.ID))
 		if err != nil {
 			return false, "", fmt.Errorf("open totp secret of %s: %w", userID, err)
@@ -232,6 +232,8 @@ func (s *Service) verifyCode(ctx context.Context, userID, code string) (bool, st
 		won, err := s.o.Store.AdvanceTOTPStep(ctx, cred.ID, step)
 		return won, "totp", err
 	}
+	// Recovery codes work whatever the user's methods: a passkey-only
+	// user's lost key is what they are for.
 	used, err := s.o.Store.UseRecoveryCode(ctx, userID, recoveryDigest(s.o.Pepper, code), s.o.Now())
 	return used, "recovery_code", err
 }

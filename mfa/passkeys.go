@@ -19,6 +19,9 @@ type Method struct {
 	Name       string    `json:"name"`
 	CreatedAt  time.Time `json:"created_at"`
 	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	// Allowed: the user's policy allows this kind (see policy.Methods);
+	// filled in by Methods.
+	Allowed bool `json:"allowed"`
 }
 
 // methods lists the user's second factors on q, TOTP first.
@@ -27,7 +30,7 @@ func methods(ctx context.Context, q store.Queries, userID string) ([]Method, err
 	cred, err := q.GetTOTP(ctx, userID)
 	switch {
 	case err == nil:
-		m := Method{ID: "totp", Kind: "totp", Name: "Authenticator app", CreatedAt: cred.VerifiedAt}
+		m := Method{ID: "totp", Kind: policy.MethodTOTP, Name: "Authenticator app", CreatedAt: cred.VerifiedAt}
 		if cred.LastStep > 0 {
 			m.LastUsedAt = time.Unix(cred.LastStep*30, 0).UTC()
 		}
@@ -40,7 +43,7 @@ func methods(ctx context.Context, q store.Queries, userID string) ([]Method, err
 		return nil, err
 	}
 	for _, c := range pks {
-		out = append(out, Method{ID: c.ID, Kind: "passkey", Name: c.Name, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt})
+		out = append(out, Method{ID: c.ID, Kind: policy.MethodPasskey, Name: c.Name, CreatedAt: c.CreatedAt, LastUsedAt: c.LastUsedAt})
 	}
 	return out, nil
 }
@@ -48,9 +51,18 @@ func methods(ctx context.Context, q store.Queries, userID string) ([]Method, err
 // PasskeysOn reports whether passkeys can be used on this server.
 func (s *Service) PasskeysOn() bool { return s.o.Passkeys != nil }
 
-// Methods lists the user's second factors.
+// Methods lists the user's second factors, each marked with whether their
+// policy allows it.
 func (s *Service) Methods(ctx context.Context, userID string) ([]Method, error) {
-	return methods(ctx, s.o.Store, userID)
+	ms, err := methods(ctx, s.o.Store, userID)
+	if err != nil {
+		return nil, err
+	}
+	eff, err := authn.EffectivePolicy(ctx, s.o.Store, userID)
+	for i := range ms {
+		ms[i].Allowed = eff.Allows(ms[i].Kind)
+	}
+	return ms, err
 }
 
 // has2SV reports whether two-step verification is active: any method.
@@ -78,18 +90,22 @@ func (s *Service) passkeyUser(ctx context.Context, q store.Queries, userID strin
 	return u, err
 }
 
-// BeginAddPasskey starts adding a passkey or security key beside the
-// user's other methods, after a step-up made for it. It returns the
-// ceremony id and the options for navigator.credentials.create; the
-// challenge is bound to the caller's session or grant.
+// BeginAddPasskey starts adding a passkey or security key: a first
+// method, or one beside the user's others after a step-up made for it
+// (checkAdd has the rules). It returns the ceremony id and the options for
+// navigator.credentials.create; the challenge is bound to the caller's
+// session, grant or sign-in.
 func (s *Service) BeginAddPasskey(ctx context.Context, a Actor, p Proof) (string, []byte, error) {
 	if s.o.Passkeys == nil {
 		return "", nil, passkeysOff()
 	}
 	var id string
 	var options []byte
+	var mode addMode
+	var eff policy.Effective
 	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
-		if err := s.checkAddMethod(ctx, q, a.UserID, p); err != nil {
+		var err error
+		if mode, eff, _, err = s.checkAdd(ctx, q, a.UserID, p, policy.MethodPasskey); err != nil {
 			return err
 		}
 		u, err := s.passkeyUser(ctx, q, a.UserID)
@@ -100,43 +116,34 @@ func (s *Service) BeginAddPasskey(ctx context.Context, a Actor, p Proof) (string
 		return err
 	})
 	if err != nil {
-		s.refused(ctx, a, p, ActionAddMethod, authnPolicy(ctx, s.o.Store, a.UserID), err)
+		s.refused(ctx, a, p, mode.action(), eff, err)
 	}
 	return id, options, err
 }
 
-// checkAddMethod: 2SV active (the first method is set up through the
-// setup flow) and a fresh, unspent step-up made for adding one.
-func (s *Service) checkAddMethod(ctx context.Context, q store.Queries, userID string, p Proof) error {
-	if ok, err := has2SV(ctx, q, userID); err != nil {
-		return err
-	} else if !ok {
-		return notActive()
-	}
-	eff, err := authn.EffectivePolicy(ctx, q, userID)
-	if err != nil {
-		return err
-	}
-	return s.checkStepUp(ctx, q, p, ActionAddMethod, eff.StepUpMaxAge)
-}
-
-// FinishAddPasskey verifies the authenticator's answer and stores the new
-// passkey named name, spending the step-up, with its audit event, in one
-// transaction.
-func (s *Service) FinishAddPasskey(ctx context.Context, a Actor, p Proof, ceremonyID, name string, response []byte) (Method, error) {
+// FinishAddPasskey verifies the authenticator's answer and, in one
+// transaction, stores the new passkey named name, spends the step-up,
+// removes methods the user's policy no longer allows and records the audit
+// events. A first method also gets a new set of recovery codes, returned.
+func (s *Service) FinishAddPasskey(ctx context.Context, a Actor, p Proof, ceremonyID, name string, response []byte) (Method, []string, error) {
 	if s.o.Passkeys == nil {
-		return Method{}, passkeysOff()
+		return Method{}, nil, passkeysOff()
 	}
 	name, err := passkeyName(name)
 	if err != nil {
-		return Method{}, err
+		return Method{}, nil, err
 	}
 	var m Method
+	var codes []string
+	var mode addMode
+	var eff policy.Effective
 	err = s.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
 			return err
 		}
-		if err := s.checkAddMethod(ctx, q, a.UserID, p); err != nil {
+		var ms []Method
+		var err error
+		if mode, eff, ms, err = s.checkAdd(ctx, q, a.UserID, p, policy.MethodPasskey); err != nil {
 			return err
 		}
 		u, err := s.passkeyUser(ctx, q, a.UserID)
@@ -156,18 +163,25 @@ func (s *Service) FinishAddPasskey(ctx context.Context, a Actor, p Proof, ceremo
 		} else if err != nil {
 			return err
 		}
-		eff, err := authn.EffectivePolicy(ctx, q, a.UserID)
-		if err != nil {
+		if mode == addFirst {
+			var digests []string
+			codes, digests = s.o.Authn.NewRecoveryCodeSet()
+			if err := q.ReplaceRecoveryCodes(ctx, a.UserID, digests, s.o.Now()); err != nil {
+				return err
+			}
+		}
+		m = Method{ID: c.ID, Kind: policy.MethodPasskey, Name: c.Name, CreatedAt: c.CreatedAt, Allowed: true}
+		if err := s.append(ctx, q, event(audit.PasskeyRegistered, a, p, a.UserID, firstSource(eff.Applied),
+			map[string]any{"method": policy.MethodPasskey, "passkey_id": c.ID, "name": c.Name, "first": mode == addFirst})); err != nil {
 			return err
 		}
-		if err := s.spend(ctx, q, p, a.UserID, ActionAddMethod, eff.StepUpMaxAge); err != nil {
-			return err
-		}
-		m = Method{ID: c.ID, Kind: "passkey", Name: c.Name, CreatedAt: c.CreatedAt}
-		return s.append(ctx, q, event(audit.PasskeyRegistered, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
-			map[string]any{"method": "passkey", "passkey_id": c.ID, "name": c.Name}))
+		return s.afterAdd(ctx, q, a, p, a.UserID, mode, eff, ms)
 	})
-	return m, err
+	if err != nil {
+		s.refused(ctx, a, p, mode.action(), eff, err)
+		return Method{}, nil, err
+	}
+	return m, codes, nil
 }
 
 // RemoveMethod removes one of the user's several second factors (a
@@ -227,7 +241,7 @@ func findMethod(ctx context.Context, q store.Queries, userID, methodID string) (
 // deleteMethod removes one method (not the last: callers check) and
 // returns the audit event type that records it.
 func deleteMethod(ctx context.Context, q store.Queries, userID string, m Method) (audit.Type, error) {
-	if m.Kind == "totp" {
+	if m.Kind == policy.MethodTOTP {
 		_, err := q.DeleteTOTP(ctx, userID)
 		return audit.TOTPMethodRemoved, err
 	}

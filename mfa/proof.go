@@ -112,6 +112,9 @@ type Refusal struct {
 	MaxAge time.Duration
 	// Decision explains an admin-only removal (CodeAdminOnly).
 	Decision *Decision
+	// Allowed lists the kinds of method the user may use
+	// (CodeMethodNotAllowed).
+	Allowed []string
 }
 
 func (r *Refusal) Error() string { return "mfa: " + r.Code + ": " + r.Message }
@@ -135,6 +138,7 @@ const (
 	CodeLastMethod        = "last_method"
 	CodeInvalidName       = "invalid_name"
 	CodePasskeyFailed     = "passkey_failed"
+	CodeMethodNotAllowed  = "method_not_allowed"
 )
 
 // AsRefusal returns err's refusal, if it is one.

@@ -97,7 +97,7 @@ func (s *Service) append(ctx context.Context, q store.Queries, e audit.Event) er
 // else changed, but admins see the attempt.
 func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, eff policy.Effective, err error) {
 	r, ok := AsRefusal(err)
-	if !ok || (r.Code != CodeAdminOnly && r.Code != CodeStepUpRequired) {
+	if !ok || (r.Code != CodeAdminOnly && r.Code != CodeStepUpRequired && r.Code != CodeMethodNotAllowed) {
 		return
 	}
 	// Repeated refusals of one kind are aggregated (1st, 2nd, 4th, 8th…
@@ -107,12 +107,14 @@ func (s *Service) refused(ctx context.Context, a Actor, p Proof, action string, 
 	if cerr == nil && n&(n-1) != 0 {
 		return
 	}
-	typ := audit.StepUpRefused
-	if r.Code == CodeAdminOnly {
+	typ, src, why := audit.StepUpRefused, firstSource(eff.AllowSelfServiceRemovalBy), eff.RemovalReason()
+	switch r.Code {
+	case CodeAdminOnly:
 		typ = audit.MFARemovalDenied
+	case CodeMethodNotAllowed:
+		typ, src, why = audit.MFAMethodDenied, firstSource(eff.AllowedMethodsBy), eff.MethodsReason()
 	}
-	e := event(typ, a, p, a.UserID, firstSource(eff.AllowSelfServiceRemovalBy),
-		map[string]any{"action": action, "reason": r.Code, "policy_reason": eff.RemovalReason(), "refusals_in_window": n})
+	e := event(typ, a, p, a.UserID, src, map[string]any{"action": action, "reason": r.Code, "policy_reason": why, "refusals_in_window": n})
 	e.Outcome = audit.Denied
 	if err := s.o.Store.InTx(ctx, func(q store.Queries) error { return s.append(ctx, q, e) }); err != nil {
 		s.o.Logger.ErrorContext(ctx, "audit of a refused 2SV call failed", "err", err)

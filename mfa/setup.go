@@ -42,91 +42,34 @@ func (s *Service) pending(ctx context.Context, q store.Queries, userID string, p
 	return s.o.Authn.OpenPendingTOTP(pt)
 }
 
-// checkReplace refuses starting or completing a replacement of a working
-// authenticator without a step-up made for it, and a first authenticator
-// set up over a bearer token unless the token belongs to a first-party
-// application and its sign-in is fresh: a stolen or third-party token must
-// not enroll a secret its holder knows on an account waiting to
-// re-enroll.
-//
-// A user with any method (a passkey, say) is not enrolling a first one: a
-// TOTP app is then a replacement (ActionReplace) or, beside passkeys, an
-// added method (ActionAddMethod), each after its own step-up. Setting one
-// up must never be a way around the methods the user already has.
-func (s *Service) checkReplace(ctx context.Context, q store.Queries, userID string, p Proof) (setupKind, policy.Effective, error) {
-	ms, err := methods(ctx, q, userID)
-	if err != nil {
-		return setupFirst, policy.Effective{}, err
-	}
-	kind := setupFirst
-	for _, m := range ms {
-		if m.Kind == "totp" {
-			kind = setupReplace
-		} else if kind == setupFirst {
-			kind = setupAdd
-		}
-	}
-	eff, err := authn.EffectivePolicy(ctx, q, userID)
-	if err != nil {
-		return kind, eff, err
-	}
-	if kind != setupFirst {
-		return kind, eff, s.checkStepUp(ctx, q, p, kind.action(), eff.StepUpMaxAge)
-	}
-	if p.Via == ViaBearer {
-		if !p.FirstParty {
-			return setupFirst, eff, &Refusal{Code: CodeFirstPartyOnly, Message: "Only the organisation's own applications may set up an authenticator for you; use the account portal."}
-		}
-		if s.o.Now().Sub(p.AuthTime) > eff.StepUpMaxAge {
-			return setupFirst, eff, stepUpRequired(ActionEnroll, eff.StepUpMaxAge)
-		}
-	}
-	return setupFirst, eff, nil
-}
-
-// setupKind is what setting up a TOTP app means for the user.
-type setupKind int
-
-const (
-	setupFirst   setupKind = iota // no method yet
-	setupReplace                  // a TOTP app is replaced
-	setupAdd                      // added beside the user's passkeys
-)
-
-func (k setupKind) action() string {
-	if k == setupAdd {
-		return ActionAddMethod
-	}
-	return ActionReplace
-}
-
 // StartSetup shows a new secret to the caller: a first authenticator, or
 // (after a step-up for ActionReplace) a replacement; the active one keeps
 // working until a code from the new one is verified.
 func (s *Service) StartSetup(ctx context.Context, a Actor, p Proof) (string, error) {
 	var secret string
 	var eff policy.Effective
+	var mode addMode
 	err := s.o.Store.InTx(ctx, func(q store.Queries) error {
 		var err error
-		if _, eff, err = s.checkReplace(ctx, q, a.UserID, p); err != nil {
+		if mode, eff, _, err = s.checkAdd(ctx, q, a.UserID, p, policy.MethodTOTP); err != nil {
 			return err
 		}
 		secret, err = s.startSetup(ctx, q, a.UserID, p)
 		return err
 	})
 	if err != nil {
-		s.refused(ctx, a, p, ActionReplace, eff, err)
+		s.refused(ctx, a, p, mode.action(), eff, err)
 	}
 	return secret, err
 }
 
 // SetupSecret returns the secret pending for this caller, starting one
-// when none is, for setup screens shown again. A user with an active
-// authenticator only gets one started by StartSetup.
+// when none is, for setup screens shown again. A user with a method their
+// policy allows only gets one started by StartSetup.
 func (s *Service) SetupSecret(ctx context.Context, a Actor, p Proof) (string, error) {
 	secret, err := s.pending(ctx, s.o.Store, a.UserID, p)
 	if r, ok := AsRefusal(err); ok && r.Code == CodeSetupExpired {
-		if has, err := has2SV(ctx, s.o.Store, a.UserID); err != nil || has {
+		if allowed, err := s.hasAllowedMethod(ctx, s.o.Store, a.UserID); err != nil || allowed {
 			return "", errors.Join(err, r)
 		}
 		return s.StartSetup(ctx, a, p)
@@ -141,15 +84,16 @@ func (s *Service) SetupSecret(ctx context.Context, a Actor, p Proof) (string, er
 // audit event. A wrong code changes nothing.
 func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code string) (codes []string, replaced bool, err error) {
 	var eff policy.Effective
-	var kind setupKind
+	var mode addMode
 	err = s.o.Store.InTx(ctx, func(q store.Queries) error {
 		if err := q.Lock(ctx, "mfa:"+a.UserID); err != nil {
 			return err
 		}
-		if kind, eff, err = s.checkReplace(ctx, q, a.UserID, p); err != nil {
+		var ms []Method
+		if mode, eff, ms, err = s.checkAdd(ctx, q, a.UserID, p, policy.MethodTOTP); err != nil {
 			return err
 		}
-		replaced = kind == setupReplace
+		replaced = mode == addReplace
 		secret, err := s.pending(ctx, q, a.UserID, p)
 		if err != nil {
 			return err
@@ -157,11 +101,6 @@ func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code stri
 		step, ok := s.o.Authn.MatchTOTP(secret, code)
 		if !ok {
 			return &Refusal{Code: CodeInvalidCode, Message: "That code did not match. Check the time on your phone and enter the current code."}
-		}
-		if kind != setupFirst {
-			if err := s.spend(ctx, q, p, a.UserID, kind.action(), eff.StepUpMaxAge); err != nil {
-				return err
-			}
 		}
 		if replaced {
 			if _, err := q.DeleteTOTP(ctx, a.UserID); err != nil {
@@ -174,7 +113,7 @@ func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code stri
 		if err := q.DeletePendingTOTP(ctx, a.UserID); err != nil {
 			return err
 		}
-		if err := q.ClearMFARemoved(ctx, a.UserID); err != nil {
+		if err := s.afterAdd(ctx, q, a, p, a.UserID, mode, eff, ms); err != nil {
 			return err
 		}
 		typ := audit.MFAEnrolled
@@ -184,7 +123,7 @@ func (s *Service) CompleteSetup(ctx context.Context, a Actor, p Proof, code stri
 		return s.append(ctx, q, event(typ, a, p, a.UserID, firstSource(eff.Applied), nil))
 	})
 	if err != nil {
-		s.refused(ctx, a, p, kind.action(), eff, err)
+		s.refused(ctx, a, p, mode.action(), eff, err)
 		return nil, false, err
 	}
 	return codes, replaced, nil
@@ -205,6 +144,11 @@ func (s *Service) EnrollVerified(ctx context.Context, a Actor, userID, secret st
 			return err
 		} else if has {
 			return &Refusal{Code: CodeMFAActive, Message: "The user already has an authenticator."}
+		}
+		if eff, err := authn.EffectivePolicy(ctx, q, userID); err != nil {
+			return err
+		} else if !eff.Allows(policy.MethodTOTP) {
+			return methodNotAllowed(eff)
 		}
 		var err error
 		if codes, err = s.o.Authn.EnrollTOTP(ctx, q, userID, secret, 0); err != nil {

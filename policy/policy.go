@@ -49,17 +49,39 @@ type Policy struct {
 	// SetupWindow: how long after removing their own 2SV a member may
 	// reach the setup screen with a password alone.
 	SetupWindow time.Duration
+	// AllowedMethods: the kinds of second factor members may use (see
+	// Methods); all of them unless the policy narrows it.
+	AllowedMethods []string
 	// Version increases on every change.
 	Version   int
 	IsDefault bool
 	UpdatedAt time.Time
 }
 
+// Kinds of second factor a policy may allow.
+const (
+	MethodTOTP    = "totp"    // an authenticator app (RFC 6238)
+	MethodPasskey = "passkey" // a passkey or security key (WebAuthn): phishing-resistant
+)
+
+// Methods lists every kind of second factor, in display order.
+var Methods = []string{MethodTOTP, MethodPasskey}
+
+// PhishingResistant lists the kinds that cannot be relayed by a look-alike
+// site: the authenticator signs the origin.
+var PhishingResistant = []string{MethodPasskey}
+
 // New returns a policy with SPEC §4's defaults: 2SV required, removal
-// admin-only, five-minute step-up, immediate re-enrollment.
+// admin-only, five-minute step-up, immediate re-enrollment, every method.
 func New(id, name string) Policy {
 	return Policy{ID: id, Name: name, RequireMFA: true, StepUpMaxAge: DefaultStepUpMaxAge, Reenroll: ReenrollImmediate,
-		SetupWindow: DefaultSetupWindow, Version: 1}
+		SetupWindow: DefaultSetupWindow, AllowedMethods: slices.Clone(Methods), Version: 1}
+}
+
+// ParseMethods reads a list of method kinds separated by commas or spaces
+// ("totp,passkey"); it does not validate them (Validate does).
+func ParseMethods(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // FieldError is a validation problem with one field.
@@ -94,6 +116,9 @@ func (p Policy) Validate() error {
 	if p.SetupWindow < time.Hour || p.SetupWindow > MaxSetupWindow {
 		fs = append(fs, FieldError{"setup_window", "between 1h and 30 days"})
 	}
+	if !validMethods(p.AllowedMethods) {
+		fs = append(fs, FieldError{"allowed_methods", `one or more of "totp" and "passkey", each once`})
+	}
 	switch p.Reenroll {
 	case ReenrollImmediate:
 		if p.GracePeriod != 0 {
@@ -110,6 +135,26 @@ func (p Policy) Validate() error {
 		return &ValidationError{Fields: fs}
 	}
 	return nil
+}
+
+// Methods returns the kinds the policy allows (all when it has none set).
+func (p Policy) Methods() []string {
+	if len(p.AllowedMethods) == 0 {
+		return slices.Clone(Methods)
+	}
+	return slices.Clone(p.AllowedMethods)
+}
+
+func validMethods(ms []string) bool {
+	if len(ms) == 0 || len(ms) > len(Methods) {
+		return false
+	}
+	for i, m := range ms {
+		if !slices.Contains(Methods, m) || slices.Contains(ms[:i], m) {
+			return false
+		}
+	}
+	return true
 }
 
 // Assignment is one applicable policy and the group that brought it (empty
@@ -156,6 +201,15 @@ type Effective struct {
 	SetupWindow   time.Duration
 	SetupWindowBy []Source
 
+	// AllowedMethods are the kinds every policy allows, in Methods order;
+	// AllowedMethodsBy names the policies that narrowed them (empty when
+	// none did). When the policies allow no kind in common,
+	// MethodsConflict is set and only the phishing-resistant kinds are
+	// allowed: the stricter reading of requirements that cannot both hold.
+	AllowedMethods   []string
+	AllowedMethodsBy []Source
+	MethodsConflict  bool
+
 	// Applied lists every policy that was combined.
 	Applied []Source
 }
@@ -183,7 +237,7 @@ func Evaluate(as []Assignment) Effective {
 	src := func(a Assignment) Source {
 		return Source{PolicyID: a.Policy.ID, PolicyName: a.Policy.Name, PolicyVersion: a.Policy.Version, GroupID: a.GroupID, GroupName: a.GroupName}
 	}
-	e := Effective{AllowSelfServiceRemoval: true, Reenroll: ReenrollGrace}
+	e := Effective{AllowSelfServiceRemoval: true, Reenroll: ReenrollGrace, AllowedMethods: slices.Clone(Methods)}
 	first := true
 	for _, a := range as {
 		p, s := a.Policy, src(a)
@@ -218,6 +272,13 @@ func Evaluate(as []Assignment) Effective {
 			e.StepUpMaxAgeBy = append(e.StepUpMaxAgeBy, s)
 		}
 
+		// An empty list is every kind: versions stored before the setting
+		// existed read that way.
+		if ms := p.AllowedMethods; len(ms) > 0 && len(ms) < len(Methods) {
+			e.AllowedMethods = slices.DeleteFunc(e.AllowedMethods, func(m string) bool { return !slices.Contains(ms, m) })
+			e.AllowedMethodsBy = append(e.AllowedMethodsBy, s)
+		}
+
 		// immediate is stricter than any grace; among graces, shorter wins.
 		switch {
 		case first || stricter(p, e):
@@ -227,7 +288,32 @@ func Evaluate(as []Assignment) Effective {
 		}
 		first = false
 	}
+	if len(e.AllowedMethods) == 0 {
+		e.AllowedMethods, e.MethodsConflict = slices.Clone(PhishingResistant), true
+	}
 	return e
+}
+
+// Allows reports whether members may use a second factor of this kind.
+func (e Effective) Allows(kind string) bool { return slices.Contains(e.AllowedMethods, kind) }
+
+// MethodsReason explains in one sentence which second factors are allowed.
+func (e Effective) MethodsReason() string {
+	if len(e.AllowedMethodsBy) == 0 {
+		return "Any authenticator app, passkey or security key may be used."
+	}
+	names := make([]string, len(e.AllowedMethodsBy))
+	for i, s := range e.AllowedMethodsBy {
+		names[i] = s.String()
+	}
+	what := "Only passkeys and security keys may be used"
+	if !e.Allows(MethodPasskey) {
+		what = "Only authenticator apps may be used"
+	}
+	if e.MethodsConflict {
+		return what + ": " + strings.Join(names, " and ") + " allow no method in common, so the phishing-resistant ones apply."
+	}
+	return what + ", because of " + strings.Join(names, " and ") + "."
 }
 
 func stricter(p Policy, e Effective) bool {

@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +162,68 @@ func TestSetupWindowMostRestrictive(t *testing.T) {
 	bad.SetupWindow = time.Minute
 	if err := bad.Validate(); err == nil {
 		t.Fatal("a one-minute setup window must be refused")
+	}
+}
+
+// TestAllowedMethodsMostRestrictive: members may use the kinds every
+// policy allows; policies with nothing in common leave the
+// phishing-resistant kinds, and say so.
+func TestAllowedMethodsMostRestrictive(t *testing.T) {
+	all := New("all", "Staff")
+	keys := New("keys", "Privileged")
+	keys.AllowedMethods = []string{MethodPasskey}
+	apps := New("apps", "Kiosk")
+	apps.AllowedMethods = []string{MethodTOTP}
+	legacy := New("old", "Legacy")
+	legacy.AllowedMethods = nil // a version stored before the setting existed
+
+	tests := []struct {
+		name     string
+		in       []Policy
+		want     []string
+		by       []string
+		conflict bool
+	}{
+		{"default allows all", []Policy{all}, []string{MethodTOTP, MethodPasskey}, nil, false},
+		{"unset reads as all", []Policy{legacy}, []string{MethodTOTP, MethodPasskey}, nil, false},
+		{"one narrows", []Policy{all, keys}, []string{MethodPasskey}, []string{"Privileged"}, false},
+		{"two narrow alike", []Policy{keys, keys}, []string{MethodPasskey}, []string{"Privileged", "Privileged"}, false},
+		{"nothing in common", []Policy{apps, keys}, []string{MethodPasskey}, []string{"Kiosk", "Privileged"}, true},
+		{"apps only", []Policy{apps, legacy}, []string{MethodTOTP}, []string{"Kiosk"}, false},
+	}
+	for _, tc := range tests {
+		var as []Assignment
+		for i, p := range tc.in {
+			as = append(as, Assignment{Policy: p, GroupName: fmt.Sprint("g", i)})
+		}
+		e := Evaluate(as)
+		var by []string
+		for _, s := range e.AllowedMethodsBy {
+			by = append(by, s.PolicyName)
+		}
+		if !slices.Equal(e.AllowedMethods, tc.want) || !slices.Equal(by, tc.by) || e.MethodsConflict != tc.conflict {
+			t.Errorf("%s: got %v by %v conflict %v", tc.name, e.AllowedMethods, by, e.MethodsConflict)
+		}
+		if e.Allows(MethodTOTP) != slices.Contains(tc.want, MethodTOTP) {
+			t.Errorf("%s: Allows(totp) disagrees with %v", tc.name, e.AllowedMethods)
+		}
+		if tc.conflict && !strings.Contains(e.MethodsReason(), "no method in common") {
+			t.Errorf("%s: reason %q", tc.name, e.MethodsReason())
+		}
+	}
+
+	for _, bad := range [][]string{{}, {"sms"}, {MethodTOTP, MethodTOTP}, {"Passkey"}, {"passkey\x00"}, {MethodTOTP, MethodPasskey, MethodTOTP}} {
+		p := New("p", "P")
+		p.AllowedMethods = bad
+		var ve *ValidationError
+		if err := p.Validate(); !errors.As(err, &ve) || ve.Fields[0].Field != "allowed_methods" {
+			t.Errorf("allowed_methods %q: got %v", bad, err)
+		}
+	}
+
+	// Narrowing the methods is stricter for delegation too.
+	src, blocked := StricterElsewhere([]Assignment{{Policy: all, GroupName: "Staff"}}, []Assignment{{Policy: keys, GroupName: "Admins"}})
+	if !blocked || src.GroupName != "Admins" {
+		t.Errorf("a passkeys-only group is stricter: %v %+v", blocked, src)
 	}
 }

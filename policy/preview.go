@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -22,6 +23,8 @@ type Preview struct {
 	MFANowRequired  int
 	MFANoLongerReqd int
 	StepUpChanged   int
+	MethodsChanged  int // the methods members may use would change
+	MethodsConflict int // policies would allow no method in common
 	// BlockedBy counts users for whom the proposed policy allows removal
 	// but another policy keeps it admin-only, by "policy P through group G".
 	BlockedBy map[string]int
@@ -69,6 +72,12 @@ func PreviewChange(members []Member, proposed Policy) Preview {
 		if b.StepUpMaxAge != e.StepUpMaxAge {
 			p.StepUpChanged++
 		}
+		if !slices.Equal(b.AllowedMethods, e.AllowedMethods) {
+			p.MethodsChanged++
+		}
+		if e.MethodsConflict {
+			p.MethodsConflict++
+		}
 	}
 	return p
 }
@@ -101,6 +110,12 @@ func (p Preview) Summary() string {
 	}
 	if p.StepUpChanged > 0 {
 		parts = append(parts, plural(p.StepUpChanged, "user's", "users'")+" step-up age would change")
+	}
+	if p.MethodsChanged > 0 {
+		parts = append(parts, plural(p.MethodsChanged, "user's", "users'")+" allowed sign-in methods would change")
+	}
+	if p.MethodsConflict > 0 {
+		parts = append(parts, plural(p.MethodsConflict, "user has", "users have")+" policies allowing no method in common (only passkeys and security keys would apply)")
 	}
 	if len(p.BlockedBy) > 0 {
 		keys := make([]string, 0, len(p.BlockedBy))

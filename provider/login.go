@@ -12,6 +12,8 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/mfa"
+	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -176,8 +178,40 @@ func (p *Provider) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		p.refused(w, r, "second_factor.html", p.secondFactorData(r, f), err)
 		return
 	}
+	kind := policy.MethodTOTP
+	if method == "recovery_code" {
+		kind = mfa.MethodRecoveryCode
+	}
 	// RFC 8176: a password plus a one-time code is multi-factor.
-	p.completeLogin(w, r, f, f.UserID, []string{"pwd", "otp", "mfa"}, ACRMFA)
+	p.secondFactorDone(w, r, f, kind, []string{"pwd", "otp", "mfa"})
+}
+
+// secondFactorDone goes on from a verified second factor of kind: the
+// lifecycle service says whether the user's policy accepts it, or whether
+// they must first set up a method it allows (the sign-in continues to the
+// setup screen, remembering the factor it verified).
+func (p *Provider) secondFactorDone(w http.ResponseWriter, r *http.Request, f store.LoginFlow, kind string, amr []string) {
+	switchNeeded, err := p.o.MFA.SignInMethod(r.Context(), p.setupActor(r, f), setupProof(f), kind)
+	if ref, ok := mfa.AsRefusal(err); ok {
+		p.recordFailure(r, f, f.UserID, map[string]any{"step": "second_factor", "method": kind, "reason": ref.Code})
+		data := p.secondFactorData(r, f)
+		data["Error"] = ref.Message
+		p.render(w, r, http.StatusForbidden, "second_factor.html", data)
+		return
+	}
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	if !switchNeeded {
+		p.completeLogin(w, r, f, f.UserID, amr, ACRMFA)
+		return
+	}
+	if err := p.o.Store.SetFlowSecondFactor(r.Context(), f.ID, amr[1], p.o.Now()); err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, PathLoginSetup+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }
 
 // completeLogin starts a fresh browser session (rotating any old one) and

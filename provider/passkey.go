@@ -7,6 +7,8 @@ import (
 
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/internal/httpx"
+	"github.com/latchkey/latchkey/mfa"
+	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -77,15 +79,95 @@ func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// RFC 8176: a password plus a key is multi-factor.
 	amr := append(append([]string{"pwd"}, use.AMR()...), "mfa")
-	p.completeLogin(w, r, f, f.UserID, amr, ACRMFA)
+	p.secondFactorDone(w, r, f, policy.MethodPasskey, amr)
 }
 
 // secondFactorData is what the second-factor page shows for flow f: which
 // second factors its user can use (their TOTP app, their passkeys;
 // recovery codes always). Handlers build it only when they render the
 // page, so a successful sign-in costs no extra reads.
+//
+// A method the user's policy does not allow is offered only while they
+// have no allowed one, with a notice: it then leads to setting one up.
 func (p *Provider) secondFactorData(r *http.Request, f store.LoginFlow) map[string]any {
-	hasTOTP, _ := p.o.Authn.HasTOTP(r.Context(), f.UserID)
-	hasPasskeys, _ := p.o.Authn.HasPasskeys(r.Context(), f.UserID)
-	return map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "TOTP": hasTOTP, "Passkeys": hasPasskeys}
+	ms, _ := p.o.MFA.Methods(r.Context(), f.UserID)
+	var totp, passkeys, allowed bool
+	for _, m := range ms {
+		allowed = allowed || m.Allowed
+	}
+	for _, m := range ms {
+		if m.Allowed || !allowed {
+			totp = totp || m.Kind == policy.MethodTOTP
+			passkeys = passkeys || m.Kind == policy.MethodPasskey
+		}
+	}
+	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "TOTP": totp, "Passkeys": passkeys}
+	if len(ms) > 0 && !allowed {
+		eff, _ := authn.EffectivePolicy(r.Context(), p.o.Store, f.UserID)
+		data["Switch"] = eff.MethodsReason()
+	}
+	return data
+}
+
+// A passkey or security key set up at sign-in: as a first method, or by a
+// user whose policy no longer allows the methods they have (setupFlow
+// decides who may; the lifecycle service checks again).
+const (
+	PathLoginSetupPasskeyBegin = "/login/setup/passkey/begin"
+	PathLoginSetupPasskey      = "/login/setup/passkey"
+)
+
+func (p *Provider) setupPasskeyBegin(w http.ResponseWriter, r *http.Request) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return
+	}
+	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	if !ok {
+		return
+	}
+	if !v.Passkey {
+		httpx.WriteJSON(w, http.StatusForbidden, &httpx.Error{Status: http.StatusForbidden, Code: mfa.CodeMethodNotAllowed, Message: v.Reason})
+		return
+	}
+	id, options, err := p.o.MFA.BeginAddPasskey(r.Context(), p.setupActor(r, f), setupProof(f))
+	if ref, ok := mfa.AsRefusal(err); ok {
+		httpx.WriteJSON(w, http.StatusForbidden, &httpx.Error{Status: http.StatusForbidden, Code: ref.Code, Message: ref.Message})
+		return
+	}
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ceremony": id, "options": json.RawMessage(options)})
+}
+
+func (p *Provider) setupPasskeySubmit(w http.ResponseWriter, r *http.Request) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return
+	}
+	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	if !ok {
+		return
+	}
+	answer, ceremony := r.PostFormValue("credential"), r.PostFormValue("ceremony")
+	if !authn.PasskeyAnswerFits(ceremony, answer) {
+		p.renderLoginSetup(w, r, f, v, http.StatusBadRequest, msgBadPasskey)
+		return
+	}
+	_, codes, err := p.o.MFA.FinishAddPasskey(r.Context(), p.setupActor(r, f), setupProof(f), ceremony, r.PostFormValue("name"), []byte(answer))
+	if ref, ok := mfa.AsRefusal(err); ok {
+		status := http.StatusForbidden
+		if ref.Code == mfa.CodePasskeyFailed || ref.Code == mfa.CodeInvalidName {
+			status = http.StatusUnprocessableEntity
+		}
+		p.renderLoginSetup(w, r, f, v, status, ref.Message)
+		return
+	}
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	p.setupDone(w, r, f, codes)
 }

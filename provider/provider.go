@@ -186,6 +186,8 @@ func (p *Provider) Mount(r chi.Router) {
 		signIn.Post(PathLoginLost, p.lostSubmit)
 		r.Get(PathLoginSetup, p.loginSetupPage)
 		signIn.Post(PathLoginSetup, p.loginSetupSubmit)
+		signIn.Post(PathLoginSetupPasskeyBegin, p.setupPasskeyBegin)
+		signIn.Post(PathLoginSetupPasskey, p.setupPasskeySubmit)
 		r.Post(PathLoginSetup+"/continue", p.loginSetupContinue)
 		r.Get(PathPasswordReset, p.resetPage)
 		signIn.Post(PathPasswordReset, p.resetSubmit)

@@ -51,73 +51,98 @@ func wantsAAL2(f store.LoginFlow) bool {
 }
 
 // setupFlow returns the flow if its password step is done and its user
-// still has no authenticator.
-func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) (store.LoginFlow, bool) {
+// still has no authenticator, or has only methods their policy no longer
+// allows and this sign-in verified one of them (f.SecondFactor). The
+// lifecycle service checks the same again when the method is added.
+func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) (store.LoginFlow, setupView, bool) {
 	f, ok := p.passwordDone(r, id)
 	if !ok {
 		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
-		return f, false
+		return f, setupView{}, false
 	}
-	has, err := p.o.Authn.HasTOTP(r.Context(), f.UserID)
+	ms, err := p.o.MFA.Methods(r.Context(), f.UserID)
 	if err != nil {
 		p.serverError(w, r, err)
-		return f, false
+		return f, setupView{}, false
 	}
-	// Any method counts: a user with only a passkey must not get a TOTP
-	// app set up here with a password alone.
-	if keys, err := p.o.Authn.HasPasskeys(r.Context(), f.UserID); err != nil {
+	v := setupView{Switch: len(ms) > 0}
+	for _, m := range ms {
+		// Any allowed method counts: a user with only a passkey must not
+		// get a TOTP app set up here with a password alone.
+		if m.Allowed || f.SecondFactor == "" {
+			// Setup here only ever adds a first authenticator; replacing
+			// one goes through the account portal with a step-up.
+			http.Redirect(w, r, PathLogin2SV+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+			return f, v, false
+		}
+	}
+	if !v.Switch && p.setupExpired(w, r, f) {
+		return f, v, false
+	}
+	eff, err := authn.EffectivePolicy(r.Context(), p.o.Store, f.UserID)
+	if err != nil {
 		p.serverError(w, r, err)
-		return f, false
-	} else if keys {
-		has = true
+		return f, v, false
 	}
-	if !has && p.setupExpired(w, r, f) {
-		return f, false
-	}
-	if has {
-		// Setup here only ever adds a first authenticator; replacing one
-		// goes through the account portal with a step-up.
-		http.Redirect(w, r, PathLogin2SV+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
-		return f, false
-	}
-	return f, true
+	v.TOTP, v.Passkey = eff.Allows(policy.MethodTOTP), eff.Allows(policy.MethodPasskey) && p.o.MFA.PasskeysOn()
+	v.Reason = eff.MethodsReason()
+	return f, v, true
+}
+
+// setupView is what the sign-in's setup screen offers.
+type setupView struct {
+	TOTP, Passkey bool
+	// Switch: the user's methods are all ones their policy no longer
+	// allows; Reason says which it allows.
+	Switch bool
+	Reason string
 }
 
 func (p *Provider) loginSetupPage(w http.ResponseWriter, r *http.Request) {
-	f, ok := p.setupFlow(w, r, r.URL.Query().Get("flow"))
+	f, v, ok := p.setupFlow(w, r, r.URL.Query().Get("flow"))
 	if !ok {
 		return
 	}
-	p.renderLoginSetup(w, r, f, http.StatusOK, "")
+	p.renderLoginSetup(w, r, f, v, http.StatusOK, "")
 }
 
-func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f store.LoginFlow, status int, errMsg string) {
+func (p *Provider) renderLoginSetup(w http.ResponseWriter, r *http.Request, f store.LoginFlow, v setupView, status int, errMsg string) {
 	ctx := r.Context()
-	secret, err := p.o.MFA.SetupSecret(ctx, p.setupActor(r, f), setupProof(f))
-	if err != nil {
-		p.serverError(w, r, err)
-		return
-	}
-	u, err := p.o.Store.GetUser(ctx, f.UserID)
-	if err != nil {
-		p.serverError(w, r, err)
-		return
-	}
-	en, err := authn.NewEnrollment("Latchkey", u.Username, secret)
-	if err != nil {
-		p.serverError(w, r, err)
-		return
-	}
 	removed, _ := p.o.Store.MFARemovedAt(ctx, f.UserID)
-	// The data: URI is generated here, not taken from input.
-	p.render(w, r, status, "login_setup.html", map[string]any{"Flow": f.ID, "QR": template.URL(en.QR), //nolint:gosec
-		"Secret": spaced(secret), "Error": errMsg,
-		"Client": p.clientName(r, f), "Reenroll": !removed.IsZero()})
+	data := map[string]any{"Flow": f.ID, "Error": errMsg, "Client": p.clientName(r, f), "Reenroll": !removed.IsZero(), "View": v}
+	if v.TOTP {
+		secret, err := p.o.MFA.SetupSecret(ctx, p.setupActor(r, f), setupProof(f))
+		if err != nil {
+			p.serverError(w, r, err)
+			return
+		}
+		u, err := p.o.Store.GetUser(ctx, f.UserID)
+		if err != nil {
+			p.serverError(w, r, err)
+			return
+		}
+		en, err := authn.NewEnrollment("Latchkey", u.Username, secret)
+		if err != nil {
+			p.serverError(w, r, err)
+			return
+		}
+		// The data: URI is generated here, not taken from input.
+		data["QR"], data["Secret"] = template.URL(en.QR), spaced(secret) //nolint:gosec
+	}
+	p.render(w, r, status, "login_setup.html", data)
 }
 
 // The secret shown during a sign-in belongs to that sign-in's flow: a
 // secret started elsewhere (by a bearer caller, say) is never shown here.
-func setupProof(f store.LoginFlow) mfa.Proof { return mfa.Proof{Via: mfa.ViaSignIn, ID: f.ID} }
+// A flow that verified a method the user's policy no longer allows carries
+// that factor: the proof for moving to an allowed one.
+func setupProof(f store.LoginFlow) mfa.Proof {
+	p := mfa.Proof{Via: mfa.ViaSignIn, ID: f.ID}
+	if f.SecondFactor != "" {
+		p.AMR, p.AuthTime = []string{"pwd", f.SecondFactor}, f.SecondFactorAt
+	}
+	return p
+}
 
 func (p *Provider) setupActor(r *http.Request, f store.LoginFlow) mfa.Actor {
 	q, _ := url.ParseQuery(f.AuthorizeQuery)
@@ -158,7 +183,7 @@ func (p *Provider) loginSetupSubmit(w http.ResponseWriter, r *http.Request) {
 		p.csrfFailed(w, r)
 		return
 	}
-	f, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
 	if !ok {
 		return
 	}
@@ -167,13 +192,27 @@ func (p *Provider) loginSetupSubmit(w http.ResponseWriter, r *http.Request) {
 	refusal, _ := mfa.AsRefusal(err)
 	switch {
 	case refusal != nil && refusal.Code == mfa.CodeInvalidCode:
-		p.renderLoginSetup(w, r, f, http.StatusUnprocessableEntity, refusal.Message)
+		p.renderLoginSetup(w, r, f, v, http.StatusUnprocessableEntity, refusal.Message)
 		return
 	case refusal != nil && refusal.Code == mfa.CodeSetupExpired:
-		p.renderLoginSetup(w, r, f, http.StatusConflict, "The setup expired; scan this new code.")
+		p.renderLoginSetup(w, r, f, v, http.StatusConflict, "The setup expired; scan this new code.")
+		return
+	case refusal != nil:
+		p.renderLoginSetup(w, r, f, v, http.StatusForbidden, refusal.Message)
 		return
 	case err != nil:
 		p.serverError(w, r, err)
+		return
+	}
+	p.setupDone(w, r, f, codes)
+}
+
+// setupDone shows a first method's recovery codes, or finishes the
+// sign-in of a user who moved to a method their policy allows (they keep
+// their codes).
+func (p *Provider) setupDone(w http.ResponseWriter, r *http.Request, f store.LoginFlow, codes []string) {
+	if codes == nil {
+		p.loginSetupFinish(w, r, f)
 		return
 	}
 	p.render(w, r, http.StatusOK, "login_codes.html", map[string]any{"Flow": f.ID, "Codes": codes})
@@ -187,10 +226,40 @@ func (p *Provider) loginSetupContinue(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cred, err := p.o.Store.GetTOTP(r.Context(), f.UserID)
-	if err != nil || cred.VerifiedAt.Before(f.PasswordAt) {
+	p.loginSetupFinish(w, r, f)
+}
+
+// loginSetupFinish completes a sign-in whose user added a method after its
+// password step; RFC 8176 amr names the new method (a key's registration
+// proves possession; "swk" claims no more than that) and the factor the
+// flow verified before, if any.
+func (p *Provider) loginSetupFinish(w http.ResponseWriter, r *http.Request, f store.LoginFlow) {
+	ms, err := p.o.MFA.Methods(r.Context(), f.UserID)
+	if err != nil {
+		p.serverError(w, r, err)
+		return
+	}
+	amr := []string{"pwd"}
+	if f.SecondFactor != "" {
+		amr = append(amr, f.SecondFactor)
+	}
+	added := false
+	for _, m := range ms {
+		if !m.Allowed || m.CreatedAt.Before(f.PasswordAt) {
+			continue
+		}
+		added = true
+		v := "otp"
+		if m.Kind == policy.MethodPasskey {
+			v = "swk"
+		}
+		if !slices.Contains(amr, v) {
+			amr = append(amr, v)
+		}
+	}
+	if !added {
 		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return
 	}
-	p.completeLogin(w, r, f, f.UserID, []string{"pwd", "otp", "mfa"}, ACRMFA)
+	p.completeLogin(w, r, f, f.UserID, append(amr, "mfa"), ACRMFA)
 }

@@ -37,6 +37,10 @@ type PolicyView struct {
 	GracePeriod        int             `json:"grace_period,omitempty"` // seconds
 	Reason             string          `json:"reason"`
 	DecidedBy          []policy.Source `json:"decided_by"`
+	// AllowedMethods are the kinds of second factor the user may use;
+	// a method of another kind must be replaced (see methods[].allowed).
+	AllowedMethods []string `json:"allowed_methods"`
+	MethodsReason  string   `json:"methods_reason"`
 }
 
 // MFAState is GET /account/mfa.
@@ -57,7 +61,8 @@ type MFAState struct {
 
 func viewPolicy(e policy.Effective) PolicyView {
 	return PolicyView{RequireMFA: e.RequireMFA, SelfServiceRemoval: e.AllowSelfServiceRemoval, StepUpMaxAge: int(e.StepUpMaxAge.Seconds()),
-		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy}
+		Reenroll: e.Reenroll, GracePeriod: int(e.GracePeriod.Seconds()), Reason: e.RemovalReason(), DecidedBy: e.AllowSelfServiceRemovalBy,
+		AllowedMethods: e.AllowedMethods, MethodsReason: e.MethodsReason()}
 }
 
 // state reads the user's 2SV state and effective policy.
@@ -137,6 +142,9 @@ func (h *Handler) problem(err error) (*Problem, error) {
 		p.Status = http.StatusNotFound
 	case mfa.CodeSelfAction, mfa.CodeInsufficientScope, mfa.CodeFirstPartyOnly:
 		p.Status = http.StatusForbidden
+	case mfa.CodeMethodNotAllowed:
+		p.Status = http.StatusForbidden
+		p.Extra = map[string]any{"allowed_methods": r.Allowed}
 	default: // not active, active, expired, already requested, already decided
 		p.Status = http.StatusConflict
 	}

@@ -93,7 +93,7 @@ func (h *Handler) renderSecurity(w http.ResponseWriter, r *http.Request, c calle
 		return
 	}
 	data := map[string]any{"MFA": st, "Reason": eff.RemovalReason(), "Error": errMsg, "Confirm": r.URL.Query().Get("confirm"), "Fresh": fresh}
-	if err := h.securityExtras(r, c, eff.StepUpMaxAge, data); err != nil {
+	if err := h.securityExtras(r, c, eff, data); err != nil {
 		h.serverError(w, r, err)
 		return
 	}

@@ -173,5 +173,9 @@ func (h *Handler) Mount(r chi.Router) {
 		r.Put(PathMFASetup, h.apiSetupVerify)
 		r.Post(PathMFAReset, h.apiResetRequest)
 		r.Post(PathMFACodes, h.apiNewCodes)
+		r.Post(PathMFAPasskeys, h.apiPasskeyBegin)
+		r.Put(PathMFAPasskey, h.apiPasskeyFinish)
+		r.Patch(PathMFAMethod, h.apiMethodRename)
+		r.Delete(PathMFAMethod, h.apiMethodRemove)
 	})
 }

@@ -17,6 +17,7 @@ type Policy struct {
 	Reenroll                string
 	GracePeriod             time.Duration
 	SetupWindow             time.Duration
+	AllowedMethods          []string // kinds of second factor; empty means all
 	Version                 int
 	IsDefault               bool
 	UpdatedAt               time.Time

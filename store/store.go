@@ -129,6 +129,11 @@ type LoginFlow struct {
 	AuthorizeQuery string
 	UserID         string // set once the password was verified
 	PasswordAt     time.Time
+	// SecondFactor (an RFC 8176 amr value) was verified at SecondFactorAt
+	// with a method the user's policy no longer allows: the flow may only
+	// go on to set up an allowed one.
+	SecondFactor   string
+	SecondFactorAt time.Time
 	CreatedAt      time.Time
 	ExpiresAt      time.Time
 }
@@ -292,6 +297,9 @@ type Sessions interface {
 	CreateFlow(ctx context.Context, f LoginFlow) error
 	GetFlow(ctx context.Context, id string) (LoginFlow, error)
 	SetFlowUser(ctx context.Context, id, userID string, at time.Time) error
+	// SetFlowSecondFactor records a second factor verified in a flow whose
+	// password step is done.
+	SetFlowSecondFactor(ctx context.Context, id, amr string, at time.Time) error
 	// ConsumeFlow deletes the flow; false if it was already gone, so a flow
 	// completes at most once.
 	ConsumeFlow(ctx context.Context, id string) (bool, error)

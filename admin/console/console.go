@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
 	"github.com/latchkey/latchkey/mfa"
+	"github.com/latchkey/latchkey/policy"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -274,12 +276,14 @@ type policyForm struct {
 	RequireMFA, AllowRemoval  bool
 	StepUpMaxAge, GracePeriod int
 	SetupWindowHours          int
+	AllowTOTP, AllowPasskey   bool
 	Errors                    map[string]string
 }
 
 func formOf(p admin.Policy) policyForm {
 	return policyForm{Name: p.Name, Description: p.Description, RequireMFA: p.RequireMFA, AllowRemoval: p.AllowSelfServiceRemoval,
-		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod, SetupWindowHours: p.SetupWindow / 3600}
+		StepUpMaxAge: p.StepUpMaxAge, GracePeriod: p.GracePeriod, SetupWindowHours: p.SetupWindow / 3600,
+		AllowTOTP: slices.Contains(p.AllowedMethods, policy.MethodTOTP), AllowPasskey: slices.Contains(p.AllowedMethods, policy.MethodPasskey)}
 }
 
 // readPolicyForm turns the form into an API body; numbers that do not
@@ -310,8 +314,18 @@ func readPolicyForm(r *http.Request) (admin.PolicyInput, policyForm) {
 	if f.GracePeriod > 0 {
 		reenroll = "grace"
 	}
+	methods := []string{}
+	for _, m := range r.PostForm["allowed_methods"] {
+		switch m {
+		case policy.MethodTOTP:
+			f.AllowTOTP = true
+		case policy.MethodPasskey:
+			f.AllowPasskey = true
+		}
+		methods = append(methods, m) // the API refuses what is not a method
+	}
 	b := admin.PolicyInput{Name: &f.Name, Description: &f.Description, RequireMFA: &f.RequireMFA, AllowSelfServiceRemoval: &f.AllowRemoval,
-		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod, SetupWindow: &window}
+		StepUpMaxAge: &f.StepUpMaxAge, Reenroll: &reenroll, GracePeriod: &f.GracePeriod, SetupWindow: &window, AllowedMethods: &methods}
 	return b, f
 }
 
@@ -353,7 +367,7 @@ func (c *console) policies(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := c.admin(w, r); !ok {
 		return
 	}
-	c.renderPolicies(w, r, http.StatusOK, policyForm{RequireMFA: true, StepUpMaxAge: 300}, "")
+	c.renderPolicies(w, r, http.StatusOK, policyForm{RequireMFA: true, StepUpMaxAge: 300, AllowTOTP: true, AllowPasskey: true}, "")
 }
 
 func (c *console) createPolicy(w http.ResponseWriter, r *http.Request) {

@@ -183,7 +183,8 @@ func TestAdminPoliciesAndGroups(t *testing.T) {
 		t.Fatalf("fresh deployment: %v", r.Body)
 	}
 	p := f.call(t, tok, "POST", "/admin/policies", map[string]any{"name": "Low risk"})
-	if p.Status != http.StatusCreated || p.Body["allow_self_service_mfa_removal"] != false || p.Body["require_mfa"] != true || p.Body["step_up_max_age"] != float64(300) {
+	if p.Status != http.StatusCreated || p.Body["allow_self_service_mfa_removal"] != false || p.Body["require_mfa"] != true || p.Body["step_up_max_age"] != float64(300) ||
+		!slices.Equal(anyStrings(p.Body["allowed_methods"]), []string{"totp", "passkey"}) {
 		t.Fatalf("new policy defaults: %d %v", p.Status, p.Body)
 	}
 	pid := p.Body["id"].(string)
@@ -221,10 +222,17 @@ func TestAdminPoliciesAndGroups(t *testing.T) {
 	if r := f.call(t, tok, "DELETE", "/admin/policies/"+pid, nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %v", r.Status, r.Body)
 	}
-	for _, typ := range []string{"policy.created", "policy.updated", "policy.assigned", "policy.unassigned", "policy.deleted", "group.created", "group.member.added"} {
+	if keys := f.call(t, tok, "PUT", "/admin/policies/policy_default", map[string]any{"version": 1, "allowed_methods": []string{"passkey"}}); keys.Status != http.StatusOK ||
+		!slices.Equal(anyStrings(keys.Body["allowed_methods"]), []string{"passkey"}) {
+		t.Fatalf("a keys-only policy: %d %v", keys.Status, keys.Body)
+	}
+	for _, typ := range []string{"policy.created", "policy.assigned", "policy.unassigned", "policy.deleted", "group.created", "group.member.added"} {
 		if auditCount(t, f.srv, typ, "") != 1 {
 			t.Errorf("want one %s audit event", typ)
 		}
+	}
+	if n := auditCount(t, f.srv, "policy.updated", ""); n != 2 {
+		t.Errorf("want two policy.updated events, got %d", n)
 	}
 }
 
@@ -258,6 +266,11 @@ func TestAdminBadInput(t *testing.T) {
 		{"POST", "/admin/policies", map[string]any{"name": "Q", "step_up_max_age": 1}, 422, "step_up_max_age"},
 		{"POST", "/admin/policies", map[string]any{"name": "Q", "reenroll": "later"}, 422, "reenroll"},
 		{"POST", "/admin/policies", map[string]any{"name": "Q", "require_mfa": "true"}, 422, "require_mfa"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "allowed_methods": []string{}}, 422, "allowed_methods"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "allowed_methods": []string{"sms"}}, 422, "allowed_methods"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "allowed_methods": []string{"passkey", "passkey"}}, 422, "allowed_methods"},
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "allowed_methods": []string{"pаsskey"}}, 422, "allowed_methods"}, // Cyrillic а
+		{"POST", "/admin/policies", map[string]any{"name": "Q", "allowed_methods": "passkey"}, 422, "allowed_methods"},
 		{"PUT", "/admin/policies/" + pid, map[string]any{"name": "Q"}, 422, "version"},
 		{"PUT", "/admin/policies/nope", map[string]any{"version": 1}, 404, ""},
 		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"http://evil.example.com/cb"}}, 422, "redirect_uris"},

@@ -539,6 +539,7 @@ func (c *cli) policiesCreate(ctx context.Context, args []string) error {
 	stepUp := fs.Duration("step-up-max-age", policy.DefaultStepUpMaxAge, "how recent the step-up must be")
 	grace := fs.Duration("grace", 0, "re-enrollment grace period (0: immediate)")
 	window := fs.Duration("setup-window", policy.DefaultSetupWindow, "how long after removing their own 2SV members may set up a new authenticator with a password alone")
+	methods := fs.String("allowed-methods", strings.Join(policy.Methods, ","), `second factors members may use: "totp", "passkey" or both ("passkey" alone requires phishing-resistant keys)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -547,6 +548,7 @@ func (c *cli) policiesCreate(ctx context.Context, args []string) error {
 	}
 	p := policy.New(authn.NewID("policy"), fs.Arg(0))
 	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.SetupWindow = *desc, *requireMFA, *allow, *stepUp, *window
+	p.AllowedMethods = policy.ParseMethods(*methods)
 	if *grace > 0 {
 		p.Reenroll, p.GracePeriod = policy.ReenrollGrace, *grace
 	}
@@ -568,7 +570,7 @@ func (c *cli) policiesList(ctx context.Context, _ []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tREQUIRE 2SV\tSELF-REMOVAL\tSTEP-UP\tRE-ENROLL\tVERSION\tGROUPS")
+	fmt.Fprintln(tw, "ID\tNAME\tREQUIRE 2SV\tSELF-REMOVAL\tMETHODS\tSTEP-UP\tRE-ENROLL\tVERSION\tGROUPS")
 	for _, p := range ps {
 		gs, err := c.st.PolicyGroups(ctx, p.ID)
 		if err != nil {
@@ -581,7 +583,8 @@ func (c *cli) policiesList(ctx context.Context, _ []string) error {
 		if p.IsDefault {
 			names = append(names, "(default)")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%d\t%s\n", p.ID, p.Name, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.Reenroll, p.Version, strings.Join(names, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%s\t%d\t%s\n", p.ID, p.Name, p.RequireMFA, p.AllowSelfServiceRemoval,
+			strings.Join(authn.PolicyFromStore(p).Methods(), ","), p.StepUpMaxAge, p.Reenroll, p.Version, strings.Join(names, ", "))
 	}
 	return tw.Flush()
 }

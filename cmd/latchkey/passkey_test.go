@@ -257,7 +257,8 @@ func TestAdminRemovesOneMethod(t *testing.T) {
 // TestPasswordAloneCannotAddTOTPBesideAKey: a user whose only method is a
 // security key; someone with their password reaches the second step but
 // cannot set up a TOTP app of their own at the sign-in setup screen (it is
-// not a first authenticator), so never gets a session.
+// not a first authenticator), so never gets a session. Her recovery codes
+// still work.
 func TestPasswordAloneCannotAddTOTPBesideAKey(t *testing.T) {
 	srv := startServer(t, testdb.SQLite(t), onLocalhost)
 	ivy := srv.createUser(t, "ivy", true)
@@ -290,6 +291,14 @@ func TestPasswordAloneCannotAddTOTPBesideAKey(t *testing.T) {
 		if c.Name == "latchkey_session" {
 			t.Fatal("a session was started")
 		}
+	}
+	// Her recovery codes work although she has no app: a lost key is
+	// what they are for.
+	b2 := newBrowser(t, srv.URL)
+	authURL, res := r.authURL()
+	p = b2.submit(b2.get(authURL), map[string]string{"username": ivy.Username, "password": ivy.Password})
+	if _, idt := r.exchange(r.callback(b2.submitForm(p, "/login/2sv", map[string]string{"code": ivy.Recovery[0]}), res)); claimsOf(t, idt).ACR != "aal2" {
+		t.Fatal("a recovery code of a key-only user")
 	}
 }
 
@@ -336,5 +345,85 @@ func TestConsoleRemovesOneMethod(t *testing.T) {
 	}
 	if n := auditCount(t, srv, "mfa.webauthn.removed", tom.ID); n != 1 {
 		t.Fatalf("removal events: %d", n)
+	}
+}
+
+// TestAccountAPIMethods: over the account JSON API with a bearer token, a
+// first-party app adds a key after a step-up made for it (spent once) and
+// removes one of several methods after another; a third-party app's
+// ordinary token gets the RFC 9470 challenge; an answer made for another
+// origin, bad bodies and the last method change nothing.
+func TestAccountAPIMethods(t *testing.T) {
+	srv := startServer(t, testdb.SQLite(t), onLocalhost)
+	kai := srv.createUser(t, "kai", true)
+	srv.policyGroup(t, "Staff", false, kai) // removing 2SV is admin-only
+	b := newBrowser(t, srv.URL)
+
+	third := newRP(t, srv, srv.accountClient(t, "widget", false))
+	third.conf.Scopes = []string{"openid", "account"}
+	plain, _ := signInTo(t, b, third, kai)
+	wantStepUpChallenge(t, "third-party begin", b.api(t, "POST", srv.URL+"/account/mfa/passkeys", nil, bearer(plain.AccessToken)))
+
+	mobile := newRP(t, srv, srv.accountClient(t, "mobile", true))
+	mobile.conf.Scopes = []string{"openid", "account"}
+	first, _ := signInTo(t, b, mobile, kai)
+	idt, _ := first.Extra("id_token").(string)
+	host, _ := url.Parse(srv.URL)
+
+	// An answer made on another origin is refused; the step-up stays.
+	tok, _ := signInTo(t, b, mobile, kai, stepUpOpts(idt, "add_method")...)
+	h := bearer(tok.AccessToken)
+	begin := b.api(t, "POST", srv.URL+"/account/mfa/passkeys", nil, h)
+	if begin.Status != 200 || begin.Body["ceremony"] == nil {
+		t.Fatalf("begin: %d %v", begin.Status, begin.Body)
+	}
+	options, _ := json.Marshal(begin.Body["options"])
+	evil := webauthntest.New(host.Hostname(), "https://login.example.net")
+	answer, _ := evil.Create(options)
+	finish := srv.URL + "/account/mfa/passkeys/" + begin.Body["ceremony"].(string)
+	if got := b.api(t, "PUT", finish, map[string]any{"credential": json.RawMessage(answer)}, h); got.Status != http.StatusBadRequest || got.state() != "passkey_failed" {
+		t.Fatalf("another origin's answer: %d %v", got.Status, got.Body)
+	}
+	for name, body := range map[string]any{
+		"credential as a string": map[string]any{"credential": "abc"},
+		"no credential":          map[string]any{"name": "x"},
+		"unknown field":          map[string]any{"credential": map[string]any{}, "admin": true},
+		"oversize":               map[string]any{"credential": map[string]any{"id": strings.Repeat("A", 20<<10)}},
+	} {
+		if got := b.api(t, "PUT", finish, body, h); got.Status < 400 || got.Status >= 500 {
+			t.Errorf("%s: %d %v", name, got.Status, got.Body)
+		}
+	}
+	if ms, _ := srv.app.store.ListWebAuthnCredentials(context.Background(), kai.ID); len(ms) != 0 {
+		t.Fatalf("a refused answer stored a key: %+v", ms)
+	}
+	key := webauthntest.New(host.Hostname(), srv.URL)
+	key.Handle = []byte(kai.ID)
+	begin = b.api(t, "POST", srv.URL+"/account/mfa/passkeys", nil, h)
+	options, _ = json.Marshal(begin.Body["options"])
+	answer, _ = key.Create(options)
+	added := b.api(t, "PUT", srv.URL+"/account/mfa/passkeys/"+begin.Body["ceremony"].(string), map[string]any{"credential": json.RawMessage(answer), "name": "Phone"}, h)
+	if added.Status != http.StatusCreated || added.Body["method"].(map[string]any)["name"] != "Phone" || added.Body["recovery_codes"] != nil {
+		t.Fatalf("add: %d %v", added.Status, added.Body)
+	}
+	wantStepUpChallenge(t, "a spent step-up", b.api(t, "POST", srv.URL+"/account/mfa/passkeys", nil, h))
+	pid := added.Body["method"].(map[string]any)["id"].(string)
+	if got := b.api(t, "PATCH", srv.URL+"/account/mfa/methods/"+pid, map[string]any{"name": "evil\u202e"}, h); got.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("a name with a bidi control: %d %v", got.Status, got.Body)
+	}
+
+	// Removing one of two needs its own step-up; the last one is refused.
+	wantStepUpChallenge(t, "third-party remove", b.api(t, "DELETE", srv.URL+"/account/mfa/methods/totp", nil, bearer(plain.AccessToken)))
+	wantStepUpChallenge(t, "remove with add's token", b.api(t, "DELETE", srv.URL+"/account/mfa/methods/totp", nil, h))
+	tok, _ = signInTo(t, b, mobile, kai, stepUpOpts(idt, "remove_method")...)
+	h = bearer(tok.AccessToken)
+	if got := b.api(t, "DELETE", srv.URL+"/account/mfa/methods/totp", nil, h); got.Status != 200 || hasTOTP(t, srv, kai) {
+		t.Fatalf("remove the app: %d %v", got.Status, got.Body)
+	}
+	if auditCount(t, srv, "mfa.totp.method_removed", kai.ID) != 1 || auditCount(t, srv, "mfa.webauthn.registered", kai.ID) != 1 {
+		t.Fatal("the API's changes must be audited")
+	}
+	if got := b.api(t, "DELETE", srv.URL+"/account/mfa/methods/"+pid, nil, h); got.Status != http.StatusConflict || got.state() != "last_method" {
+		t.Fatalf("the last method: %d %v", got.Status, got.Body)
 	}
 }

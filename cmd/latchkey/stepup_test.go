@@ -53,7 +53,7 @@ func signInTo(t *testing.T, b *browser, r *rp, u user, opts ...oauth2.AuthCodeOp
 	if strings.HasSuffix(p.URL.Path, "/login") {
 		p = b.submit(p, map[string]string{"username": u.Username, "password": u.Password})
 		r.srv.nextTOTPStep()
-		p = b.submit(p, map[string]string{"code": mustCode(u.Secret, r.srv)})
+		p = b.submitForm(p, "/login/2sv", map[string]string{"code": mustCode(u.Secret, r.srv)})
 	}
 	if strings.Contains(p.Body, `name="decision"`) {
 		first = p // the consent page

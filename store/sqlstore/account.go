@@ -13,20 +13,38 @@ import (
 
 // --- policies --------------------------------------------------------------
 
-const policyCols = `id, name, description, require_mfa, allow_self_removal, step_up_max_age_ms, reenroll, grace_period_ms, version, is_default, updated_at, setup_window_ms`
+const policyCols = `id, name, description, require_mfa, allow_self_removal, step_up_max_age_ms, reenroll, grace_period_ms, version, is_default, updated_at, setup_window_ms, allowed_methods`
 
 func scanPolicy(r Row) (store.Policy, error) {
-	var p store.Policy
-	var stepUp, grace, window int64
-	err := r.Scan(&p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp, &p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt, &window)
-	p.StepUpMaxAge, p.GracePeriod, p.SetupWindow = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond, time.Duration(window)*time.Millisecond
+	var pr policyRow
+	err := r.Scan(pr.dest()...)
+	return pr.policy(), err
+}
+
+// policyRow scans policyCols, some of which need converting.
+type policyRow struct {
+	p                     store.Policy
+	stepUp, grace, window int64
+	methods               string
+}
+
+func (r *policyRow) dest() []any {
+	p := &r.p
+	return []any{&p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &r.stepUp, &p.Reenroll, &r.grace,
+		&p.Version, &p.IsDefault, &p.UpdatedAt, &r.window, &r.methods}
+}
+
+func (r *policyRow) policy() store.Policy {
+	p := r.p
+	p.StepUpMaxAge, p.GracePeriod, p.SetupWindow = time.Duration(r.stepUp)*time.Millisecond, time.Duration(r.grace)*time.Millisecond, time.Duration(r.window)*time.Millisecond
+	p.AllowedMethods = strings.Fields(r.methods)
 	utc(&p.UpdatedAt)
-	return p, err
+	return p
 }
 
 func policyArgs(p store.Policy) []any {
 	return []any{p.ID, p.Name, p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge.Milliseconds(), p.Reenroll,
-		p.GracePeriod.Milliseconds(), p.Version, p.IsDefault, p.UpdatedAt.UTC(), p.SetupWindow.Milliseconds()}
+		p.GracePeriod.Milliseconds(), p.Version, p.IsDefault, p.UpdatedAt.UTC(), p.SetupWindow.Milliseconds(), strings.Join(p.AllowedMethods, " ")}
 }
 
 func (q queries) recordPolicyVersion(ctx context.Context, p store.Policy) error {
@@ -40,7 +58,7 @@ func (q queries) recordPolicyVersion(ctx context.Context, p store.Policy) error 
 }
 
 func (q queries) CreatePolicy(ctx context.Context, p store.Policy) error {
-	if _, err := q.c.Exec(ctx, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, policyArgs(p)...); err != nil {
+	if _, err := q.c.Exec(ctx, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, policyArgs(p)...); err != nil {
 		return fmt.Errorf("create policy %s: %w", p.Name, err)
 	}
 	return q.recordPolicyVersion(ctx, p)
@@ -51,7 +69,7 @@ func (q queries) CreatePolicy(ctx context.Context, p store.Policy) error {
 // overwrite each other.
 func (q queries) UpdatePolicy(ctx context.Context, p store.Policy) error {
 	n, err := q.c.Exec(ctx, `UPDATE policies SET name = $2, description = $3, require_mfa = $4, allow_self_removal = $5, step_up_max_age_ms = $6,
-		reenroll = $7, grace_period_ms = $8, version = $9, is_default = $10, updated_at = $11, setup_window_ms = $12 WHERE id = $1 AND version = $9 - 1`, policyArgs(p)...)
+		reenroll = $7, grace_period_ms = $8, version = $9, is_default = $10, updated_at = $11, setup_window_ms = $12, allowed_methods = $13 WHERE id = $1 AND version = $9 - 1`, policyArgs(p)...)
 	if err := affected(n, err); err != nil {
 		return fmt.Errorf("update policy %s: %w", p.ID, err)
 	}
@@ -107,12 +125,9 @@ func (q queries) UserGroupPolicies(ctx context.Context, userID string) ([]store.
 	}
 	return collect(rows, func(r Row) (store.GroupPolicy, error) {
 		var gp store.GroupPolicy
-		var stepUp, grace, window int64
-		p := &gp.Policy
-		err := r.Scan(&gp.GroupID, &gp.GroupName, &p.ID, &p.Name, &p.Description, &p.RequireMFA, &p.AllowSelfServiceRemoval, &stepUp,
-			&p.Reenroll, &grace, &p.Version, &p.IsDefault, &p.UpdatedAt, &window)
-		p.StepUpMaxAge, p.GracePeriod, p.SetupWindow = time.Duration(stepUp)*time.Millisecond, time.Duration(grace)*time.Millisecond, time.Duration(window)*time.Millisecond
-		utc(&p.UpdatedAt)
+		var pr policyRow
+		err := r.Scan(append([]any{&gp.GroupID, &gp.GroupName}, pr.dest()...)...)
+		gp.Policy = pr.policy()
 		return gp, err
 	})
 }

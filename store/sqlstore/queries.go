@@ -242,15 +242,22 @@ func (q queries) CreateFlow(ctx context.Context, f store.LoginFlow) error {
 func (q queries) GetFlow(ctx context.Context, id string) (store.LoginFlow, error) {
 	var f store.LoginFlow
 	var pw *time.Time
-	err := q.c.QueryRow(ctx, `SELECT id, binding, authorize_query, user_id, password_at, created_at, expires_at FROM login_flows WHERE id = $1`, id).
-		Scan(&f.ID, &f.Binding, &f.AuthorizeQuery, &f.UserID, &pw, &f.CreatedAt, &f.ExpiresAt)
-	f.PasswordAt = fromNull(pw)
+	var second *time.Time
+	err := q.c.QueryRow(ctx, `SELECT id, binding, authorize_query, user_id, password_at, second_factor, second_factor_at, created_at, expires_at
+		FROM login_flows WHERE id = $1`, id).
+		Scan(&f.ID, &f.Binding, &f.AuthorizeQuery, &f.UserID, &pw, &f.SecondFactor, &second, &f.CreatedAt, &f.ExpiresAt)
+	f.PasswordAt, f.SecondFactorAt = fromNull(pw), fromNull(second)
 	utc(&f.CreatedAt, &f.ExpiresAt)
 	return f, err
 }
 
 func (q queries) SetFlowUser(ctx context.Context, id, userID string, at time.Time) error {
 	n, err := q.c.Exec(ctx, `UPDATE login_flows SET user_id = $2, password_at = $3 WHERE id = $1`, id, userID, at.UTC())
+	return affected(n, err)
+}
+
+func (q queries) SetFlowSecondFactor(ctx context.Context, id, amr string, at time.Time) error {
+	n, err := q.c.Exec(ctx, `UPDATE login_flows SET second_factor = $2, second_factor_at = $3 WHERE id = $1 AND user_id <> ''`, id, amr, at.UTC())
 	return affected(n, err)
 }
 

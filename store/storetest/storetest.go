@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -443,8 +444,17 @@ func testSessionsAndFlows(t *testing.T, s store.Store) {
 	if err := s.SetFlowUser(ctx, "f1", u.ID, base.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetFlow(ctx, "f1"); got.UserID != u.ID || !got.PasswordAt.Equal(base.Add(time.Second)) {
+	if got, _ := s.GetFlow(ctx, "f1"); got.UserID != u.ID || !got.PasswordAt.Equal(base.Add(time.Second)) || got.SecondFactor != "" || !got.SecondFactorAt.IsZero() {
 		t.Fatalf("flow user: %+v", got)
+	}
+	if err := s.SetFlowSecondFactor(ctx, "f1", "otp", base.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetFlow(ctx, "f1"); got.SecondFactor != "otp" || !got.SecondFactorAt.Equal(base.Add(2*time.Second)) {
+		t.Fatalf("flow second factor: %+v", got)
+	}
+	if err := s.SetFlowSecondFactor(ctx, "nope", "otp", base); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second factor on a missing flow: %v", err)
 	}
 	if ok, err := s.ConsumeFlow(ctx, "f1"); err != nil || !ok {
 		t.Fatalf("consume: %v %v", ok, err)
@@ -806,22 +816,23 @@ func testRemovalAtomic(t *testing.T, s store.Store) {
 func testPolicies(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	d, err := s.DefaultPolicy(ctx)
-	if err != nil || !d.IsDefault || !d.RequireMFA || d.AllowSelfServiceRemoval || d.StepUpMaxAge != 5*time.Minute || d.SetupWindow != 24*time.Hour {
+	if err != nil || !d.IsDefault || !d.RequireMFA || d.AllowSelfServiceRemoval || d.StepUpMaxAge != 5*time.Minute || d.SetupWindow != 24*time.Hour ||
+		!slices.Equal(d.AllowedMethods, []string{"totp", "passkey"}) {
 		t.Fatalf("a fresh store has the default policy at SPEC defaults: %v %+v", err, d)
 	}
 	p := store.Policy{ID: "p-low", Name: "Low risk", RequireMFA: true, AllowSelfServiceRemoval: true, StepUpMaxAge: 10 * time.Minute,
-		Reenroll: "grace", GracePeriod: 24 * time.Hour, SetupWindow: 6 * time.Hour, Version: 1, UpdatedAt: base}
+		Reenroll: "grace", GracePeriod: 24 * time.Hour, SetupWindow: 6 * time.Hour, AllowedMethods: []string{"passkey"}, Version: 1, UpdatedAt: base}
 	if err := s.CreatePolicy(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreatePolicy(ctx, store.Policy{ID: "p-dup", Name: "Low risk", Version: 1, UpdatedAt: base}); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Fatalf("duplicate name: %v", err)
 	}
-	if got, err := s.GetPolicy(ctx, "p-low"); err != nil || got != p {
+	if got, err := s.GetPolicy(ctx, "p-low"); err != nil || !reflect.DeepEqual(got, p) {
 		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, p)
 	}
 	p2 := p
-	p2.AllowSelfServiceRemoval, p2.Version, p2.UpdatedAt = false, 2, base.Add(time.Hour)
+	p2.AllowSelfServiceRemoval, p2.Version, p2.UpdatedAt, p2.AllowedMethods = false, 2, base.Add(time.Hour), []string{"totp", "passkey"}
 	if err := s.UpdatePolicy(ctx, p2); err != nil {
 		t.Fatal(err)
 	}
@@ -830,7 +841,7 @@ func testPolicies(t *testing.T, s store.Store) {
 	if err := s.UpdatePolicy(ctx, stale); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("update on a stale version must fail: %v", err)
 	}
-	if v1, err := s.GetPolicyVersion(ctx, "p-low", 1); err != nil || !v1.AllowSelfServiceRemoval || v1.Version != 1 {
+	if v1, err := s.GetPolicyVersion(ctx, "p-low", 1); err != nil || !v1.AllowSelfServiceRemoval || v1.Version != 1 || !slices.Equal(v1.AllowedMethods, []string{"passkey"}) {
 		t.Fatalf("old version readable: %v %+v", err, v1)
 	}
 	u := mustUser(t, s, "policy-user")
@@ -853,7 +864,8 @@ func testPolicies(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	gps, err := s.UserGroupPolicies(ctx, u.ID)
-	if err != nil || len(gps) != 2 || gps[0].GroupName != "finance" || gps[0].Policy.ID != "p-low" || gps[0].Policy.Version != 2 || gps[1].Policy.ID != "policy_default" {
+	if err != nil || len(gps) != 2 || gps[0].GroupName != "finance" || gps[0].Policy.ID != "p-low" || gps[0].Policy.Version != 2 || gps[1].Policy.ID != "policy_default" ||
+		len(gps[0].Policy.AllowedMethods) != 2 {
 		t.Fatalf("user group policies: %v %+v", err, gps)
 	}
 	if err := s.UnassignPolicy(ctx, "g-finance"); err != nil {
