@@ -168,3 +168,64 @@ func TestBrowserPasskeys(t *testing.T) {
 		t.Errorf("setup page: %q", gone)
 	}
 }
+
+// TestBrowserPolicyMovesToAKey: a policy now allows only passkeys and
+// security keys; Ivy has only an authenticator app. In Chromium, after her
+// password the second step says what her organisation requires, her app's
+// code takes her to the setup screen, which offers a key and no app; the
+// virtual authenticator registers one, the sign-in lands in the portal,
+// and the app is gone.
+func TestBrowserPolicyMovesToAKey(t *testing.T) {
+	ctx := chromium(t)
+	srv := startServer(t, testdb.SQLite(t), onLocalhost)
+	ivy := srv.createUser(t, "ivy", true)
+	srv.keysOnly(t, ivy)
+	if err := chromedp.Run(ctx, webauthn.Enable(), chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{Protocol: webauthn.AuthenticatorProtocolCtap2,
+			Transport: webauthn.AuthenticatorTransportUsb, HasResidentKey: true, HasUserVerification: true, IsUserVerified: true,
+			AutomaticPresenceSimulation: true}).Do(ctx)
+		return err
+	})); err != nil {
+		t.Fatalf("virtual authenticator: %v", err)
+	}
+	var notice, setup, portal string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(srv.URL+"/account/security"),
+		chromedp.WaitVisible(`#username`, chromedp.ByID),
+		chromedp.SendKeys(`#username`, ivy.Username, chromedp.ByID),
+		chromedp.SendKeys(`#password`, ivy.Password, chromedp.ByID),
+		chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#code`, chromedp.ByID),
+		chromedp.Text(`main`, &notice, chromedp.ByQuery),
+		shot(t, "38-policy-requires-a-key"),
+		chromedp.ActionFunc(func(ctx context.Context) error {
+			srv.nextTOTPStep()
+			c, _ := authn.TOTPCode(ivy.Secret, srv.totpNow())
+			return chromedp.SendKeys(`#code`, c, chromedp.ByID).Do(ctx)
+		}),
+		chromedp.Click(`//form[@action="/login/2sv"]//button[@type="submit"]`),
+		chromedp.WaitVisible(`#passkey-button`, chromedp.ByID),
+		chromedp.Text(`main`, &setup, chromedp.ByQuery),
+		chromedp.SendKeys(`#passkey-name`, "Laptop", chromedp.ByID),
+		shot(t, "39-setup-offers-a-key"),
+		chromedp.Click(`#passkey-button`, chromedp.ByID),
+		chromedp.WaitVisible(`table.methods`, chromedp.ByQuery),
+		chromedp.Text(`main`, &portal, chromedp.ByQuery),
+		shot(t, "40-moved-to-a-key"),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if !strings.Contains(notice, "Only passkeys and security keys may be used") {
+		t.Errorf("the second step does not say what is required: %q", notice)
+	}
+	if !strings.Contains(setup, "Add one now") || strings.Contains(setup, "Scan this code") {
+		t.Errorf("the setup screen: %q", setup)
+	}
+	if strings.Contains(portal, "Authenticator app") || !strings.Contains(portal, "2-step verification is active") || hasTOTP(t, srv, ivy) {
+		t.Errorf("after moving to a key: %q", portal)
+	}
+	if cs, _ := srv.app.store.ListWebAuthnCredentials(context.Background(), ivy.ID); len(cs) != 1 || cs[0].Name != "Laptop" {
+		t.Errorf("stored keys: %+v", cs)
+	}
+}
