@@ -282,7 +282,23 @@ func (s *Service) CheckPasskey(ctx context.Context, u store.User, ceremonyID, bi
 	} else if n == 0 {
 		return PasskeyUse{}, ErrLocked
 	}
-	use, err := s.o.Passkeys.FinishLogin(ctx, s.o.Store, u, ceremonyID, binding, response)
+	// Taking the challenge and moving the counter commit together (one
+	// fsync fewer per sign-in); a refused answer still spends the
+	// challenge, so its transaction commits and the refusal is carried out.
+	var use PasskeyUse
+	var refused error
+	err = s.o.Store.InTx(ctx, func(q store.Queries) error {
+		var err error
+		use, err = s.o.Passkeys.FinishLogin(ctx, q, u, ceremonyID, binding, response)
+		if errors.Is(err, ErrPasskey) {
+			refused = err
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		err = refused
+	}
 	if errors.Is(err, ErrPasskey) {
 		if ferr := s.fail(ctx, n, key, ipk); ferr != nil {
 			return PasskeyUse{}, ferr
