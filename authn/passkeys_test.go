@@ -269,3 +269,30 @@ func TestPasskeyWithoutCounter(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPasskeySpendsOnRefusal: through the service, a refused answer
+// (another origin) still spends its challenge, although taking it and
+// moving the counter share a transaction: the right answer to the same
+// challenge is refused afterwards, and a new challenge works.
+func TestCheckPasskeySpendsOnRefusal(t *testing.T) {
+	ctx := context.Background()
+	f := newPasskeyFixture(t)
+	svc := authn.NewService(authn.Options{Store: f.st, Passkeys: f.pk, Now: func() time.Time { return f.now }})
+	id, opts, err := svc.BeginPasskey(ctx, f.u, "flow-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := f.key.get(t, opts)
+	f.key.Origin = "https://id.example.com.evil.test"
+	if _, err := svc.CheckPasskey(ctx, f.u, id, "flow-1", f.key.get(t, opts), "192.0.2.1"); !errors.Is(err, authn.ErrPasskey) {
+		t.Fatalf("another origin: %v", err)
+	}
+	f.key.Origin = issuer
+	if _, err := svc.CheckPasskey(ctx, f.u, id, "flow-1", good, "192.0.2.1"); !errors.Is(err, authn.ErrPasskey) {
+		t.Fatalf("a spent challenge answered: %v", err)
+	}
+	id, opts, _ = svc.BeginPasskey(ctx, f.u, "flow-1")
+	if _, err := svc.CheckPasskey(ctx, f.u, id, "flow-1", f.key.get(t, opts), "192.0.2.1"); err != nil {
+		t.Fatalf("a new challenge: %v", err)
+	}
+}
