@@ -2,15 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,112 +23,6 @@ import (
 	"github.com/latchkey/latchkey/store"
 )
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-// command is one bootstrap subcommand. args and summary are what -h
-// prints; flags says the command parses a flag set first thing, so -h can be
-// handed to it for the flag list without a store behind it.
-type command struct {
-	args    string
-	summary string
-	flags   bool
-	run     func(*cli, context.Context, []string) error
-}
-
-var commands = map[string]command{
-	"clients create":     {"[flags]", "create an OAuth client; prints its secret once", true, (*cli).clientsCreate},
-	"clients list":       {"", "list OAuth clients", false, (*cli).clientsList},
-	"clients delete":     {"CLIENT_ID", "delete a client", false, (*cli).clientsDelete},
-	"users create":       {"[flags]", "create a user (password on standard input)", true, (*cli).usersCreate},
-	"users list":         {"", "list users", false, (*cli).usersList},
-	"users set-password": {"USERNAME", "set a password (read from standard input)", false, (*cli).usersSetPassword},
-	"users add-to-group": {"USERNAME GROUP", "add a user to a group", false, (*cli).usersAddToGroup},
-	"users enroll-totp":  {"USERNAME", "enroll an authenticator app; prints the secret once", false, (*cli).usersEnrollTOTP},
-	"users remove-2sv":   {"[flags] USERNAME", "remove a user's 2SV (audited)", true, (*cli).usersRemove2SV},
-	"groups create":      {"[flags] NAME", "create a group", true, (*cli).groupsCreate},
-	"groups list":        {"", "list groups", false, (*cli).groupsList},
-	"groups admins":      {"add|remove GROUP USERNAME", "delegate a group's 2SV resets", false, (*cli).groupsAdmins},
-	"keys list":          {"", "list signing keys", false, (*cli).keysList},
-	"keys rotate":        {"", "publish a new signing key; it signs once every replica serves it", false, (*cli).keysRotate},
-	"policies create":    {"[flags] NAME", "create an authentication policy", true, (*cli).policiesCreate},
-	"policies list":      {"", "list policies", false, (*cli).policiesList},
-	"policies assign":    {"POLICY GROUP", "assign a policy to a group", false, (*cli).policiesAssign},
-	"admins add":         {"USERNAME", "grant admin (for the admin API and console)", false, (*cli).adminsAdd},
-	"admins remove":      {"USERNAME", "revoke admin", false, (*cli).adminsRemove},
-	"audit verify":       {"[flags]", "check the audit log's hashes, tree and checkpoints", true, (*cli).auditVerify},
-	"audit export":       {"[flags]", "export audit events as JSON Lines", true, (*cli).auditExport},
-	"audit checkpoint":   {"", "print the latest signed checkpoint (keep it outside the database)", false, (*cli).auditCheckpoint},
-	"audit key":          {"", "print the checkpoint verifier key", false, (*cli).auditKey},
-}
-
-// wantsHelp reports whether args ask for help anywhere before "--". It is
-// checked before anything opens the store, so "keys rotate -h" rotates
-// nothing and "serve -h" serves nothing.
-func wantsHelp(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "--":
-			return false
-		case "-h", "-help", "--help", "--h":
-			return true
-		}
-	}
-	return false
-}
-
-// printHelp describes group (and sub, when it names a command) and touches
-// nothing else.
-func printHelp(w io.Writer, group string, args []string) {
-	if len(args) > 0 {
-		if c, ok := commands[group+" "+args[0]]; ok {
-			fmt.Fprintf(w, "Usage: latchkey %s %s %s\n\n%s\n", group, args[0], c.args, c.summary)
-			if c.flags {
-				_ = c.run(&cli{errOut: w}, context.Background(), []string{"-h"})
-			}
-			return
-		}
-	}
-	fmt.Fprintf(w, "Usage: latchkey %s SUBCOMMAND [ARGS]\n\nSubcommands:\n", group)
-	var names []string
-	for name := range commands {
-		if strings.HasPrefix(name, group+" ") {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		fmt.Fprintf(w, "  %-20s %-26s %s\n", name, commands[name].args, commands[name].summary)
-	}
-}
-
-// runCLI runs the bootstrap subcommands that work without the admin API.
-func runCLI(ctx context.Context, cfg *config.Config, log *slog.Logger, group string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if wantsHelp(args) {
-		printHelp(stdout, group, args)
-		return nil
-	}
-	if len(args) == 0 {
-		printHelp(stderr, group, nil)
-		return fmt.Errorf("%s: missing subcommand", group)
-	}
-	cmd, ok := commands[group+" "+args[0]]
-	if !ok {
-		printHelp(stderr, group, nil)
-		return fmt.Errorf("unknown command %q", group+" "+args[0])
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	c := &cli{cfg: cfg, st: st, log: log, stdin: stdin, out: stdout, errOut: stderr}
-	return cmd.run(c, ctx, args[1:])
-}
-
 type cli struct {
 	cfg    *config.Config
 	st     store.Store
@@ -137,61 +30,81 @@ type cli struct {
 	stdin  io.Reader
 	out    io.Writer
 	errOut io.Writer
+	output string // "table" or "json", for list commands
 }
 
-func (c *cli) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(c.errOut)
-	return fs
+// table prints a list command's rows: aligned columns, or with --output
+// json an array of objects keyed by the headers in snake_case (lists stay
+// lists, numbers and booleans keep their types).
+func (c *cli) table(headers []string, rows [][]any) error {
+	if c.output == "json" {
+		out := make([]map[string]any, 0, len(rows))
+		for _, r := range rows {
+			m := map[string]any{}
+			for i, h := range headers {
+				m[strings.NewReplacer(" ", "_", "-", "_").Replace(strings.ToLower(h))] = r[i]
+			}
+			out = append(out, m)
+		}
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(headers, "\t"))
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for i, v := range r {
+			if l, ok := v.([]string); ok {
+				v = strings.Join(l, ", ")
+			}
+			cells[i] = fmt.Sprint(v)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
 }
 
-func (c *cli) clientsCreate(ctx context.Context, args []string) error {
-	fs := c.flags("clients create")
-	id := fs.String("id", "", "client id (default: generated)")
-	name := fs.String("name", "", "display name shown on the consent page")
-	public := fs.Bool("public", false, "public client (no secret)")
-	firstParty := fs.Bool("first-party", false, "first-party client: no consent screen")
-	noPKCE := fs.Bool("allow-no-pkce", false, "legacy confidential client that cannot send PKCE (every other client must)")
-	var redirects, logoutRedirects, grants, scopes stringList
-	fs.Var(&redirects, "redirect-uri", "allowed redirect URI, exact match (repeatable)")
-	fs.Var(&logoutRedirects, "post-logout-redirect-uri", "allowed post-logout redirect URI (repeatable)")
-	fs.Var(&grants, "grant-type", "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code + refresh_token)")
-	fs.Var(&scopes, "scope", "allowed scope (repeatable; default openid profile email offline_access)")
-	if err := fs.Parse(args); err != nil {
-		return err
+// clientOpts are the flags of clients create.
+type clientOpts struct {
+	id, name                                   string
+	public, firstParty, noPKCE                 bool
+	redirects, logoutRedirects, grants, scopes []string
+}
+
+func (c *cli) clientsCreate(ctx context.Context, o clientOpts) error {
+	if o.id == "" {
+		o.id = authn.NewID("client")
 	}
-	if *id == "" {
-		*id = authn.NewID("client")
+	if len(o.grants) == 0 {
+		o.grants = []string{"authorization_code", "refresh_token"}
 	}
-	if len(grants) == 0 {
-		grants = stringList{"authorization_code", "refresh_token"}
-	}
-	if len(scopes) == 0 {
-		scopes = stringList{"openid", "profile", "email", "offline_access"}
+	if len(o.scopes) == 0 {
+		o.scopes = []string{"openid", "profile", "email", "offline_access"}
 	}
 	var problems []string
-	for _, g := range grants {
+	for _, g := range o.grants {
 		switch g {
 		case "authorization_code", "refresh_token":
 		case "client_credentials":
-			if *public {
+			if o.public {
 				problems = append(problems, "--grant-type client_credentials needs a confidential client")
 			}
 		default:
 			problems = append(problems, fmt.Sprintf("--grant-type %q is not supported", g))
 		}
 	}
-	if *noPKCE && *public {
+	if o.noPKCE && o.public {
 		problems = append(problems, "--allow-no-pkce is for confidential clients only")
 	}
 	hasCode := false
-	for _, g := range grants {
+	for _, g := range o.grants {
 		hasCode = hasCode || g == "authorization_code"
 	}
-	if hasCode && len(redirects) == 0 {
+	if hasCode && len(o.redirects) == 0 {
 		problems = append(problems, "--redirect-uri is required for the authorization_code grant")
 	}
-	for _, u := range append(append([]string{}, redirects...), logoutRedirects...) {
+	for _, u := range append(append([]string{}, o.redirects...), o.logoutRedirects...) {
 		if err := admin.ValidRedirectURI(u, c.cfg.Mode == config.ModeDev); err != nil {
 			problems = append(problems, err.Error())
 		}
@@ -199,10 +112,10 @@ func (c *cli) clientsCreate(ctx context.Context, args []string) error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
-	cl := store.Client{ID: *id, Name: *name, Public: *public, FirstParty: *firstParty, PKCEOptional: *noPKCE, RedirectURIs: redirects,
-		PostLogoutRedirectURIs: logoutRedirects, GrantTypes: grants, ResponseTypes: []string{"code"}, Scopes: scopes, CreatedAt: time.Now().UTC()}
+	cl := store.Client{ID: o.id, Name: o.name, Public: o.public, FirstParty: o.firstParty, PKCEOptional: o.noPKCE, RedirectURIs: o.redirects,
+		PostLogoutRedirectURIs: o.logoutRedirects, GrantTypes: o.grants, ResponseTypes: []string{"code"}, Scopes: o.scopes, CreatedAt: time.Now().UTC()}
 	var secret string
-	if !*public {
+	if !o.public {
 		secret, cl.SecretHash = authn.NewClientSecret()
 	}
 	if err := c.audited(ctx, audit.Event{Type: audit.ClientCreated, Details: map[string]any{"client_id": cl.ID, "name": cl.Name}},
@@ -221,8 +134,7 @@ func (c *cli) clientsList(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tFIRST-PARTY\tPKCE\tGRANTS\tREDIRECT URIS")
+	var rows [][]any
 	for _, cl := range cs {
 		typ := "confidential"
 		if cl.Public {
@@ -232,15 +144,12 @@ func (c *cli) clientsList(ctx context.Context, _ []string) error {
 		if cl.PKCEOptional {
 			pkce = "optional"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", cl.ID, cl.Name, typ, cl.FirstParty, pkce, strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "))
+		rows = append(rows, []any{cl.ID, cl.Name, typ, cl.FirstParty, pkce, cl.GrantTypes, cl.RedirectURIs})
 	}
-	return tw.Flush()
+	return c.table([]string{"ID", "NAME", "TYPE", "FIRST-PARTY", "PKCE", "GRANTS", "REDIRECT URIS"}, rows)
 }
 
 func (c *cli) clientsDelete(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: clients delete CLIENT_ID")
-	}
 	if err := c.audited(ctx, audit.Event{Type: audit.ClientDeleted, Details: map[string]any{"client_id": args[0]}},
 		func(q store.Queries) error { return q.DeleteClient(ctx, args[0]) }); err != nil {
 		return fmt.Errorf("delete client %s: %w", args[0], err)
@@ -249,46 +158,53 @@ func (c *cli) clientsDelete(ctx context.Context, args []string) error {
 	return nil
 }
 
-// readPassword reads one line from stdin, so passwords stay out of shell
-// history and process listings.
-func (c *cli) readPassword() (string, error) {
-	line, err := bufio.NewReader(c.stdin).ReadString('\n')
+// readPassword reads the password: the first line of file, or of standard
+// input when file is empty. Never a flag: flags end up in shell history
+// and process listings.
+func (c *cli) readPassword(file string) (string, error) {
+	in := c.stdin
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		in = f
+	} else {
+		fmt.Fprintln(c.errOut, "reading the password from standard input")
+	}
+	line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	if len(pw) < 8 {
-		return "", errors.New("password (from standard input) must be at least 8 characters")
+		return "", errors.New("the password must be at least 8 characters")
 	}
 	if len(pw) > 1024 {
-		return "", errors.New("password must be at most 1024 characters")
+		return "", errors.New("the password must be at most 1024 characters")
 	}
 	return pw, nil
 }
 
-func (c *cli) usersCreate(ctx context.Context, args []string) error {
-	fs := c.flags("users create")
-	username := fs.String("username", "", "username (unique, case-insensitive)")
-	email := fs.String("email", "", "email address")
-	name := fs.String("name", "", "display name")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	normalised, err := authn.Username(*username)
+// userOpts are the flags of users create.
+type userOpts struct{ username, email, name, passwordFile string }
+
+func (c *cli) usersCreate(ctx context.Context, o userOpts) error {
+	username, err := authn.Username(o.username)
 	if err != nil {
 		return fmt.Errorf("--username: %w", err)
 	}
-	*username = normalised
-	if *name, err = authn.DisplayText(*name, 200); err != nil {
+	name, err := authn.DisplayText(o.name, 200)
+	if err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	fmt.Fprintln(c.errOut, "reading the password from standard input")
-	pw, err := c.readPassword()
+	pw, err := c.readPassword(o.passwordFile)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
-	u := store.User{ID: authn.NewID("user"), Username: *username, Email: *email, DisplayName: *name,
+	u := store.User{ID: authn.NewID("user"), Username: username, Email: o.email, DisplayName: name,
 		PasswordHash: authn.NewPasswordHasher(authn.DefaultArgon2, 0).Hash(pw), CreatedAt: now, UpdatedAt: now}
 	if err := c.audited(ctx, audit.Event{Type: audit.UserCreated, SubjectID: u.ID, Details: map[string]any{"username": u.Username}},
 		func(q store.Queries) error { return q.CreateUser(ctx, u) }); err != nil {
@@ -299,8 +215,7 @@ func (c *cli) usersCreate(ctx context.Context, args []string) error {
 }
 
 func (c *cli) usersList(ctx context.Context, _ []string) error {
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tNAME\tDISABLED")
+	var rows [][]any
 	after := ""
 	for {
 		us, err := c.st.ListUsers(ctx, after, 500)
@@ -308,25 +223,22 @@ func (c *cli) usersList(ctx context.Context, _ []string) error {
 			return err
 		}
 		for _, u := range us {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", u.ID, u.Username, u.Email, u.DisplayName, u.Disabled)
+			rows = append(rows, []any{u.ID, u.Username, u.Email, u.DisplayName, u.Disabled})
 		}
 		if len(us) < 500 {
 			break
 		}
 		after = us[len(us)-1].Username
 	}
-	return tw.Flush()
+	return c.table([]string{"ID", "USERNAME", "EMAIL", "NAME", "DISABLED"}, rows)
 }
 
-func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: users set-password USERNAME  (password on standard input)")
-	}
-	u, err := c.st.GetUserByUsername(ctx, args[0])
+func (c *cli) usersSetPassword(ctx context.Context, username, passwordFile string) error {
+	u, err := c.st.GetUserByUsername(ctx, username)
 	if err != nil {
-		return fmt.Errorf("user %s: %w", args[0], err)
+		return fmt.Errorf("user %s: %w", username, err)
 	}
-	pw, err := c.readPassword()
+	pw, err := c.readPassword(passwordFile)
 	if err != nil {
 		return err
 	}
@@ -353,9 +265,6 @@ func (c *cli) usersSetPassword(ctx context.Context, args []string) error {
 }
 
 func (c *cli) usersAddToGroup(ctx context.Context, args []string) error {
-	if len(args) != 2 {
-		return errors.New("usage: users add-to-group USERNAME GROUP")
-	}
 	u, err := c.st.GetUserByUsername(ctx, args[0])
 	if err != nil {
 		return fmt.Errorf("user %s: %w", args[0], err)
@@ -375,9 +284,6 @@ func (c *cli) usersAddToGroup(ctx context.Context, args []string) error {
 // usersEnrollTOTP gives a user an authenticator from the command line, for
 // bootstrap; people normally enroll at the account portal.
 func (c *cli) usersEnrollTOTP(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: users enroll-totp USERNAME")
-	}
 	u, err := c.st.GetUserByUsername(ctx, args[0])
 	if err != nil {
 		return fmt.Errorf("user %s: %w", args[0], err)
@@ -416,44 +322,28 @@ func (c *cli) lifecycle() (*mfa.Service, error) {
 // usersRemove2SV removes a user's 2SV as the operator (for example when no
 // admin can sign in), through the same lifecycle service and audit event
 // as the admin API.
-func (c *cli) usersRemove2SV(ctx context.Context, args []string) error {
-	fs := c.flags("users remove-2sv")
-	reason := fs.String("reason", "", "why (recorded in the audit event)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: users remove-2sv [-reason TEXT] USERNAME")
-	}
-	u, err := c.st.GetUserByUsername(ctx, fs.Arg(0))
+func (c *cli) usersRemove2SV(ctx context.Context, username, reason string) error {
+	u, err := c.st.GetUserByUsername(ctx, username)
 	if err != nil {
-		return fmt.Errorf("user %s: %w", fs.Arg(0), err)
+		return fmt.Errorf("user %s: %w", username, err)
 	}
 	svc, err := c.lifecycle()
 	if err != nil {
 		return err
 	}
-	if err := svc.RemoveByAdmin(ctx, operator, mfa.Proof{Via: mfa.ViaOperator}, u.ID, *reason); err != nil {
+	if err := svc.RemoveByAdmin(ctx, operator, mfa.Proof{Via: mfa.ViaOperator}, u.ID, reason); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "two-step verification removed for %s; their sessions and tokens were revoked\n", u.Username)
 	return nil
 }
 
-func (c *cli) groupsCreate(ctx context.Context, args []string) error {
-	fs := c.flags("groups create")
-	desc := fs.String("description", "", "description")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (c *cli) groupsCreate(ctx context.Context, name, desc string) error {
+	name, err := authn.DisplayText(name, 100)
+	if err != nil || name == "" {
+		return fmt.Errorf("group name: %w", cmp.Or(err, errors.New("required")))
 	}
-	if fs.NArg() != 1 || strings.TrimSpace(fs.Arg(0)) == "" {
-		return errors.New("usage: groups create [-description TEXT] NAME")
-	}
-	name, err := authn.DisplayText(fs.Arg(0), 100)
-	if err != nil {
-		return fmt.Errorf("group name: %w", err)
-	}
-	g := store.Group{ID: authn.NewID("group"), Name: name, Description: *desc, CreatedAt: time.Now().UTC()}
+	g := store.Group{ID: authn.NewID("group"), Name: name, Description: desc, CreatedAt: time.Now().UTC()}
 	if err := c.audited(ctx, audit.Event{Type: audit.GroupCreated, Details: map[string]any{"group_id": g.ID, "name": g.Name}},
 		func(q store.Queries) error { return q.CreateGroup(ctx, g) }); err != nil {
 		return err
@@ -467,12 +357,11 @@ func (c *cli) groupsList(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tDESCRIPTION")
+	var rows [][]any
 	for _, g := range gs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.ID, g.Name, g.Description)
+		rows = append(rows, []any{g.ID, g.Name, g.Description})
 	}
-	return tw.Flush()
+	return c.table([]string{"ID", "NAME", "DESCRIPTION"}, rows)
 }
 
 func (c *cli) keysList(ctx context.Context, _ []string) error {
@@ -484,8 +373,7 @@ func (c *cli) keysList(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tALG\tCREATED\tSIGNS FROM\tPUBLISHED UNTIL\tSTATE")
+	var rows [][]any
 	stamp := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -493,9 +381,9 @@ func (c *cli) keysList(ctx context.Context, _ []string) error {
 		return t.Format(time.RFC3339)
 	}
 	for _, k := range ks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, stamp(k.CreatedAt), stamp(k.NotBefore), stamp(k.NotAfter), k.State)
+		rows = append(rows, []any{k.ID, k.Algorithm, stamp(k.CreatedAt), stamp(k.NotBefore), stamp(k.NotAfter), k.State})
 	}
-	return tw.Flush()
+	return c.table([]string{"KID", "ALG", "CREATED", "SIGNS FROM", "PUBLISHED UNTIL", "STATE"}, rows)
 }
 
 func (c *cli) keysRotate(ctx context.Context, _ []string) error {
@@ -531,26 +419,19 @@ func (c *cli) audited(ctx context.Context, e audit.Event, fn func(q store.Querie
 	})
 }
 
-func (c *cli) policiesCreate(ctx context.Context, args []string) error {
-	fs := c.flags("policies create")
-	desc := fs.String("description", "", "description")
-	requireMFA := fs.Bool("require-mfa", true, "members must have 2SV")
-	allow := fs.Bool("allow-self-removal", false, "members may remove their own 2SV after a step-up")
-	stepUp := fs.Duration("step-up-max-age", policy.DefaultStepUpMaxAge, "how recent the step-up must be")
-	grace := fs.Duration("grace", 0, "re-enrollment grace period (0: immediate)")
-	window := fs.Duration("setup-window", policy.DefaultSetupWindow, "how long after removing their own 2SV members may set up a new authenticator with a password alone")
-	methods := fs.String("allowed-methods", strings.Join(policy.Methods, ","), `second factors members may use: "totp", "passkey" or both ("passkey" alone requires phishing-resistant keys)`)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: policies create [flags] NAME")
-	}
-	p := policy.New(authn.NewID("policy"), fs.Arg(0))
-	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.SetupWindow = *desc, *requireMFA, *allow, *stepUp, *window
-	p.AllowedMethods = policy.ParseMethods(*methods)
-	if *grace > 0 {
-		p.Reenroll, p.GracePeriod = policy.ReenrollGrace, *grace
+// policyOpts are the flags of policies create.
+type policyOpts struct {
+	desc, methods              string
+	requireMFA, allow          bool
+	stepUp, grace, setupWindow time.Duration
+}
+
+func (c *cli) policiesCreate(ctx context.Context, name string, o policyOpts) error {
+	p := policy.New(authn.NewID("policy"), name)
+	p.Description, p.RequireMFA, p.AllowSelfServiceRemoval, p.StepUpMaxAge, p.SetupWindow = o.desc, o.requireMFA, o.allow, o.stepUp, o.setupWindow
+	p.AllowedMethods = policy.ParseMethods(o.methods)
+	if o.grace > 0 {
+		p.Reenroll, p.GracePeriod = policy.ReenrollGrace, o.grace
 	}
 	p.UpdatedAt = time.Now().UTC()
 	if err := p.Validate(); err != nil {
@@ -569,8 +450,7 @@ func (c *cli) policiesList(ctx context.Context, _ []string) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tREQUIRE 2SV\tSELF-REMOVAL\tMETHODS\tSTEP-UP\tRE-ENROLL\tVERSION\tGROUPS")
+	var rows [][]any
 	for _, p := range ps {
 		gs, err := c.st.PolicyGroups(ctx, p.ID)
 		if err != nil {
@@ -583,16 +463,13 @@ func (c *cli) policiesList(ctx context.Context, _ []string) error {
 		if p.IsDefault {
 			names = append(names, "(default)")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%s\t%d\t%s\n", p.ID, p.Name, p.RequireMFA, p.AllowSelfServiceRemoval,
-			strings.Join(authn.PolicyFromStore(p).Methods(), ","), p.StepUpMaxAge, p.Reenroll, p.Version, strings.Join(names, ", "))
+		rows = append(rows, []any{p.ID, p.Name, p.RequireMFA, p.AllowSelfServiceRemoval, authn.PolicyFromStore(p).Methods(),
+			p.StepUpMaxAge.String(), p.Reenroll, p.Version, names})
 	}
-	return tw.Flush()
+	return c.table([]string{"ID", "NAME", "REQUIRE 2SV", "SELF-REMOVAL", "METHODS", "STEP-UP", "RE-ENROLL", "VERSION", "GROUPS"}, rows)
 }
 
 func (c *cli) policiesAssign(ctx context.Context, args []string) error {
-	if len(args) != 2 {
-		return errors.New("usage: policies assign POLICY_NAME_OR_ID GROUP")
-	}
 	g, err := c.st.GetGroupByName(ctx, args[1])
 	if err != nil {
 		return fmt.Errorf("group %s: %w", args[1], err)
@@ -617,9 +494,6 @@ func (c *cli) policiesAssign(ctx context.Context, args []string) error {
 // adminsAdd makes a user an admin, so a deployment has someone who can
 // sign in to the admin API before any admin exists.
 func (c *cli) adminsAdd(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: admins add USERNAME")
-	}
 	u, err := c.st.GetUserByUsername(ctx, args[0])
 	if err != nil {
 		return fmt.Errorf("user %s: %w", args[0], err)
@@ -633,9 +507,6 @@ func (c *cli) adminsAdd(ctx context.Context, args []string) error {
 }
 
 func (c *cli) adminsRemove(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: admins remove USERNAME")
-	}
 	u, err := c.st.GetUserByUsername(ctx, args[0])
 	if err != nil {
 		return fmt.Errorf("user %s: %w", args[0], err)
@@ -654,9 +525,6 @@ func (c *cli) adminsRemove(ctx context.Context, args []string) error {
 // groupsAdmins makes a user an admin contact of a group (a delegated
 // admin of its members) or takes that away.
 func (c *cli) groupsAdmins(ctx context.Context, args []string) error {
-	if len(args) != 3 || (args[0] != "add" && args[0] != "remove") {
-		return errors.New("usage: groups admins add|remove GROUP USERNAME")
-	}
 	g, err := c.st.GetGroupByName(ctx, args[1])
 	if err != nil {
 		return fmt.Errorf("group %s: %w", args[1], err)
@@ -679,16 +547,11 @@ func (c *cli) groupsAdmins(ctx context.Context, args []string) error {
 // errChainBroken makes `audit verify` exit non-zero.
 var errChainBroken = errors.New("audit chain is broken")
 
-func (c *cli) auditVerify(ctx context.Context, args []string) error {
-	fs := c.flags("audit verify")
-	anchorFile := fs.String("anchor", "", "FILE holding a checkpoint kept outside the database (from latchkey audit checkpoint); prove the log still extends it")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+func (c *cli) auditVerify(ctx context.Context, anchorFile string) error {
 	var anchor []byte
-	if *anchorFile != "" {
+	if anchorFile != "" {
 		var err error
-		if anchor, err = os.ReadFile(*anchorFile); err != nil {
+		if anchor, err = os.ReadFile(anchorFile); err != nil {
 			return err
 		}
 	}
@@ -765,18 +628,12 @@ func (c *cli) auditKey(context.Context, []string) error {
 }
 
 // auditExport writes the audit log as JSON Lines to standard output.
-func (c *cli) auditExport(ctx context.Context, args []string) error {
-	fs := c.flags("audit export")
-	since := fs.String("since", "", "only events at or after this RFC 3339 time")
-	typ := fs.String("type", "", "only events whose type starts with this")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	f := store.AuditFilter{TypePrefix: *typ, Limit: 1000}
-	if *since != "" {
-		t, err := time.Parse(time.RFC3339, *since)
+func (c *cli) auditExport(ctx context.Context, since, typ string) error {
+	f := store.AuditFilter{TypePrefix: typ, Limit: 1000}
+	if since != "" {
+		t, err := time.Parse(time.RFC3339, since)
 		if err != nil {
-			return fmt.Errorf("-since: %w", err)
+			return fmt.Errorf("--since: %w", err)
 		}
 		f.Since = t
 	}

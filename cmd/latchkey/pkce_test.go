@@ -69,10 +69,10 @@ func TestCLIPKCEOptOut(t *testing.T) {
 	if out, err := cli("migrate"); err != nil {
 		t.Fatal(err, out)
 	}
-	if out, err := cli("clients", "create", "-name", "Legacy", "-redirect-uri", "https://legacy.example.com/cb", "-allow-no-pkce"); err != nil {
+	if out, err := cli("clients", "create", "--name", "Legacy", "--redirect-uri", "https://legacy.example.com/cb", "--allow-no-pkce"); err != nil {
 		t.Fatal(err, out)
 	}
-	if _, err := cli("clients", "create", "-name", "SPA", "-public", "-redirect-uri", "https://spa.example.com/cb", "-allow-no-pkce"); err == nil {
+	if _, err := cli("clients", "create", "--name", "SPA", "--public", "--redirect-uri", "https://spa.example.com/cb", "--allow-no-pkce"); err == nil {
 		t.Fatal("a public client was registered without PKCE")
 	}
 	out, err := cli("clients", "list")

@@ -549,7 +549,7 @@ func TestEveryPathAuditsRemovalAlike(t *testing.T) {
 	// CLI.
 	var out bytes.Buffer
 	c := &cli{cfg: srv.app.cfg, st: st, log: srv.app.log, out: &out, errOut: &out}
-	if err := c.usersRemove2SV(ctx, []string{"-reason", "lost phone", users["cli"].Username}); err != nil {
+	if err := c.usersRemove2SV(ctx, users["cli"].Username, "lost phone"); err != nil {
 		t.Fatalf("cli: %v %s", err, out.String())
 	}
 
