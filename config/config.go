@@ -13,6 +13,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -41,6 +42,7 @@ type Config struct {
 	Mode          Mode          `yaml:"mode"`
 	Issuer        string        `yaml:"issuer"`
 	Listen        string        `yaml:"listen"`
+	HTTP          HTTP          `yaml:"http"`
 	Database      Database      `yaml:"database"`
 	Secrets       Secrets       `yaml:"secrets"`
 	Keys          Keys          `yaml:"keys"`
@@ -54,6 +56,34 @@ type Config struct {
 	Support       Support       `yaml:"support"`
 	MFA           MFA           `yaml:"mfa"`
 	Log           Log           `yaml:"log"`
+}
+
+// HTTP configures what Latchkey believes about its network.
+type HTTP struct {
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// Forwarded / X-Forwarded-For headers name the client. Empty: the TCP
+	// peer is the client, whatever headers say.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedPrefixes parses TrustedProxies (Validate has checked them).
+func (h HTTP) TrustedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range h.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix reads "10.0.0.0/8" or a single address ("10.0.0.7").
+func parsePrefix(s string) (netip.Prefix, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	return p.Masked(), err
 }
 
 // MFA bounds how long a password alone reaches the setup screen after
@@ -356,6 +386,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		add("listen: must be set, e.g. 127.0.0.1:8080")
+	}
+	for _, s := range c.HTTP.TrustedProxies {
+		if p, err := parsePrefix(s); err != nil || (p.Bits() == 0 && c.Mode == ModeProduction) {
+			add("http.trusted_proxies: %q must be an address or CIDR of your proxies (not everything)", s)
+		}
 	}
 	switch c.Database.Driver {
 	case "sqlite":

@@ -56,12 +56,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"LATCHKEY_KEYS_ALGORITHM=HS256",
 		"LATCHKEY_TOKENS_AUTHORIZE_CODE_LIFESPAN=1h",
 		"LATCHKEY_LOCKOUT_IP_THRESHOLD=500",
+		"LATCHKEY_HTTP_TRUSTED_PROXIES=10.0.0.0/8,0.0.0.0/0,proxy.internal",
 	})
 	var ce *Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("want *config.Error, got %v", err)
 	}
-	for _, field := range []string{"issuer", "secrets.system", "secrets.encryption_keys", "keys.algorithm", "tokens.authorize_code_lifespan", "lockout.ip_threshold"} {
+	for _, field := range []string{"issuer", "secrets.system", "secrets.encryption_keys", "keys.algorithm", "tokens.authorize_code_lifespan", "lockout.ip_threshold", "http.trusted_proxies"} {
 		found := false
 		for _, p := range ce.Problems {
 			if strings.HasPrefix(p, field+":") {
@@ -71,5 +72,16 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		if !found {
 			t.Errorf("no problem reported for %s in %q", field, ce.Problems)
 		}
+	}
+}
+
+func TestTrustedProxiesParse(t *testing.T) {
+	c, err := Load("", []string{"LATCHKEY_HTTP_TRUSTED_PROXIES=10.0.0.0/8, 192.0.2.7 ,2001:db8::/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.HTTP.TrustedPrefixes()
+	if len(got) != 3 || got[1].String() != "192.0.2.7/32" || got[2].Bits() != 32 {
+		t.Fatalf("prefixes: %v", got)
 	}
 }

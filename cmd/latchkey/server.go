@@ -187,7 +187,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	r := chi.NewRouter()
-	r.Use(httpx.WithRequestID, httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, httpx.NewMetrics(bo.Registry)), httpx.RejectBadText)
+	r.Use(httpx.WithRequestID, httpx.TrustedProxies(cfg.HTTP.TrustedPrefixes()), httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, httpx.NewMetrics(bo.Registry)), httpx.RejectBadText)
 	if secure {
 		r.Use(httpx.HSTS)
 	}

@@ -206,10 +206,13 @@ func Observe(log *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	}
 }
 
-// ClientIP is the peer address without port. Latchkey does not trust
-// X-Forwarded-For: a proxy deployment should terminate in front and set the
-// real address with its own middleware.
+// ClientIP is the client's address without port: the TCP peer, or what a
+// trusted proxy said (TrustedProxies). Lockout, rate limits and audit
+// records all take it from here.
 func ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
