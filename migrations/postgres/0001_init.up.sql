@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 CREATE TABLE users (
     id            text PRIMARY KEY,
     username      text NOT NULL,
@@ -139,3 +141,4 @@ CREATE TABLE login_attempts (
     last_failure timestamptz NOT NULL,
     locked_until timestamptz
 );
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- Authentication policies (SPEC §4). Durations in milliseconds.
 CREATE TABLE policies (
     id                  text PRIMARY KEY,
@@ -112,3 +114,4 @@ INSERT INTO policies (id, name, description, require_mfa, allow_self_removal, st
 VALUES ('policy_default', 'Default', 'Applies to users whose groups carry no policy.', TRUE, FALSE, 300000, 'immediate', 0, 1, TRUE, now());
 INSERT INTO policy_versions (policy_id, version, settings, created_at)
 VALUES ('policy_default', 1, '{"ID":"policy_default","Name":"Default","RequireMFA":true,"AllowSelfServiceRemoval":false,"StepUpMaxAge":300000000000,"Reenroll":"immediate","GracePeriod":0,"Version":1,"IsDefault":true}', now());
+-- +goose StatementEnd

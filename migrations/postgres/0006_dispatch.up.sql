@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- How far each background dispatcher (webhook, email) has read the audit
 -- log. Delivery reads events after last_id, in order, and advances the
 -- cursor only after the receiver accepted them: nothing is lost while a
@@ -12,3 +14,4 @@ CREATE TABLE dispatch_cursors (
     -- not deliver the same events at once; no lock is held during delivery.
     lease_until timestamptz
 );
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- A rotated refresh token may be presented once more until grace_until, so
 -- a client whose rotation response was lost keeps its grant. NULL: no grace
 -- (never rotated, grace used, or revoked).
@@ -11,3 +13,4 @@ ALTER TABLE signing_keys ADD COLUMN not_before timestamptz;
 -- PKCE is required of every client using the authorization code; a legacy
 -- confidential client can be allowed to go without.
 ALTER TABLE clients ADD COLUMN pkce_optional boolean NOT NULL DEFAULT FALSE;
+-- +goose StatementEnd

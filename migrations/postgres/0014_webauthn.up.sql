@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- Passkeys and security keys (WebAuthn). A user may hold several, besides a
 -- TOTP app. data is the WebAuthn library's credential record (public key,
 -- flags, transports, attestation): nothing in it is secret.
@@ -23,3 +25,4 @@ CREATE TABLE webauthn_ceremonies (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX webauthn_ceremonies_expires ON webauthn_ceremonies(expires_at);
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- Times are stored as Unix microseconds (UTC); the store converts them.
 CREATE TABLE users (
     id            text PRIMARY KEY,
@@ -140,3 +142,4 @@ CREATE TABLE login_attempts (
     last_failure INTEGER NOT NULL,
     locked_until INTEGER
 );
+-- +goose StatementEnd

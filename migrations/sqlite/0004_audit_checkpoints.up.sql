@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- When old audit events are pruned, the hash of the last pruned event is
 -- kept here, so the remaining chain still verifies from that point.
 CREATE TABLE audit_checkpoints (
@@ -6,3 +8,4 @@ CREATE TABLE audit_checkpoints (
     hash       text NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- Single-use password reset links created by admins. Only the SHA-256 of
 -- the link's token is stored.
 CREATE TABLE password_resets (
@@ -9,3 +11,4 @@ CREATE TABLE password_resets (
     used_at    INTEGER
 );
 CREATE INDEX password_resets_user ON password_resets(user_id);
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- Step-ups are single-use: a proof (a portal session's step-up, or the
 -- grant behind a bearer token minted by an interactive re-authentication
 -- for an action) is recorded here in the transaction of the change it
@@ -25,3 +27,4 @@ CREATE TABLE pending_actions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX pending_actions_expires ON pending_actions(expires_at);
+-- +goose StatementEnd

@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- The audit log as a verifiable log (RFC 6962): a sealer gives each event
 -- its position in a Merkle tree, keeps every complete subtree's hash (for
 -- inclusion and consistency proofs), and signs a checkpoint per batch.
@@ -19,3 +21,4 @@ CREATE TABLE audit_heads (
     note       text NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- +goose StatementEnd

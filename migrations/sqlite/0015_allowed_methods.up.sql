@@ -1,3 +1,5 @@
+-- +goose Up
+-- +goose StatementBegin
 -- The kinds of second factor a policy allows ("totp", "passkey"),
 -- separated by spaces; existing policies allow every kind.
 ALTER TABLE policies ADD COLUMN allowed_methods text NOT NULL DEFAULT 'totp passkey';
@@ -7,3 +9,4 @@ ALTER TABLE policies ADD COLUMN allowed_methods text NOT NULL DEFAULT 'totp pass
 -- second factor (its RFC 8176 amr value) and when.
 ALTER TABLE login_flows ADD COLUMN second_factor text NOT NULL DEFAULT '';
 ALTER TABLE login_flows ADD COLUMN second_factor_at INTEGER;
+-- +goose StatementEnd

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/latchkey/latchkey/migrations"
 	"github.com/latchkey/latchkey/store"
@@ -45,7 +46,10 @@ func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping: %w", err)
 	}
-	if _, err := migrations.Apply(ctx, "postgres", runner{pool}); err != nil {
+	sdb := stdlib.OpenDBFromPool(pool) // goose speaks database/sql; closing it leaves the pool open
+	_, err = migrations.Up(ctx, "postgres", sdb)
+	sdb.Close()
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -177,49 +181,4 @@ func (t txConn) Rollback(ctx context.Context) error {
 		return sqlstore.ErrTxDone
 	}
 	return err
-}
-
-// runner applies migrations on one dedicated connection holding a
-// session-level advisory lock, so concurrent replicas migrate once.
-type runner struct{ pool *pgxpool.Pool }
-
-const migrationLock = 730194601 // arbitrary and fixed: the "latchkey migrations" lock
-
-func (r runner) Locked(ctx context.Context, fn func(context.Context) error) error {
-	c, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Release()
-	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
-		return err
-	}
-	defer c.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLock) //nolint:errcheck // the session ends anyway on failure
-	return fn(ctx)
-}
-
-func (r runner) Applied(ctx context.Context) (map[int]string, error) {
-	if _, err := r.pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, err
-	}
-	rs, err := r.pool.Query(ctx, `SELECT version, checksum FROM schema_migrations`)
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]string{}
-	var v int
-	var sum string
-	_, err = pgx.ForEachRow(rs, []any{&v, &sum}, func() error { out[v] = sum; return nil })
-	return out, err
-}
-
-func (r runner) Apply(ctx context.Context, m migrations.Migration) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, m.SQL); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)`, m.Version, m.Name, m.Checksum)
-		return err
-	})
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"io/fs"
 	"testing"
 
 	"github.com/latchkey/latchkey/internal/testdb"
@@ -25,8 +26,8 @@ func TestMigrateTwiceIsIdempotent(t *testing.T) {
 		}
 		s.Close()
 	}
-	all, _ := migrations.Load("postgres")
-	if len(all) == 0 {
+	fsys, _ := migrations.Files("postgres")
+	if all, _ := fs.Glob(fsys, "*.sql"); len(all) == 0 {
 		t.Fatal("no migrations embedded")
 	}
 }

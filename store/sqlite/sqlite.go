@@ -46,7 +46,7 @@ func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
 	}
 	d := &db{sdb: sdb}
-	if _, err := migrations.Apply(ctx, "sqlite", runner{d}); err != nil {
+	if _, err := migrations.Up(ctx, "sqlite", sdb); err != nil {
 		sdb.Close()
 		return nil, err
 	}
@@ -235,53 +235,3 @@ func (t txConn) Rollback(context.Context) error { return mapErr(t.tx.Rollback())
 
 // runner applies migrations; BEGIN IMMEDIATE already excludes other writers,
 // and each migration runs in its own transaction with its bookkeeping row.
-type runner struct{ d *db }
-
-func (r runner) Locked(ctx context.Context, fn func(context.Context) error) error { return fn(ctx) }
-
-func (r runner) Applied(ctx context.Context) (map[int]string, error) {
-	if _, err := r.d.sdb.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
-		return nil, err
-	}
-	rs, err := r.d.sdb.QueryContext(ctx, `SELECT version, checksum FROM schema_migrations`)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	out := map[int]string{}
-	for rs.Next() {
-		var v int
-		var sum string
-		if err := rs.Scan(&v, &sum); err != nil {
-			return nil, err
-		}
-		out[v] = sum
-	}
-	return out, rs.Err()
-}
-
-func (r runner) Apply(ctx context.Context, m migrations.Migration) error {
-	tx, err := r.d.sdb.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // no-op after commit
-	// A second migrator may have applied it while this one waited for the
-	// write lock.
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return tx.Commit()
-	}
-	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)`,
-		m.Version, m.Name, m.Checksum, time.Now().UnixMicro()); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
