@@ -16,6 +16,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null || echo "test.sh: could not install chromium" >&2
 fi
 
+# The packaging test verifies the systemd unit with systemd-analyze.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "test.sh: installing systemd (for systemd-analyze) for the packaging test" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq systemd >/dev/null || echo "test.sh: could not install systemd" >&2
+fi
+
 # -p 2: the machines have two cores; the PostgreSQL-backed packages share one server.
 # Screenshots of the main pages land in artifacts/screenshots/.
 # -race: concurrency is part of the contract (one winner per code, one chain).
