@@ -325,6 +325,18 @@ func (u PasskeyUse) AMR() []string {
 	return amr
 }
 
+// DevTOTPSecret opens the user's TOTP secret. Only the dev-mode banner
+// calls it (to show the demo user's secret again on a restart); nothing in
+// production mode ever reads a secret back out.
+func (s *Service) DevTOTPSecret(ctx context.Context, userID string) (string, error) {
+	cred, err := s.o.Store.GetTOTP(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	secret, err := s.o.Keyring.Open(cred.Secret, []byte(cred.ID))
+	return string(secret), err
+}
+
 // HasTOTP reports whether the user has an active authenticator.
 func (s *Service) HasTOTP(ctx context.Context, userID string) (bool, error) {
 	_, err := s.o.Store.GetTOTP(ctx, userID)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
@@ -65,12 +66,25 @@ func TestDevModeDemo(t *testing.T) {
 		t.Fatalf("demo application after sign-in: %d %s\n%s", p.Status, p.URL, p.Body)
 	}
 
-	// A second start keeps the demo user and does not print its password.
+	// A second start (go run again) keeps the demo user and shows how to
+	// sign in again: a new password, the same TOTP secret; the old
+	// password stops working.
 	out.Reset()
 	if err := a.devBootstrap(context.Background(), &out); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(out.String(), password) || !strings.Contains(out.String(), "exists") {
-		t.Fatalf("second start: %s", out.String())
+	printed = out.String()
+	password2, secret2 := field("password"), field("TOTP secret")
+	if password2 == password || secret2 != secret || !strings.Contains(printed, "existing user") {
+		t.Fatalf("second start: %s", printed)
+	}
+	b2 := newBrowser(t, cfg.Issuer)
+	if p := b2.submit(b2.get(cfg.Issuer+"/demo/login"), map[string]string{"username": "demo", "password": password}); p.Status != http.StatusUnauthorized {
+		t.Fatalf("the first start's password still works: %d", p.Status)
+	}
+	p = b2.submit(b2.get(cfg.Issuer+"/demo/login"), map[string]string{"username": "demo", "password": password2})
+	code, _ = authn.TOTPCode(secret2, time.Now().Add(30*time.Second))
+	if p = b2.submitForm(p, "/login/2sv", map[string]string{"code": code}); !strings.Contains(p.Body, "Signed in") {
+		t.Fatalf("sign-in with the second start's banner: %d %s\n%s", p.Status, p.URL, p.Body)
 	}
 }

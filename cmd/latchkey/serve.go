@@ -138,6 +138,13 @@ const (
 
 // devBootstrap creates the demo application and user on first start and
 // prints how to sign in.
+//
+// On every dev start the banner shows the demo credentials: a restarted
+// dev server (or a newcomer using `go run`, with no latchkey binary on
+// their PATH to reset anything) must not leave them stuck at the
+// second-factor page. The password cannot be read back, so each start
+// sets a new one (audited); the TOTP secret is opened from the store.
+// Dev mode only: production never reads a secret back.
 func (a *app) devBootstrap(ctx context.Context, out io.Writer) error {
 	iss := a.cfg.Issuer
 	if _, err := a.store.GetClient(ctx, demoClientID); errors.Is(err, store.ErrNotFound) {
@@ -154,34 +161,66 @@ func (a *app) devBootstrap(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n  Latchkey is running in DEV MODE (embedded store %s; not for production).\n", a.cfg.Database.Path)
-	if _, err := a.store.GetUserByUsername(ctx, demoUsername); errors.Is(err, store.ErrNotFound) {
-		password := authn.RandomToken(8)
-		secret := authn.NewTOTPSecret()
-		now := time.Now().UTC()
-		u := store.User{ID: authn.NewID("user"), Username: demoUsername, Email: "demo@example.com", DisplayName: "Demo User (dev only)",
-			PasswordHash: a.authn.Hasher().Hash(password), CreatedAt: now, UpdatedAt: now}
-		if err := a.store.CreateUser(ctx, u); err != nil {
-			return err
-		}
-		codes, err := a.mfa.EnrollVerified(ctx, mfa.Actor{Type: audit.ActorSystem}, u.ID, secret)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, `
-  Demo user created (shown once; dev mode only):
-    username:       %s
-    password:       %s
-    TOTP secret:    %s
-    otpauth URI:    %s
-    recovery codes: %s
-
-`, demoUsername, password, secret, authn.TOTPURI("Latchkey (dev)", demoUsername, secret), strings.Join(codes, " "))
-	} else if err != nil {
+	d, err := a.demoUser(ctx)
+	if err != nil {
 		return err
-	} else {
-		fmt.Fprintf(out, "  Demo user %q exists; reset its password with: latchkey users set-password %s\n", demoUsername, demoUsername)
 	}
+	fmt.Fprintf(out, "\n  Demo user (dev mode only; %s):\n    username:       %s\n    password:       %s\n", d.note, demoUsername, d.password)
+	if d.secret != "" {
+		fmt.Fprintf(out, "    TOTP secret:    %s\n    otpauth URI:    %s\n", d.secret, authn.TOTPURI("Latchkey (dev)", demoUsername, d.secret))
+	} else {
+		fmt.Fprintln(out, "    2SV:            set up at the first sign-in (the demo user has a key or no authenticator)")
+	}
+	if len(d.codes) > 0 {
+		fmt.Fprintf(out, "    recovery codes: %s\n", strings.Join(d.codes, " "))
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  Sign in to the demo application: %s/demo\n  Discovery: %s/.well-known/openid-configuration\n\n", iss, iss)
 	a.mountDemo()
 	return nil
+}
+
+// demoCredentials is what the dev banner shows.
+type demoCredentials struct {
+	note, password, secret string
+	codes                  []string
+}
+
+// demoUser creates the demo user (password, TOTP app, recovery codes) or,
+// when it exists, gives it a new password and reads its TOTP secret.
+func (a *app) demoUser(ctx context.Context) (demoCredentials, error) {
+	d := demoCredentials{password: authn.RandomToken(8)}
+	u, err := a.store.GetUserByUsername(ctx, demoUsername)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		d.note, d.secret = "created", authn.NewTOTPSecret()
+		now := time.Now().UTC()
+		u = store.User{ID: authn.NewID("user"), Username: demoUsername, Email: "demo@example.com", DisplayName: "Demo User (dev only)",
+			PasswordHash: a.authn.Hasher().Hash(d.password), CreatedAt: now, UpdatedAt: now}
+		if err := a.store.CreateUser(ctx, u); err != nil {
+			return d, err
+		}
+		d.codes, err = a.mfa.EnrollVerified(ctx, mfa.Actor{Type: audit.ActorSystem}, u.ID, d.secret)
+		return d, err
+	case err != nil:
+		return d, err
+	}
+	d.note = "existing user, new password for this start"
+	hash := a.authn.Hasher().Hash(d.password)
+	err = a.store.InTx(ctx, func(q store.Queries) error {
+		if err := q.SetPassword(ctx, u.ID, hash, time.Now()); err != nil {
+			return err
+		}
+		_, err := audit.Append(ctx, q, audit.Event{Type: audit.PasswordChanged, ActorType: audit.ActorSystem, ActorID: "dev-mode", SubjectID: u.ID,
+			Details: map[string]any{"via": "dev_banner"}})
+		return err
+	})
+	if err != nil {
+		return d, err
+	}
+	d.secret, err = a.authn.DevTOTPSecret(ctx, u.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		err = nil
+	}
+	return d, err
 }
