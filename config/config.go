@@ -64,6 +64,15 @@ type HTTP struct {
 	// Forwarded / X-Forwarded-For headers name the client. Empty: the TCP
 	// peer is the client, whatever headers say.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// InternalURL is where the account portal and the admin console reach
+	// the provider's back channel (discovery, token, JWKS) instead of the
+	// issuer, e.g. http://127.0.0.1:8080 behind a TLS proxy whose
+	// certificate this process does not trust. Empty: the issuer.
+	InternalURL string `yaml:"internal_url"`
+	// AdminListen, when set, is a second listener that alone serves the
+	// admin API (/admin/*), /metrics and the profiler (/debug/pprof/*);
+	// the public listener then answers 404 there. Keep it private.
+	AdminListen string `yaml:"admin_listen"`
 }
 
 // TrustedPrefixes parses TrustedProxies (Validate has checked them).
@@ -386,6 +395,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen == "" {
 		add("listen: must be set, e.g. 127.0.0.1:8080")
+	}
+	if iu := c.HTTP.InternalURL; iu != "" {
+		if u, err := url.Parse(iu); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(iu, "/") {
+			add("http.internal_url: must be an http(s) base URL without query, fragment or trailing slash, got %q", iu)
+		}
+	}
+	if al := c.HTTP.AdminListen; al != "" {
+		if _, _, err := net.SplitHostPort(al); err != nil || al == c.Listen {
+			add("http.admin_listen: must be host:port, not the public listen address, got %q", al)
+		}
 	}
 	for _, s := range c.HTTP.TrustedProxies {
 		if p, err := parsePrefix(s); err != nil || (p.Bits() == 0 && c.Mode == ModeProduction) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+
+	"github.com/go-chi/chi/v5"
 )
 
 // startPprof serves Go's profiler when LATCHKEY_DEBUG_PPROF names a
@@ -24,5 +26,16 @@ func startPprof(log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	go func() { log.Warn("profiler stopped", "err", http.ListenAndServe(addr, mux)) }()
+}
+
+// mountPprof serves the profiler on the admin listener (http.admin_listen),
+// which is never the public one.
+func mountPprof(r chi.Router) {
+	r.HandleFunc("/debug/pprof/*", pprof.Index)
+	r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 }

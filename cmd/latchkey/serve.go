@@ -64,12 +64,35 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 		go d.Run(cleanupCtx, 2*time.Second)
 	}
 
-	srv := &http.Server{Handler: a.router, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("latchkey listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "mode", cfg.Mode, "store", st.Backend(),
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	}
+	servers := []*http.Server{newServer(a.router)}
+	listeners := []net.Listener{ln}
+	adminAt := "on the public listener (profiler off)"
+	if a.adminRouter != nil {
+		aln, err := net.Listen("tcp", cfg.HTTP.AdminListen)
+		if err != nil {
+			return fmt.Errorf("http.admin_listen: %w", err)
+		}
+		servers, listeners = append(servers, newServer(a.adminRouter)), append(listeners, aln)
+		adminAt = "http://" + aln.Addr().String() + " (keep it private)"
+	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	backChannel := cfg.Issuer
+	if cfg.HTTP.InternalURL != "" {
+		backChannel = cfg.HTTP.InternalURL
+	}
+	fmt.Fprintf(stdout, "  %s: %s mode, %s store\n", versionString(), cfg.Mode, st.Backend())
+	fmt.Fprintf(stdout, "    public (sign-in, OIDC, /account, /console): http://%s  issuer %s\n", ln.Addr(), cfg.Issuer)
+	fmt.Fprintf(stdout, "    admin API, /metrics, /debug/pprof:          %s\n", adminAt)
+	fmt.Fprintf(stdout, "    portal and console reach the provider at:   %s\n", backChannel)
+	log.Info("latchkey listening", "addr", ln.Addr().String(), "admin", adminAt, "issuer", cfg.Issuer, "mode", cfg.Mode, "store", st.Backend(),
 		"audit_verifier_key", a.auditKey)
 	select {
 	case err := <-errc:
@@ -79,13 +102,16 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+	var errs []error
+	for _, srv := range servers {
+		errs = append(errs, srv.Shutdown(shutdownCtx))
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 const defaultGCPercent = 50

@@ -50,7 +50,10 @@ type app struct {
 	sealed   *sealMetrics
 	provider *provider.Provider
 	router   *chi.Mux
-	log      *slog.Logger
+	// adminRouter serves the admin API, /metrics and the profiler when
+	// http.admin_listen is set (nil otherwise: they are on router).
+	adminRouter *chi.Mux
+	log         *slog.Logger
 }
 
 // openStore opens the configured backend and applies migrations.
@@ -186,25 +189,49 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	r := chi.NewRouter()
-	r.Use(httpx.WithRequestID, httpx.TrustedProxies(cfg.HTTP.TrustedPrefixes()), httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, httpx.NewMetrics(bo.Registry)), httpx.RejectBadText)
-	if secure {
-		r.Use(httpx.HSTS)
-	}
-	r.Get("/health/alive", func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.Get("/health/ready", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := st.Ping(ctx); err != nil {
-			log.WarnContext(ctx, "readiness check failed", "err", err)
-			httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
-			return
+	metrics := httpx.NewMetrics(bo.Registry)
+	newRouter := func() *chi.Mux {
+		r := chi.NewRouter()
+		r.Use(httpx.WithRequestID, httpx.TrustedProxies(cfg.HTTP.TrustedPrefixes()), httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, metrics), httpx.RejectBadText)
+		if secure {
+			r.Use(httpx.HSTS)
 		}
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	r.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
+		notFound(r, log)
+		return r
+	}
+	r := newRouter()
+	// The admin API, metrics and the profiler: on their own listener when
+	// http.admin_listen is set, else beside everything else (no profiler).
+	var adminRouter *chi.Mux
+	internal := r
+	if cfg.HTTP.AdminListen != "" {
+		adminRouter = newRouter()
+		internal = adminRouter
+		mountPprof(adminRouter)
+	}
+	if bo.HTTPClient == nil && cfg.HTTP.InternalURL != "" {
+		bo.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: internalTransport(cfg.Issuer, cfg.HTTP.InternalURL)}
+	}
+	health := func(r chi.Router) {
+		r.Get("/health/alive", func(w http.ResponseWriter, r *http.Request) {
+			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})
+		r.Get("/health/ready", func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := st.Ping(ctx); err != nil {
+				log.WarnContext(ctx, "readiness check failed", "err", err)
+				httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+				return
+			}
+			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		})
+	}
+	health(r)
+	if adminRouter != nil {
+		health(adminRouter) // probes may use either listener
+	}
+	internal.Handle("/metrics", promhttp.HandlerFor(bo.Registry, promhttp.HandlerOpts{}))
 	r.Handle("/static/*", ui.Static())
 	prov.Mount(r)
 	if err := ensureFirstPartyClient(ctx, st, portalClientID, "Latchkey account", cfg.Issuer+selfservice.PathCallback, cfg.Issuer+selfservice.PathAccount); err != nil {
@@ -220,20 +247,47 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	}
 	portal.Mount(r)
 	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Ledger: ledger, AuditKey: auditKey, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
-	adm.Mount(r)
+	adm.Mount(internal)
 	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Ledger: ledger, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
 		Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
 		Keyring: ring, Secure: secure}); err != nil {
 		return nil, err
 	}
+	return &app{adminRouter: adminRouter, cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, sealed: newSealMetrics(bo.Registry), provider: prov, router: r, log: log}, nil
+}
+
+// notFound answers unknown paths and methods in JSON.
+func notFound(r *chi.Mux, log *slog.Logger) {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, &httpx.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed"})
 	})
-	return &app{cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, sealed: newSealMetrics(bo.Registry), provider: prov, router: r, log: log}, nil
 }
+
+// internalTransport sends requests for the issuer to internal instead
+// (http.internal_url): same paths, the issuer's Host header, so the
+// portal and console reach the provider without going out through a
+// proxy whose certificate this process may not trust.
+func internalTransport(issuer, internal string) http.RoundTripper {
+	from, _ := url.Parse(issuer)
+	to, _ := url.Parse(internal)
+	base := http.DefaultTransport
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Scheme == from.Scheme && req.URL.Host == from.Host && strings.HasPrefix(req.URL.Path, from.Path) {
+			req = req.Clone(req.Context())
+			req.Host = from.Host
+			req.URL.Scheme, req.URL.Host = to.Scheme, to.Host
+			req.URL.Path = to.Path + strings.TrimPrefix(req.URL.Path, from.Path)
+		}
+		return base.RoundTrip(req)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // The account portal's and the admin console's own first-party clients.
 const (
