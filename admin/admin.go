@@ -73,11 +73,14 @@ type Keys interface {
 
 // Options configures the admin API.
 type Options struct {
-	Store  store.Store
-	Authn  *authn.Service
-	MFA    *mfa.Service // the 2SV lifecycle, and the admins' step-up rule
-	Tokens TokenVerifier
-	Keys   Keys
+	// OpenAPI is the document served at /admin/openapi.json (built by the
+	// composition root from Routes and the account API's routes).
+	OpenAPI []byte
+	Store   store.Store
+	Authn   *authn.Service
+	MFA     *mfa.Service // the 2SV lifecycle, and the admins' step-up rule
+	Tokens  TokenVerifier
+	Keys    Keys
 	// Ledger verifies the audit log's signed checkpoints; AuditKey is its
 	// published verifier key.
 	Ledger   *audit.Checkpointer

@@ -103,14 +103,12 @@ func (h *Handler) queryAudit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := map[string]any{"events": []Event{}}
-	views := make([]Event, 0, len(evs))
+	out := EventPage{Events: make([]Event, 0, len(evs))}
 	for _, e := range evs {
-		views = append(views, ViewEvent(e))
+		out.Events = append(out.Events, ViewEvent(e))
 	}
-	out["events"] = views
 	if len(evs) == f.Limit {
-		out["next"] = strconv.FormatInt(evs[len(evs)-1].ID, 10)
+		out.Next = strconv.FormatInt(evs[len(evs)-1].ID, 10)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -152,21 +150,20 @@ func (h *Handler) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := map[string]any{"ok": broken == nil, "checked": n}
+	out := Verification{OK: broken == nil, Checked: n}
 	if broken != nil {
-		out["broken"] = map[string]any{"event_id": broken.EventID, "reason": broken.Reason}
+		out.Broken = &ChainBreak{EventID: broken.EventID, Reason: broken.Reason}
 	}
 	rep, err := audit.VerifyTree(r.Context(), h.o.Store, h.o.Ledger, nil)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	tree := map[string]any{"ok": rep.Problem == nil, "sealed": rep.Sealed, "pending": rep.Pending, "checkpoint_size": rep.Head.Size}
+	out.Tree = TreeReport{OK: rep.Problem == nil, Sealed: rep.Sealed, Pending: rep.Pending, CheckpointSize: rep.Head.Size}
 	if p := rep.Problem; p != nil {
-		tree["problem"] = map[string]any{"position": p.Position, "event_id": p.EventID, "reason": p.Reason}
-		out["ok"] = false
+		out.Tree.Problem = &TreeProblem{Position: p.Position, EventID: p.EventID, Reason: p.Reason}
+		out.OK = false
 	}
-	out["tree"] = tree
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -183,7 +180,7 @@ func (h *Handler) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"checkpoint": head.Note, "size": head.Size, "root": head.Root, "verifier_key": h.o.AuditKey})
+	writeJSON(w, http.StatusOK, CheckpointView{Checkpoint: head.Note, Size: head.Size, Root: head.Root, VerifierKey: h.o.AuditKey})
 }
 
 // auditProof is GET /admin/audit/events/{id}/proof: the event's inclusion
@@ -213,8 +210,8 @@ func (h *Handler) auditProof(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"event_id": id, "leaf_index": index, "tree_size": head.Size, "root": head.Root,
-		"leaf_data": string(audit.Canonical(evs[0])), "inclusion_path": path, "checkpoint": head.Note, "hash": "RFC 6962 SHA-256"})
+	writeJSON(w, http.StatusOK, InclusionProofView{EventID: id, LeafIndex: index, TreeSize: head.Size, Root: head.Root,
+		LeafData: string(audit.Canonical(evs[0])), InclusionPath: path, Checkpoint: head.Note, Hash: "RFC 6962 SHA-256"})
 }
 
 // tokenEvents is GET /admin/token-events: the token log, by client,
@@ -246,14 +243,13 @@ func (h *Handler) tokenEvents(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := make([]map[string]any, 0, len(evs))
+	resp := TokenEventPage{Events: make([]TokenEvent, 0, len(evs))}
 	for _, e := range evs {
-		out = append(out, map[string]any{"id": e.ID, "time": e.Time, "type": e.Type, "token_type": e.TokenType, "request_id": e.RequestID,
-			"client_id": e.ClientID, "subject": e.Subject, "grant_type": e.GrantType})
+		resp.Events = append(resp.Events, TokenEvent{ID: e.ID, Time: e.Time, Type: string(e.Type), TokenType: string(e.TokenType), RequestID: e.RequestID,
+			ClientID: e.ClientID, Subject: e.Subject, GrantType: e.GrantType})
 	}
-	resp := map[string]any{"events": out}
 	if len(evs) == f.Limit {
-		resp["next"] = strconv.FormatInt(evs[len(evs)-1].ID, 10)
+		resp.Next = strconv.FormatInt(evs[len(evs)-1].ID, 10)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -278,5 +274,5 @@ func (h *Handler) notifications(w http.ResponseWriter, r *http.Request) {
 	for _, e := range evs {
 		out = append(out, ViewEvent(e))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"notifications": out})
+	writeJSON(w, http.StatusOK, Notifications{Notifications: out})
 }

@@ -71,7 +71,7 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) {
 	for _, c := range cs {
 		out = append(out, ViewClient(c))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"clients": out})
+	writeJSON(w, http.StatusOK, ClientList{Clients: out})
 }
 
 var knownScopes = []string{"openid", "profile", "email", "offline_access", "groups", "account", "admin", "admin:sensitive"}
@@ -231,7 +231,7 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": ks})
+	writeJSON(w, http.StatusOK, KeyList{Keys: ks})
 }
 
 // rotateKey rotates signing keys, with the audit event in the key
@@ -246,7 +246,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"kid": kid})
+	writeJSON(w, http.StatusOK, RotatedKey{Kid: kid})
 }
 
 // RotateKey rotates signing keys, with the audit event in the rotation's

@@ -25,7 +25,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add("text/plain", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
-		targets := []any{&ClientInput{}, &PolicyInput{}, &createUserBody{}, &userRef{}, &struct{}{},
+		targets := []any{&ClientInput{}, &PolicyInput{}, &UserInput{}, &UserRef{}, &struct{}{},
 			&struct {
 				Name        string `json:"name"`
 				Description string `json:"description"`

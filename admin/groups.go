@@ -40,14 +40,11 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, Group{ID: g.ID, Name: g.Name, Description: g.Description, PolicyID: pid, CreatedAt: g.CreatedAt})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"groups": out})
+	writeJSON(w, http.StatusOK, GroupList{Groups: out})
 }
 
 func (h *Handler) createGroup(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
+	var b GroupInput
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return
@@ -117,7 +114,8 @@ func (h *Handler) getGroup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-type userRef struct {
+// UserRef names a user to add to a group, as a member or an admin contact.
+type UserRef struct {
 	UserID string `json:"user_id"`
 }
 
@@ -177,7 +175,7 @@ func (h *Handler) ChangeMembership(ctx context.Context, a Actor, groupID, userID
 }
 
 func (h *Handler) readUserRef(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var b userRef
+	var b UserRef
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return "", false
@@ -210,9 +208,7 @@ func (h *Handler) removeGroupAdmin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) assignPolicy(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		PolicyID string `json:"policy_id"`
-	}
+	var b PolicyRef
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return

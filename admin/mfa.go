@@ -109,13 +109,11 @@ func (h *Handler) listResetRequests(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"reset_requests": out})
+	writeJSON(w, http.StatusOK, ResetRequestList{ResetRequests: out})
 }
 
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request, approve bool) {
-	var b struct {
-		Reason string `json:"reason"` // sent to the user
-	}
+	var b DecisionInput
 	if r.ContentLength != 0 {
 		if err := decode(r, &b); err != nil {
 			h.fail(w, r, err)

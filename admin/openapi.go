@@ -2,69 +2,54 @@ package admin
 
 import (
 	"net/http"
-	"strings"
+
+	"github.com/latchkey/latchkey/internal/apidoc"
 )
 
-// Route is one documented operation.
-type Route struct {
-	Method, Path, Summary, Tag string
-}
-
-// Routes documents the admin API and the account JSON API. The OpenAPI
-// test checks it against the mounted router in both directions.
-var Routes = []Route{
-	{"GET", "/admin/users", "Search users (q, after cursor, limit)", "users"},
-	{"POST", "/admin/users", "Create a user", "users"},
-	{"GET", "/admin/users/{id}", "A user with groups, 2SV and effective policy", "users"},
-	{"PATCH", "/admin/users/{id}", "Update email, display name, disabled", "users"},
-	{"GET", "/admin/users/{id}/mfa", "A user's 2SV state", "users"},
-	{"POST", "/admin/users/{id}/reset-link", `A single-use password reset link, shown once: {"url", "expires_in"}`, "users"},
-	{"DELETE", "/admin/users/{id}/mfa", "Remove a user's 2SV (audited, admin as Actor)", "users"},
-	{"DELETE", "/admin/users/{id}/mfa/methods/{method}", "Remove one of a user's methods (\"totp\" or a passkey id); the last one removes their 2SV", "users"},
-	{"GET", "/admin/groups", "List groups", "groups"},
-	{"POST", "/admin/groups", "Create a group", "groups"},
-	{"GET", "/admin/groups/{id}", "A group with members and admin contacts", "groups"},
-	{"POST", "/admin/groups/{id}/members", "Add a member", "groups"},
-	{"DELETE", "/admin/groups/{id}/members/{userID}", "Remove a member", "groups"},
-	{"POST", "/admin/groups/{id}/admins", "Add an admin contact", "groups"},
-	{"DELETE", "/admin/groups/{id}/admins/{userID}", "Remove an admin contact", "groups"},
-	{"PUT", "/admin/groups/{id}/policy", "Assign a policy to the group", "groups"},
-	{"DELETE", "/admin/groups/{id}/policy", "Unassign the group's policy", "groups"},
-	{"GET", "/admin/policies", "List policies with their groups", "policies"},
-	{"POST", "/admin/policies", "Create a policy (self-service removal off by default)", "policies"},
-	{"GET", "/admin/policies/{id}", "A policy", "policies"},
-	{"PUT", "/admin/policies/{id}", "Change a policy (send the version you read)", "policies"},
-	{"DELETE", "/admin/policies/{id}", "Delete an unassigned, non-default policy", "policies"},
-	{"POST", "/admin/policies/{id}/preview", "Preview how a change would alter members' effective policies (nothing is saved)", "policies"},
-	{"GET", "/admin/reset-requests", "List reset requests (status=open|approved|denied)", "reset requests"},
-	{"POST", "/admin/reset-requests/{id}/approve", `Approve: removes the user's 2SV (optional body {"reason"}, emailed to the user)`, "reset requests"},
-	{"POST", "/admin/reset-requests/{id}/deny", `Deny (optional body {"reason"}, emailed to the user)`, "reset requests"},
-	{"GET", "/admin/clients", "List OAuth clients", "clients"},
-	{"POST", "/admin/clients", "Create a client (secret shown once)", "clients"},
-	{"PATCH", "/admin/clients/{id}", "Update redirect URIs", "clients"},
-	{"DELETE", "/admin/clients/{id}", "Delete a client", "clients"},
-	{"GET", "/admin/audit", "Query the audit log (Actor, subject, type prefix, outcome, since, until; cursor after)", "audit"},
-	{"GET", "/admin/audit/export", "Export the audit log as JSON Lines (same filters)", "audit"},
-	{"GET", "/admin/audit/verify", "Verify the hash chain and the Merkle tree against the newest signed checkpoint; names the first bad position", "audit"},
-	{"GET", "/admin/audit/checkpoint", "The newest signed checkpoint (C2SP tlog-checkpoint) and the verifier key, to keep outside the database", "audit"},
-	{"GET", "/admin/audit/events/{id}/proof", "An event's RFC 6962 inclusion proof in the newest checkpoint, with the bytes its leaf covers", "audit"},
-	{"GET", "/admin/token-events", "Query the token log (client, subject, type, since; cursor after)", "audit"},
-	{"GET", "/admin/notifications", "2SV removals and reset requests of users in the groups the caller administers", "audit"},
-	{"GET", "/admin/keys", "List signing keys", "keys"},
-	{"POST", "/admin/keys/rotate", "Rotate signing keys", "keys"},
-	{"GET", "/admin/openapi.json", "This document", "meta"},
-	{"GET", "/account/mfa", "The caller's 2SV state and effective policy", "account"},
-	{"POST", "/account/mfa/disable", "Start unlinking (returns choice_required and an unlink_id)", "account"},
-	{"PUT", "/account/mfa/disable", `Answer the unlink: {"unlink_id", "choice": "yes"|"no"}`, "account"},
-	{"PUT", "/account/mfa/disable/successful", "Confirm 2SV is disabled (409 while active)", "account"},
-	{"POST", "/account/mfa/setup", "Start enrolling an authenticator", "account"},
-	{"PUT", "/account/mfa/setup", `Activate it: {"code"}`, "account"},
-	{"POST", "/account/mfa/reset-request", "Ask the caller's admins for a reset", "account"},
-	{"POST", "/account/mfa/recovery-codes", "Replace the recovery codes (step-up for this action)", "account"},
-	{"POST", "/account/mfa/passkeys", "Begin adding a passkey or security key: WebAuthn creation options (step-up add_method; none for a first method)", "account"},
-	{"PUT", "/account/mfa/passkeys/{ceremony}", `Finish adding it: {"credential": PublicKeyCredential JSON, "name"}; a first method returns recovery codes`, "account"},
-	{"PATCH", "/account/mfa/methods/{id}", `Rename a passkey: {"name"}`, "account"},
-	{"DELETE", "/account/mfa/methods/{id}", "Remove one of several methods (step-up remove_method; the last one is turning 2SV off)", "account"},
+// Routes documents the admin API: each operation with the Go types of its
+// bodies, from which the OpenAPI document's schemas are generated. A test
+// checks the table against the mounted router in both directions.
+var Routes = []apidoc.Route{
+	{Method: "GET", Path: "/admin/users", Summary: "Search users (q, after cursor, limit)", Tag: "users", Response: UserPage{}, Query: []string{"q: username, email or name contains", "after: cursor from next", "limit: at most 200"}},
+	{Method: "POST", Path: "/admin/users", Summary: "Create a user", Tag: "users", Request: UserInput{}, Response: User{}, Status: 201},
+	{Method: "GET", Path: "/admin/users/{id}", Summary: "A user with groups, 2SV and effective policy", Tag: "users", Response: UserDetail{}},
+	{Method: "PATCH", Path: "/admin/users/{id}", Summary: "Update email, display name, disabled", Tag: "users", Request: UserUpdate{}, Response: User{}},
+	{Method: "GET", Path: "/admin/users/{id}/mfa", Summary: "A user's 2SV state", Tag: "users", Response: MFA{}},
+	{Method: "POST", Path: "/admin/users/{id}/reset-link", Summary: `A single-use password reset link, shown once: {"url", "expires_in"}`, Tag: "users", Response: ResetLink{}, Status: 201},
+	{Method: "DELETE", Path: "/admin/users/{id}/mfa", Summary: "Remove a user's 2SV (audited, admin as Actor)", Tag: "users"},
+	{Method: "DELETE", Path: "/admin/users/{id}/mfa/methods/{method}", Summary: "Remove one of a user's methods (\"totp\" or a passkey id); the last one removes their 2SV", Tag: "users"},
+	{Method: "GET", Path: "/admin/groups", Summary: "List groups", Tag: "groups", Response: GroupList{}},
+	{Method: "POST", Path: "/admin/groups", Summary: "Create a group", Tag: "groups", Request: GroupInput{}, Response: Group{}, Status: 201},
+	{Method: "GET", Path: "/admin/groups/{id}", Summary: "A group with members and admin contacts", Tag: "groups", Response: Group{}},
+	{Method: "POST", Path: "/admin/groups/{id}/members", Summary: "Add a member", Tag: "groups", Request: UserRef{}},
+	{Method: "DELETE", Path: "/admin/groups/{id}/members/{userID}", Summary: "Remove a member", Tag: "groups"},
+	{Method: "POST", Path: "/admin/groups/{id}/admins", Summary: "Add an admin contact", Tag: "groups", Request: UserRef{}},
+	{Method: "DELETE", Path: "/admin/groups/{id}/admins/{userID}", Summary: "Remove an admin contact", Tag: "groups"},
+	{Method: "PUT", Path: "/admin/groups/{id}/policy", Summary: "Assign a policy to the group", Tag: "groups", Request: PolicyRef{}},
+	{Method: "DELETE", Path: "/admin/groups/{id}/policy", Summary: "Unassign the group's policy", Tag: "groups"},
+	{Method: "GET", Path: "/admin/policies", Summary: "List policies with their groups", Tag: "policies", Response: PolicyList{}},
+	{Method: "POST", Path: "/admin/policies", Summary: "Create a policy (self-service removal off by default)", Tag: "policies", Request: PolicyInput{}, Response: Policy{}, Status: 201},
+	{Method: "GET", Path: "/admin/policies/{id}", Summary: "A policy", Tag: "policies", Response: Policy{}},
+	{Method: "PUT", Path: "/admin/policies/{id}", Summary: "Change a policy (send the version you read)", Tag: "policies", Request: PolicyInput{}, Response: Policy{}},
+	{Method: "DELETE", Path: "/admin/policies/{id}", Summary: "Delete an unassigned, non-default policy", Tag: "policies"},
+	{Method: "POST", Path: "/admin/policies/{id}/preview", Summary: "Preview how a change would alter members' effective policies (nothing is saved)", Tag: "policies", Request: PolicyInput{}, Response: PreviewResult{}},
+	{Method: "GET", Path: "/admin/reset-requests", Summary: "List reset requests (status=open|approved|denied)", Tag: "reset requests", Response: ResetRequestList{}, Query: []string{"status: open, approved or denied"}},
+	{Method: "POST", Path: "/admin/reset-requests/{id}/approve", Summary: `Approve: removes the user's 2SV (optional body {"reason"}, emailed to the user)`, Tag: "reset requests", Request: DecisionInput{}},
+	{Method: "POST", Path: "/admin/reset-requests/{id}/deny", Summary: `Deny (optional body {"reason"}, emailed to the user)`, Tag: "reset requests", Request: DecisionInput{}},
+	{Method: "GET", Path: "/admin/clients", Summary: "List OAuth clients", Tag: "clients", Response: ClientList{}},
+	{Method: "POST", Path: "/admin/clients", Summary: "Create a client (secret shown once)", Tag: "clients", Request: ClientInput{}, Response: Client{}, Status: 201},
+	{Method: "PATCH", Path: "/admin/clients/{id}", Summary: "Update redirect URIs", Tag: "clients", Request: ClientRedirects{}, Response: Client{}},
+	{Method: "DELETE", Path: "/admin/clients/{id}", Summary: "Delete a client", Tag: "clients"},
+	{Method: "GET", Path: "/admin/audit", Summary: "Query the audit log (Actor, subject, type prefix, outcome, since, until; cursor after)", Tag: "audit", Response: EventPage{}, Query: []string{"actor: actor id", "subject: subject id", "type: event type prefix", "outcome: success, failure or denied", "since: RFC 3339", "until: RFC 3339", "after: cursor from next"}},
+	{Method: "GET", Path: "/admin/audit/export", Summary: "Export the audit log as JSON Lines (same filters)", Tag: "audit", Raw: &apidoc.Raw{ContentType: "application/jsonl", Description: "One audit event per line (JSON Lines)."}, Query: []string{"actor: actor id", "subject: subject id", "type: event type prefix", "outcome: success, failure or denied", "since: RFC 3339", "until: RFC 3339"}},
+	{Method: "GET", Path: "/admin/audit/verify", Summary: "Verify the hash chain and the Merkle tree against the newest signed checkpoint; names the first bad position", Tag: "audit", Response: Verification{}},
+	{Method: "GET", Path: "/admin/audit/checkpoint", Summary: "The newest signed checkpoint (C2SP tlog-checkpoint) and the verifier key, to keep outside the database", Tag: "audit", Response: CheckpointView{}},
+	{Method: "GET", Path: "/admin/audit/events/{id}/proof", Summary: "An event's RFC 6962 inclusion proof in the newest checkpoint, with the bytes its leaf covers", Tag: "audit", Response: InclusionProofView{}},
+	{Method: "GET", Path: "/admin/token-events", Summary: "Query the token log (client, subject, type, since; cursor after)", Tag: "audit", Response: TokenEventPage{}, Query: []string{"client: client id", "subject: subject", "type: event type", "since: RFC 3339", "after: cursor from next"}},
+	{Method: "GET", Path: "/admin/notifications", Summary: "2SV removals and reset requests of users in the groups the caller administers", Tag: "audit", Response: Notifications{}},
+	{Method: "GET", Path: "/admin/keys", Summary: "List signing keys", Tag: "keys", Response: KeyList{}},
+	{Method: "POST", Path: "/admin/keys/rotate", Summary: "Rotate signing keys", Tag: "keys", Response: RotatedKey{}},
+	{Method: "GET", Path: "/admin/openapi.json", Summary: "This document", Tag: "meta", Raw: &apidoc.Raw{ContentType: "application/json", Description: "This OpenAPI 3.1 document."}},
 }
 
 // StepUps names the routes that need a step-up, "METHOD path" → what
@@ -89,56 +74,35 @@ var StepUps = map[string]string{
 	"PATCH /admin/clients/{id}":                     "admin",
 	"DELETE /admin/clients/{id}":                    "admin",
 	"POST /admin/keys/rotate":                       "admin",
-	"POST /account/mfa/disable":                     "remove",
-	"PUT /account/mfa/disable":                      "remove",
-	"POST /account/mfa/setup":                       "replace", // when an authenticator is active
-	"PUT /account/mfa/setup":                        "replace", // when an authenticator is active
-	"POST /account/mfa/recovery-codes":              "recovery_codes",
-	"POST /account/mfa/passkeys":                    "add_method", // beside other methods
-	"PUT /account/mfa/passkeys/{ceremony}":          "add_method", // beside other methods
-	"DELETE /account/mfa/methods/{id}":              "remove_method",
+}
+
+// OpenAPISpec is the part of the OpenAPI document the admin API decides:
+// its security schemes, its step-ups and its error body. cmd adds the
+// account API's routes and error body and builds the document.
+func OpenAPISpec() apidoc.Spec {
+	return apidoc.Spec{
+		Title:   "Latchkey admin and account API",
+		Version: "1",
+		Description: "JSON APIs of the Latchkey identity provider. Refusals carry a stable machine-readable code " +
+			"(error on /admin, state on /account); x-step-up names the fresh sign-in an operation needs (RFC 9470).",
+		Schemes: map[string]any{
+			"bearer":        map[string]any{"type": "http", "scheme": "bearer", "description": "An access token (scope admin or account)."},
+			"portalSession": map[string]any{"type": "apiKey", "in": "cookie", "name": "latchkey_account", "description": "The account portal's session, plus the X-CSRF-Token header on changes."},
+		},
+		Security: []apidoc.Security{
+			{PathPrefix: "/admin/", Requirements: []map[string][]string{{"bearer": {"admin"}}}, Except: []string{"/admin/openapi.json"}},
+			{PathPrefix: "/account/", Requirements: []map[string][]string{{"bearer": {"account"}}, {"portalSession": {}}}},
+		},
+		StepUps: StepUps,
+		Errors:  map[string]any{"/admin/": Error{}},
+	}
 }
 
 func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
-	paths := map[string]map[string]any{}
-	for _, rt := range Routes {
-		op := map[string]any{"summary": rt.Summary, "tags": []string{rt.Tag},
-			"responses": map[string]any{"default": map[string]any{"description": "JSON; errors carry a stable error/state code"}}}
-		if strings.HasPrefix(rt.Path, "/admin/") && rt.Path != "/admin/openapi.json" {
-			op["security"] = []map[string][]string{{"bearer": {"admin"}}}
-		}
-		if strings.HasPrefix(rt.Path, "/account/") {
-			op["security"] = []map[string][]string{{"bearer": {"account"}}, {"portalSession": {}}}
-		}
-		if kind, ok := StepUps[rt.Method+" "+rt.Path]; ok {
-			op["x-step-up"] = kind
-			desc := "insufficient_user_authentication (RFC 9470): sign in again with the second factor within max_age (WWW-Authenticate names acr_values and max_age)"
-			if kind != "admin" {
-				desc += `, with authorization_details [{"type":"latchkey_mfa","actions":["` + kind + `"]}] and prompt=login; the step-up is spent by the call`
-			}
-			op["responses"].(map[string]any)["401"] = map[string]any{"description": desc}
-		}
-		var params []map[string]any
-		for _, seg := range strings.Split(rt.Path, "/") {
-			if strings.HasPrefix(seg, "{") {
-				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]string{"type": "string"}})
-			}
-		}
-		if params != nil {
-			op["parameters"] = params
-		}
-		if paths[rt.Path] == nil {
-			paths[rt.Path] = map[string]any{}
-		}
-		paths[rt.Path][strings.ToLower(rt.Method)] = op
+	if h.o.OpenAPI == nil {
+		h.fail(w, r, notFound("document"))
+		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"openapi": "3.0.3",
-		"info":    map[string]any{"title": "Latchkey admin and account API", "version": "1"},
-		"paths":   paths,
-		"components": map[string]any{"securitySchemes": map[string]any{
-			"bearer":        map[string]any{"type": "http", "scheme": "bearer"},
-			"portalSession": map[string]any{"type": "apiKey", "in": "cookie", "name": "latchkey_account", "description": "plus the X-CSRF-Token header on changes"},
-		}},
-	})
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(h.o.OpenAPI) //nolint:errcheck // the client left
 }

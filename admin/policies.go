@@ -117,7 +117,7 @@ func (h *Handler) listPolicies(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"policies": out})
+	writeJSON(w, http.StatusOK, PolicyList{Policies: out})
 }
 
 // CreatePolicy creates a policy from b over SPEC §4's defaults (removal

@@ -52,20 +52,19 @@ func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out := map[string]any{"users": []User{}}
-	views := make([]User, 0, len(us))
+	out := UserPage{Users: make([]User, 0, len(us))}
 	for i, u := range us {
 		if i == limit {
-			out["next"] = views[len(views)-1].Username // cursor: pass as ?after=
+			out.Next = out.Users[len(out.Users)-1].Username // cursor: pass as ?after=
 			break
 		}
-		views = append(views, ViewUser(u))
+		out.Users = append(out.Users, ViewUser(u))
 	}
-	out["users"] = views
 	writeJSON(w, http.StatusOK, out)
 }
 
-type createUserBody struct {
+// UserInput is POST /admin/users.
+type UserInput struct {
 	Username    string `json:"username"`
 	Email       string `json:"email"`
 	DisplayName string `json:"display_name"`
@@ -81,7 +80,7 @@ func validEmail(e string) bool {
 }
 
 func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
-	var b createUserBody
+	var b UserInput
 	if err := decode(r, &b); err != nil {
 		h.fail(w, r, err)
 		return
@@ -331,7 +330,7 @@ func (h *Handler) createResetLink(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"url": link, "expires_in": int(authn.ResetLinkLifetime.Seconds())})
+	writeJSON(w, http.StatusCreated, ResetLink{URL: link, ExpiresIn: int(authn.ResetLinkLifetime.Seconds())})
 }
 
 // CreateResetLink makes a single-use password reset link for the user,

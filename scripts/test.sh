@@ -23,6 +23,18 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   apt-get update -qq >/dev/null && apt-get install -y -qq systemd >/dev/null || echo "test.sh: could not install systemd" >&2
 fi
 
+# The OpenAPI document is linted with Redocly's CLI from npm (pinned),
+# installed once into .tools/ (git-ignored).
+if [ ! -x .tools/node_modules/.bin/redocly ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing Node.js and npm for the OpenAPI lint" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq nodejs npm >/dev/null || echo "test.sh: could not install npm" >&2
+  fi
+  mkdir -p .tools
+  npm install --prefix .tools --no-audit --no-fund --silent @redocly/cli@2.77.0 >/dev/null || echo "test.sh: could not install @redocly/cli" >&2
+fi
+
 # -p 2: the machines have two cores; the PostgreSQL-backed packages share one server.
 # Screenshots of the main pages land in artifacts/screenshots/.
 # -race: concurrency is part of the contract (one winner per code, one chain).

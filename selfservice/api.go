@@ -160,7 +160,8 @@ func (h *Handler) apiInitiate(w http.ResponseWriter, r *http.Request) {
 	h.answer(w, r, http.StatusOK, intentOf(in), err)
 }
 
-type decideBody struct {
+// DecideInput is PUT /account/mfa/disable.
+type DecideInput struct {
 	UnlinkID *string `json:"unlink_id"`
 	Choice   *string `json:"choice"`
 }
@@ -175,7 +176,7 @@ func (h *Handler) apiDecide(w http.ResponseWriter, r *http.Request) {
 	// SPEC §6 order: 2SV active, policy, step-up; then the choice, then the
 	// confirmation step. A refusal is answered first but audited only for
 	// a well-formed request.
-	var b decideBody
+	var b DecideInput
 	if err := h.o.MFA.PeekRemoval(ctx, c.Actor, c.Proof); err != nil {
 		if decodeJSON(r, &b) != nil {
 			h.answer(w, r, 0, nil, err)
@@ -209,8 +210,8 @@ func (h *Handler) apiDecide(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st, _, err := h.state(ctx, c.UserID)
-		h.answer(w, r, http.StatusOK, map[string]any{"state": "cancelled", "mfa": st,
-			"session": map[string]any{"user_id": c.UserID, "auth_time": c.Proof.AuthTime.Unix(), "amr": c.Proof.AMR}}, err)
+		h.answer(w, r, http.StatusOK, Cancelled{State: "cancelled", MFA: st,
+			Session: SessionView{UserID: c.UserID, AuthTime: c.Proof.AuthTime.Unix(), AMR: c.Proof.AMR}}, err)
 		return
 	}
 	secret, err := h.o.MFA.RemoveOwn(ctx, c.Actor, c.Proof, *b.UnlinkID)
@@ -243,7 +244,7 @@ func (h *Handler) apiConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.State = "mfa_disabled"
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"state": "mfa_disabled", "mfa": st, "banner": disabledBanner})
+	httpx.WriteJSON(w, http.StatusOK, Disabled{State: "mfa_disabled", MFA: st, Banner: disabledBanner})
 }
 
 // POST /account/mfa/setup starts (or restarts) the setup of a new
@@ -261,7 +262,7 @@ func (h *Handler) apiSetupStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reg, err := h.registration(ctx, c.UserID, secret)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "setup_pending", "registration": reg}, err)
+	h.answer(w, r, http.StatusOK, SetupPending{State: "setup_pending", Registration: reg}, err)
 }
 
 // PUT /account/mfa/setup {"code": "123456"} activates the pending secret.
@@ -270,9 +271,7 @@ func (h *Handler) apiSetupVerify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b struct {
-		Code *string `json:"code"`
-	}
+	var b CodeInput
 	if p := decodeJSON(r, &b); p != nil {
 		writeProblem(w, p)
 		return
@@ -283,7 +282,7 @@ func (h *Handler) apiSetupVerify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	codes, _, err := h.o.MFA.CompleteSetup(r.Context(), c.Actor, c.Proof, *b.Code)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "mfa_active", "recovery_codes": codes}, err)
+	h.answer(w, r, http.StatusOK, WithCodes{State: "mfa_active", RecoveryCodes: codes}, err)
 }
 
 // POST /account/mfa/reset-request
@@ -292,9 +291,7 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b struct {
-		Message string `json:"message"`
-	}
+	var b ResetRequestInput
 	if r.ContentLength != 0 {
 		if p := decodeJSON(r, &b); p != nil {
 			writeProblem(w, p)
@@ -307,7 +304,7 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := h.o.MFA.RequestReset(r.Context(), c.Actor, c.Proof, b.Message)
-	h.answer(w, r, http.StatusCreated, map[string]any{"state": "reset_requested"}, err)
+	h.answer(w, r, http.StatusCreated, StateOnly{State: "reset_requested"}, err)
 }
 
 // POST /account/mfa/recovery-codes
@@ -325,5 +322,5 @@ func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	codes, err := h.o.MFA.NewRecoveryCodes(r.Context(), c.Actor, c.Proof)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "recovery_codes_replaced", "recovery_codes": codes}, err)
+	h.answer(w, r, http.StatusOK, WithCodes{State: "recovery_codes_replaced", RecoveryCodes: codes}, err)
 }

@@ -20,7 +20,7 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add("", []byte(`{"code": "123456"}`))
 	f.Add("text/plain", []byte("hello"))
 	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
-		targets := []any{&decideBody{}, &struct {
+		targets := []any{&DecideInput{}, &struct {
 			Code string `json:"code"`
 		}{}, &struct {
 			Message string `json:"message"`

@@ -1,7 +1,6 @@
 package selfservice
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"time"
@@ -57,7 +56,7 @@ func (h *Handler) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ceremony": id, "options": json.RawMessage(options)})
+	httpx.WriteJSON(w, http.StatusOK, PasskeyChallenge{State: "passkey_challenge", Ceremony: id, Options: options})
 }
 
 func (h *Handler) passkeyFinish(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +180,7 @@ func (h *Handler) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id, options, err := h.o.MFA.BeginAddPasskey(r.Context(), c.Actor, c.Proof)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "passkey_challenge", "ceremony": id, "options": json.RawMessage(options)}, err)
+	h.answer(w, r, http.StatusOK, PasskeyChallenge{State: "passkey_challenge", Ceremony: id, Options: options}, err)
 }
 
 func (h *Handler) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
@@ -189,10 +188,7 @@ func (h *Handler) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b struct {
-		Credential json.RawMessage `json:"credential"`
-		Name       string          `json:"name"`
-	}
+	var b PasskeyAnswer
 	if p := decodeJSON(r, &b); p != nil {
 		writeProblem(w, p)
 		return
@@ -204,11 +200,7 @@ func (h *Handler) apiPasskeyFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m, codes, err := h.o.MFA.FinishAddPasskey(r.Context(), c.Actor, c.Proof, ceremony, b.Name, b.Credential)
-	out := map[string]any{"state": "mfa_active", "method": m}
-	if codes != nil {
-		out["recovery_codes"] = codes
-	}
-	h.answer(w, r, http.StatusCreated, out, err)
+	h.answer(w, r, http.StatusCreated, PasskeyAdded{State: "mfa_active", Method: m, RecoveryCodes: codes}, err)
 }
 
 func (h *Handler) apiMethodRename(w http.ResponseWriter, r *http.Request) {
@@ -216,9 +208,7 @@ func (h *Handler) apiMethodRename(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var b struct {
-		Name *string `json:"name"`
-	}
+	var b RenameInput
 	if p := decodeJSON(r, &b); p != nil {
 		writeProblem(w, p)
 		return
@@ -229,7 +219,7 @@ func (h *Handler) apiMethodRename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := h.o.MFA.RenamePasskey(r.Context(), c.Actor, c.Proof, chi.URLParam(r, "id"), *b.Name)
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "renamed"}, err)
+	h.answer(w, r, http.StatusOK, StateOnly{State: "renamed"}, err)
 }
 
 func (h *Handler) apiMethodRemove(w http.ResponseWriter, r *http.Request) {
@@ -238,5 +228,5 @@ func (h *Handler) apiMethodRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := h.o.MFA.RemoveMethod(r.Context(), c.Actor, c.Proof, chi.URLParam(r, "id"))
-	h.answer(w, r, http.StatusOK, map[string]any{"state": "method_removed"}, err)
+	h.answer(w, r, http.StatusOK, StateOnly{State: "method_removed"}, err)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/latchkey/latchkey/audit"
 	"github.com/latchkey/latchkey/authn"
 	"github.com/latchkey/latchkey/config"
+	"github.com/latchkey/latchkey/internal/apidoc"
 	"github.com/latchkey/latchkey/internal/httpx"
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/internal/ui"
@@ -246,7 +248,11 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	portal.Mount(r)
-	adm := admin.New(admin.Options{Store: st, Authn: an, MFA: lifecycle, Ledger: ledger, AuditKey: auditKey, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
+	doc, err := openAPIDocument()
+	if err != nil {
+		return nil, err
+	}
+	adm := admin.New(admin.Options{OpenAPI: doc, Store: st, Authn: an, MFA: lifecycle, Ledger: ledger, AuditKey: auditKey, Tokens: tokenVerifier{prov}, Keys: adminKeys{keys}, Issuer: cfg.Issuer, Logger: log, Now: bo.Now})
 	adm.Mount(internal)
 	if err := console.Mount(r, console.Options{Admin: adm, Store: st, Ledger: ledger, Keys: adminKeys{keys}, Logger: log, Now: bo.Now,
 		Issuer: cfg.Issuer, ClientID: consoleClientID, HTTPClient: bo.HTTPClient, CSRF: csrf,
@@ -254,6 +260,16 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 		return nil, err
 	}
 	return &app{adminRouter: adminRouter, cfg: cfg, store: st, keyring: ring, system: system, keys: keys, authn: an, mfa: lifecycle, ledger: ledger, auditKey: auditKey, sealed: newSealMetrics(bo.Registry), provider: prov, router: r, log: log}, nil
+}
+
+// openAPIDocument is the OpenAPI 3.1 document of the admin and account
+// APIs, generated from their route tables and body types.
+func openAPIDocument() ([]byte, error) {
+	spec := admin.OpenAPISpec()
+	spec.StepUps = maps.Clone(spec.StepUps)
+	maps.Copy(spec.StepUps, selfservice.StepUps)
+	spec.Errors["/account/"] = selfservice.ProblemBody{}
+	return apidoc.Document(spec, slices.Concat(admin.Routes, selfservice.Routes))
 }
 
 // notFound answers unknown paths and methods in JSON.
