@@ -42,7 +42,7 @@ func (p *Provider) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ceremony": id, "options": json.RawMessage(options)})
+	writeCeremony(w, id, options)
 }
 
 func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
@@ -118,11 +118,7 @@ const (
 )
 
 func (p *Provider) setupPasskeyBegin(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	f, v, ok := p.postedSetupFlow(w, r)
 	if !ok {
 		return
 	}
@@ -139,15 +135,11 @@ func (p *Provider) setupPasskeyBegin(w http.ResponseWriter, r *http.Request) {
 		p.serverError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ceremony": id, "options": json.RawMessage(options)})
+	writeCeremony(w, id, options)
 }
 
 func (p *Provider) setupPasskeySubmit(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	f, v, ok := p.postedSetupFlow(w, r)
 	if !ok {
 		return
 	}
@@ -170,4 +162,12 @@ func (p *Provider) setupPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.setupDone(w, r, f, codes)
+}
+
+// writeCeremony answers a page script's request for a WebAuthn challenge.
+func writeCeremony(w http.ResponseWriter, id string, options []byte) {
+	httpx.WriteJSON(w, http.StatusOK, struct {
+		Ceremony string          `json:"ceremony"`
+		Options  json.RawMessage `json:"options"`
+	}{id, options})
 }

@@ -89,6 +89,16 @@ func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) 
 	return f, v, true
 }
 
+// postedSetupFlow checks a setup form post's CSRF token and returns its
+// flow, as setupFlow does.
+func (p *Provider) postedSetupFlow(w http.ResponseWriter, r *http.Request) (store.LoginFlow, setupView, bool) {
+	if !p.o.CSRF.Valid(r) {
+		p.csrfFailed(w, r)
+		return store.LoginFlow{}, setupView{}, false
+	}
+	return p.setupFlow(w, r, r.PostFormValue("flow"))
+}
+
 // setupView is what the sign-in's setup screen offers.
 type setupView struct {
 	TOTP, Passkey bool
@@ -179,11 +189,7 @@ func spaced(s string) string {
 }
 
 func (p *Provider) loginSetupSubmit(w http.ResponseWriter, r *http.Request) {
-	if !p.o.CSRF.Valid(r) {
-		p.csrfFailed(w, r)
-		return
-	}
-	f, v, ok := p.setupFlow(w, r, r.PostFormValue("flow"))
+	f, v, ok := p.postedSetupFlow(w, r)
 	if !ok {
 		return
 	}

@@ -99,6 +99,21 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, mutating boo
 	return h.sessionCaller(r, s), true
 }
 
+// apiCallerNoBody is apiCaller for a change that takes no body: one that is
+// sent anyway must be a small, empty JSON object.
+func (h *Handler) apiCallerNoBody(w http.ResponseWriter, r *http.Request) (caller, bool) {
+	c, ok := h.apiCaller(w, r, true)
+	if !ok || r.ContentLength == 0 {
+		return c, ok
+	}
+	var b struct{}
+	if p := decodeJSON(r, &b); p != nil {
+		writeProblem(w, p)
+		return caller{}, false
+	}
+	return c, true
+}
+
 // decodeJSON reads a small JSON object, refusing unknown fields, trailing
 // data and oversize bodies, and reports problems per field.
 func decodeJSON(r *http.Request, v any) *Problem {
@@ -309,17 +324,9 @@ func (h *Handler) apiResetRequest(w http.ResponseWriter, r *http.Request) {
 
 // POST /account/mfa/recovery-codes
 func (h *Handler) apiNewCodes(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.apiCaller(w, r, true)
+	c, ok := h.apiCallerNoBody(w, r)
 	if !ok {
 		return
-	}
-	// No body is needed; one that is sent must be a small JSON object.
-	if r.ContentLength != 0 {
-		var b struct{}
-		if p := decodeJSON(r, &b); p != nil {
-			writeProblem(w, p)
-			return
-		}
 	}
 	codes, err := h.o.MFA.NewRecoveryCodes(r.Context(), c.Actor, c.Proof)
 	h.answer(w, r, http.StatusOK, WithCodes{State: "recovery_codes_replaced", RecoveryCodes: codes}, err)

@@ -168,16 +168,9 @@ const (
 )
 
 func (h *Handler) apiPasskeyBegin(w http.ResponseWriter, r *http.Request) {
-	c, ok := h.apiCaller(w, r, true)
+	c, ok := h.apiCallerNoBody(w, r)
 	if !ok {
 		return
-	}
-	if r.ContentLength != 0 {
-		var b struct{}
-		if p := decodeJSON(r, &b); p != nil {
-			writeProblem(w, p)
-			return
-		}
 	}
 	id, options, err := h.o.MFA.BeginAddPasskey(r.Context(), c.Actor, c.Proof)
 	h.answer(w, r, http.StatusOK, PasskeyChallenge{State: "passkey_challenge", Ceremony: id, Options: options}, err)
