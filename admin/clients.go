@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ type Client struct {
 	Public                 bool      `json:"public"`
 	FirstParty             bool      `json:"first_party"`
 	PKCEOptional           bool      `json:"pkce_optional"`
+	AccessTokenFormat      string    `json:"access_token_format"` // "opaque" or "jwt" (RFC 9068)
 	RedirectURIs           []string  `json:"redirect_uris"`
 	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris"`
 	GrantTypes             []string  `json:"grant_types"`
@@ -57,7 +59,8 @@ func ViewClient(c store.Client) Client {
 		}
 		return s
 	}
-	return Client{ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, PKCEOptional: c.PKCEOptional, RedirectURIs: nz(c.RedirectURIs),
+	return Client{ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, PKCEOptional: c.PKCEOptional,
+		AccessTokenFormat: cmp.Or(c.AccessTokenFormat, store.AccessTokensOpaque), RedirectURIs: nz(c.RedirectURIs),
 		PostLogoutRedirectURIs: nz(c.PostLogoutRedirectURIs), GrantTypes: nz(c.GrantTypes), Scopes: nz(c.Scopes), CreatedAt: c.CreatedAt}
 }
 
@@ -91,7 +94,9 @@ type ClientInput struct {
 	Public     bool   `json:"public"`
 	FirstParty bool   `json:"first_party"`
 	// PKCEOptional lets a legacy confidential client go without PKCE.
-	PKCEOptional           bool     `json:"pkce_optional"`
+	PKCEOptional bool `json:"pkce_optional"`
+	// AccessTokenFormat is "opaque" (default) or "jwt" (RFC 9068).
+	AccessTokenFormat      string   `json:"access_token_format"`
 	RedirectURIs           []string `json:"redirect_uris"`
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	GrantTypes             []string `json:"grant_types"`
@@ -128,6 +133,11 @@ func (h *Handler) CreateClient(ctx context.Context, a Actor, b ClientInput) (Cli
 	if b.PKCEOptional && b.Public {
 		fields["pkce_optional"] = "a public client must use PKCE"
 	}
+	switch b.AccessTokenFormat {
+	case "", store.AccessTokensOpaque, store.AccessTokensJWT:
+	default:
+		fields["access_token_format"] = `"opaque" or "jwt"`
+	}
 	checkURIs(fields, "redirect_uris", b.RedirectURIs)
 	checkURIs(fields, "post_logout_redirect_uris", b.PostLogoutRedirectURIs)
 	for _, s := range b.Scopes {
@@ -138,7 +148,8 @@ func (h *Handler) CreateClient(ctx context.Context, a Actor, b ClientInput) (Cli
 	if len(fields) > 0 {
 		return Client{}, invalid(fields)
 	}
-	c := store.Client{ID: authn.NewID("client"), Name: b.Name, Public: b.Public, FirstParty: b.FirstParty, PKCEOptional: b.PKCEOptional, RedirectURIs: b.RedirectURIs,
+	c := store.Client{ID: authn.NewID("client"), Name: b.Name, Public: b.Public, FirstParty: b.FirstParty, PKCEOptional: b.PKCEOptional,
+		AccessTokenFormat: cmp.Or(b.AccessTokenFormat, store.AccessTokensOpaque), RedirectURIs: b.RedirectURIs,
 		PostLogoutRedirectURIs: b.PostLogoutRedirectURIs, GrantTypes: b.GrantTypes, ResponseTypes: []string{"code"}, Scopes: b.Scopes, CreatedAt: h.o.Now().UTC()}
 	var secret string
 	if !c.Public {

@@ -172,7 +172,7 @@ type Secrets struct {
 
 // Keys configures token signing.
 type Keys struct {
-	Algorithm string `yaml:"algorithm"` // RS256 (default) or ES256
+	Algorithm string `yaml:"algorithm"` // ES256 or RS256; empty: ES256 for a new deployment, else the current key's
 	// RefreshInterval is how often every replica re-reads the keys. A new
 	// key (a rotation, or a changed algorithm) is published at once and
 	// signs only after two intervals, when every replica serves it.
@@ -236,7 +236,7 @@ func Defaults() Config {
 		Listen:   "127.0.0.1:8080",
 		Database: Database{Driver: "sqlite", Path: "latchkey-dev.db", MaxConns: 16},
 		Secrets:  Secrets{File: "latchkey-dev.secrets"},
-		Keys:     Keys{Algorithm: "RS256", RefreshInterval: Duration(30 * time.Second)},
+		Keys:     Keys{RefreshInterval: Duration(30 * time.Second)},
 		Tokens: Tokens{
 			AccessTokenLifespan:     Duration(time.Hour),
 			RefreshTokenLifespan:    Duration(30 * 24 * time.Hour),
@@ -451,7 +451,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Keys.Algorithm != "RS256" && c.Keys.Algorithm != "ES256" {
+	if c.Keys.Algorithm != "" && c.Keys.Algorithm != "RS256" && c.Keys.Algorithm != "ES256" {
 		add("keys.algorithm: must be RS256 or ES256, got %q", c.Keys.Algorithm)
 	}
 	positive := map[string]Duration{

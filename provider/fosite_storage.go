@@ -113,6 +113,7 @@ type client struct {
 	*fosite.DefaultClient
 	FirstParty             bool
 	PKCEOptional           bool
+	JWTAccessTokens        bool // RFC 9068 access tokens instead of opaque ones
 	PostLogoutRedirectURIs []string
 }
 
@@ -121,6 +122,7 @@ func toFositeClient(c store.Client) *client {
 		DefaultClient: &fosite.DefaultClient{ID: c.ID, Secret: c.SecretHash, RedirectURIs: c.RedirectURIs, GrantTypes: c.GrantTypes,
 			ResponseTypes: c.ResponseTypes, Scopes: c.Scopes, Public: c.Public, Audience: []string{}},
 		FirstParty: c.FirstParty, PKCEOptional: c.PKCEOptional, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		JWTAccessTokens: c.AccessTokenFormat == store.AccessTokensJWT,
 	}
 }
 

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -26,7 +27,7 @@ import (
 type KeyOptions struct {
 	Store     store.Store
 	Keyring   *seal.Keyring
-	Algorithm string // RS256 or ES256
+	Algorithm string // RS256 or ES256; empty: ES256 for a new store, else the current key's
 	// Overlap is how long a rotated-out key stays published: at least the
 	// longest lifetime of a token it signed.
 	Overlap time.Duration
@@ -62,6 +63,9 @@ type signingKey struct {
 	alg    jose.SignatureAlgorithm
 	key    crypto.Signer
 	signer jose.Signer
+	// atSigner signs access tokens: typ "at+jwt" (RFC 9068 §2.1), so a
+	// resource server cannot take an ID token for one.
+	atSigner jose.Signer
 }
 
 // NewKeyManager loads the keys, creating the first one if there is none.
@@ -71,9 +75,6 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 	}
 	if o.Refresh == 0 {
 		o.Refresh = 30 * time.Second
-	}
-	if o.Algorithm == "" {
-		o.Algorithm = "RS256"
 	}
 	if o.PromoteAfter == 0 {
 		o.PromoteAfter = 2 * o.Refresh
@@ -89,11 +90,17 @@ func NewKeyManager(ctx context.Context, o KeyOptions) (*KeyManager, error) {
 			return err
 		}
 		if len(keys) == 0 {
-			// Nothing was ever signed: the first key signs at once.
+			// Nothing was ever signed: the first key signs at once. A new
+			// deployment signs with ES256 unless told otherwise: as
+			// compatible as RS256 for relying parties, and a JWT access
+			// token costs a fraction of an RSA signature (BENCHMARKS.md).
+			km.o.Algorithm = cmp.Or(km.o.Algorithm, "ES256")
 			_, err = km.create(ctx, q, time.Time{})
 			return err
 		}
 		newest := slices.MaxFunc(keys, func(a, b store.SigningKey) int { return startOf(a).Compare(startOf(b)) })
+		// Unset: keep the algorithm the deployment already signs with.
+		km.o.Algorithm = cmp.Or(km.o.Algorithm, newest.Algorithm)
 		if newest.Algorithm != km.o.Algorithm {
 			// keys.algorithm changed: the new algorithm arrives as the
 			// next key, like any rotation, and never ahead of the JWKS.
@@ -274,7 +281,12 @@ func (km *KeyManager) open(k store.SigningKey) (*signingKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &signingKey{kid: k.ID, alg: alg, key: priv, signer: signer}, nil
+	atSigner, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv},
+		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", k.ID))
+	if err != nil {
+		return nil, err
+	}
+	return &signingKey{kid: k.ID, alg: alg, key: priv, signer: signer, atSigner: atSigner}, nil
 }
 
 // maybeReload re-reads keys when the cache is older than the refresh period

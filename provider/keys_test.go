@@ -170,3 +170,22 @@ func TestAlgorithmChangeGoesThroughNextKey(t *testing.T) {
 		t.Fatal("the retired RS256 key is still published")
 	}
 }
+
+// TestDefaultAlgorithm: with keys.algorithm unset, a new deployment signs
+// with ES256 and an existing one keeps the algorithm it signs with (no
+// rotation, nothing audited).
+func TestDefaultAlgorithm(t *testing.T) {
+	ctx := context.Background()
+	if km, _ := newKeysAt(t, "", testdb.SQLite(t), time.Now); km.current(ctx).alg != jose.ES256 {
+		t.Fatalf("a new deployment signs with %s", km.current(ctx).alg)
+	}
+	st := testdb.SQLite(t)
+	newKeysAt(t, "RS256", st, time.Now)
+	km, _ := newKeysAt(t, "", st, time.Now)
+	if km.current(ctx).alg != jose.RS256 {
+		t.Fatalf("an RS256 deployment switched to %s", km.current(ctx).alg)
+	}
+	if keys, _ := st.ListKeys(ctx); len(keys) != 1 {
+		t.Fatalf("an unset algorithm rotated the key: %d keys", len(keys))
+	}
+}

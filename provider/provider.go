@@ -129,7 +129,7 @@ func New(o Options) (*Provider, error) {
 	fs := &fositeStore{st: o.Store, now: o.Now, grace: o.RefreshGracePeriod}
 	signer := &jwtSigner{keys: o.Keys}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		CoreStrategy:               &accessTokens{CoreStrategy: compose.NewOAuth2HMACStrategy(cfg), keys: o.Keys, issuer: o.Issuer, now: o.Now},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
 		Signer:                     signer,
 	}

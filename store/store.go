@@ -58,7 +58,10 @@ type Client struct {
 	FirstParty bool
 	// PKCEOptional lets a legacy confidential client use the
 	// authorization code without PKCE; every other client must use it.
-	PKCEOptional           bool
+	PKCEOptional bool
+	// AccessTokenFormat is AccessTokensOpaque (the default when empty)
+	// or AccessTokensJWT (RFC 9068).
+	AccessTokenFormat      string
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 	GrantTypes             []string
@@ -66,6 +69,12 @@ type Client struct {
 	Scopes                 []string
 	CreatedAt              time.Time
 }
+
+// Access token formats.
+const (
+	AccessTokensOpaque = "opaque"
+	AccessTokensJWT    = "jwt"
+)
 
 // ErrInvalidClient is returned for a client registration that breaks a
 // rule every client must keep (Client.Validate).
@@ -79,6 +88,11 @@ func AdminScope(scope string) bool { return scope == "admin" || scope == "admin:
 // first-party clients only, admin:sensitive goes with admin, and only a
 // confidential client may go without PKCE.
 func (c Client) Validate() error {
+	switch c.AccessTokenFormat {
+	case "", AccessTokensOpaque, AccessTokensJWT:
+	default:
+		return fmt.Errorf("%w: access token format must be %q or %q", ErrInvalidClient, AccessTokensOpaque, AccessTokensJWT)
+	}
 	for _, s := range c.Scopes {
 		if AdminScope(s) && !c.FirstParty {
 			return fmt.Errorf("%w: scope %q is for first-party clients only", ErrInvalidClient, s)

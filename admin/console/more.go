@@ -58,6 +58,9 @@ func (c *console) createClient(w http.ResponseWriter, r *http.Request) {
 	f := clientForm{Name: r.PostFormValue("name"), Redirect: strings.TrimSpace(r.PostFormValue("redirect_uri"))}
 	b := admin.ClientInput{Name: f.Name, Public: r.PostFormValue("public") == "on", FirstParty: r.PostFormValue("first_party") == "on",
 		PKCEOptional: r.PostFormValue("pkce_optional") == "on"}
+	if r.PostFormValue("jwt_access_tokens") == "on" {
+		b.AccessTokenFormat = store.AccessTokensJWT
+	}
 	if f.Redirect != "" {
 		b.RedirectURIs = []string{f.Redirect}
 	}

@@ -282,6 +282,8 @@ func TestAdminBadInput(t *testing.T) {
 		{"POST", "/admin/clients", map[string]any{"name": "D", "grant_types": []string{"password"}, "redirect_uris": []string{"https://d/cb"}}, 422, "grant_types"},
 		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"https://d/cb"}, "scopes": []string{"superuser"}}, 422, "scopes"},
 		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"https://d/cb"}, "public": true, "pkce_optional": true}, 422, "pkce_optional"},
+		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"https://d/cb"}, "access_token_format": "JWT"}, 422, "access_token_format"},
+		{"POST", "/admin/clients", map[string]any{"name": "D", "redirect_uris": []string{"https://d/cb"}, "access_token_format": "jwt\u0000"}, 400, ""},
 		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{"https://ok/cb#frag"}}, 422, "redirect_uris"},
 		{"PATCH", "/admin/clients/" + cid, map[string]any{"redirect_uris": []string{}}, 422, "redirect_uris"},
 	}

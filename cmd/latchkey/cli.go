@@ -68,7 +68,7 @@ func (c *cli) table(headers []string, rows [][]any) error {
 // clientOpts are the flags of clients create.
 type clientOpts struct {
 	id, name                                   string
-	public, firstParty, noPKCE                 bool
+	public, firstParty, noPKCE, jwt            bool
 	redirects, logoutRedirects, grants, scopes []string
 }
 
@@ -112,7 +112,11 @@ func (c *cli) clientsCreate(ctx context.Context, o clientOpts) error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
 	}
-	cl := store.Client{ID: o.id, Name: o.name, Public: o.public, FirstParty: o.firstParty, PKCEOptional: o.noPKCE, RedirectURIs: o.redirects,
+	format := store.AccessTokensOpaque
+	if o.jwt {
+		format = store.AccessTokensJWT
+	}
+	cl := store.Client{ID: o.id, Name: o.name, Public: o.public, FirstParty: o.firstParty, PKCEOptional: o.noPKCE, AccessTokenFormat: format, RedirectURIs: o.redirects,
 		PostLogoutRedirectURIs: o.logoutRedirects, GrantTypes: o.grants, ResponseTypes: []string{"code"}, Scopes: o.scopes, CreatedAt: time.Now().UTC()}
 	var secret string
 	if !o.public {
@@ -144,9 +148,9 @@ func (c *cli) clientsList(ctx context.Context, _ []string) error {
 		if cl.PKCEOptional {
 			pkce = "optional"
 		}
-		rows = append(rows, []any{cl.ID, cl.Name, typ, cl.FirstParty, pkce, cl.GrantTypes, cl.RedirectURIs})
+		rows = append(rows, []any{cl.ID, cl.Name, typ, cl.FirstParty, pkce, cmp.Or(cl.AccessTokenFormat, store.AccessTokensOpaque), cl.GrantTypes, cl.RedirectURIs})
 	}
-	return c.table([]string{"ID", "NAME", "TYPE", "FIRST-PARTY", "PKCE", "GRANTS", "REDIRECT URIS"}, rows)
+	return c.table([]string{"ID", "NAME", "TYPE", "FIRST-PARTY", "PKCE", "ACCESS TOKENS", "GRANTS", "REDIRECT URIS"}, rows)
 }
 
 func (c *cli) clientsDelete(ctx context.Context, args []string) error {

@@ -209,6 +209,7 @@ func (e *env) clientsCmd() *cobra.Command {
 	f.BoolVar(&o.public, "public", false, "public client (no secret)")
 	f.BoolVar(&o.firstParty, "first-party", false, "first-party client: no consent screen")
 	f.BoolVar(&o.noPKCE, "allow-no-pkce", false, "legacy confidential client that cannot send PKCE (every other client must)")
+	f.BoolVar(&o.jwt, "jwt-access-tokens", false, "issue RFC 9068 JWT access tokens (verifiable with the JWKS) instead of opaque ones")
 	f.StringArrayVar(&o.redirects, "redirect-uri", nil, "allowed redirect URI, exact match (repeatable)")
 	f.StringArrayVar(&o.logoutRedirects, "post-logout-redirect-uri", nil, "allowed post-logout redirect URI (repeatable)")
 	f.StringArrayVar(&o.grants, "grant-type", nil, "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code + refresh_token)")

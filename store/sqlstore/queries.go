@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,13 +102,13 @@ func (q queries) UserGroups(ctx context.Context, userID string) ([]store.Group, 
 
 // --- clients ---------------------------------------------------------------
 
-const clientCols = `id, name, secret_hash, public, first_party, redirect_uris, post_logout_redirect_uris, grant_types, response_types, scopes, created_at, pkce_optional`
+const clientCols = `id, name, secret_hash, public, first_party, redirect_uris, post_logout_redirect_uris, grant_types, response_types, scopes, created_at, pkce_optional, access_token_format`
 
 func scanClient(r Row) (store.Client, error) {
 	var c store.Client
 	err := r.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.FirstParty,
 		listDest{&c.RedirectURIs}, listDest{&c.PostLogoutRedirectURIs}, listDest{&c.GrantTypes},
-		listDest{&c.ResponseTypes}, listDest{&c.Scopes}, &c.CreatedAt, &c.PKCEOptional)
+		listDest{&c.ResponseTypes}, listDest{&c.Scopes}, &c.CreatedAt, &c.PKCEOptional, &c.AccessTokenFormat)
 	utc(&c.CreatedAt)
 	if len(c.SecretHash) == 0 {
 		c.SecretHash = nil
@@ -119,9 +120,9 @@ func (q queries) CreateClient(ctx context.Context, c store.Client) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	_, err := q.c.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+	_, err := q.c.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, list(c.RedirectURIs), list(c.PostLogoutRedirectURIs),
-		list(c.GrantTypes), list(c.ResponseTypes), list(c.Scopes), c.CreatedAt.UTC(), c.PKCEOptional)
+		list(c.GrantTypes), list(c.ResponseTypes), list(c.Scopes), c.CreatedAt.UTC(), c.PKCEOptional, cmp.Or(c.AccessTokenFormat, store.AccessTokensOpaque))
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)
 	}

@@ -142,7 +142,7 @@ func testClients(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	c := store.Client{ID: "app", Name: "App", SecretHash: []byte{1, 2, 3}, FirstParty: true,
 		RedirectURIs: []string{"https://app.example.com/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"},
-		ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"}, CreatedAt: base}
+		ResponseTypes: []string{"code"}, Scopes: []string{"openid", "profile"}, AccessTokenFormat: store.AccessTokensJWT, CreatedAt: base}
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func testClients(t *testing.T, s store.Store) {
 	if err := s.CreateClient(ctx, pub); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetClient(ctx, "spa"); got.SecretHash != nil || !got.Public {
+	if got, _ := s.GetClient(ctx, "spa"); got.SecretHash != nil || !got.Public || got.AccessTokenFormat != store.AccessTokensOpaque {
 		t.Fatalf("public client: %+v", got)
 	}
 	if err := s.CreateClient(ctx, pub); !errors.Is(err, store.ErrAlreadyExists) {
@@ -188,6 +188,9 @@ func testClients(t *testing.T, s store.Store) {
 	}
 	if err := s.CreateClient(ctx, store.Client{ID: "robot", FirstParty: true, Scopes: []string{"admin:sensitive"}, CreatedAt: base}); !errors.Is(err, store.ErrInvalidClient) {
 		t.Fatalf("admin:sensitive without admin: %v", err)
+	}
+	if err := s.CreateClient(ctx, store.Client{ID: "third", AccessTokenFormat: "JWT", CreatedAt: base}); !errors.Is(err, store.ErrInvalidClient) {
+		t.Fatalf("an unknown access token format: %v", err)
 	}
 	if _, err := s.GetClient(ctx, "third"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("a refused client was stored")
