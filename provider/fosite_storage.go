@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,10 @@ type fositeStore struct {
 	// new redirect URIs) takes effect within clientTTL.
 	clientMu    sync.Mutex
 	clientCache map[string]cachedClient
+
+	// Stateless JWT access tokens (stateless.go).
+	verifyJWT func(ctx context.Context, token string) (atClaims, error)
+	tokenLog  *tokenLog
 }
 
 type cachedClient struct {
@@ -283,14 +288,25 @@ func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, code s
 }
 
 func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	if strings.HasPrefix(sig, statelessPrefix) {
+		s.tokenLog.add(store.TokenEvent{Time: s.now(), Type: store.TokenIssued, TokenType: store.KindAccessToken,
+			RequestID: r.GetID(), ClientID: r.GetClient().GetID(), GrantType: grantType(ctx)})
+		return nil
+	}
 	return s.create(ctx, store.KindAccessToken, sig, r, true)
 }
 
 func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	if token, ok := strings.CutPrefix(sig, statelessPrefix); ok {
+		return s.statelessSession(ctx, token, session)
+	}
 	return s.get(ctx, store.KindAccessToken, sig, session, fosite.ErrInactiveToken)
 }
 
 func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	if strings.HasPrefix(sig, statelessPrefix) {
+		return nil // never stored
+	}
 	return s.q(ctx).DeleteToken(ctx, store.KindAccessToken, sig)
 }
 
@@ -384,6 +400,9 @@ func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 
 // RevokeAccessToken deactivates every access token of the grant.
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	if jti, exp, ok := parseStatelessID(requestID); ok {
+		return s.q(ctx).RevokeJWT(ctx, jti, exp)
+	}
 	return s.revoke(ctx, store.KindAccessToken, requestID)
 }
 

@@ -126,10 +126,12 @@ func New(o Options) (*Provider, error) {
 		SendDebugMessagesToClients:     false,
 		MinParameterEntropy:            fosite.MinParameterEntropy,
 	}
-	fs := &fositeStore{st: o.Store, now: o.Now, grace: o.RefreshGracePeriod}
+	ats := &accessTokens{CoreStrategy: compose.NewOAuth2HMACStrategy(cfg), keys: o.Keys, issuer: o.Issuer, now: o.Now}
+	fs := &fositeStore{st: o.Store, now: o.Now, grace: o.RefreshGracePeriod, verifyJWT: ats.verifyLive,
+		tokenLog: &tokenLog{st: o.Store, log: o.Logger, delay: batchDelay}}
 	signer := &jwtSigner{keys: o.Keys}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               &accessTokens{CoreStrategy: compose.NewOAuth2HMACStrategy(cfg), keys: o.Keys, issuer: o.Issuer, now: o.Now},
+		CoreStrategy:               ats,
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
 		Signer:                     signer,
 	}

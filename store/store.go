@@ -356,6 +356,10 @@ type Tokens interface {
 	// GrantActive reports whether the grant holds an active token of kind.
 	GrantActive(ctx context.Context, kind TokenKind, requestID string) (bool, error)
 	AppendTokenEvent(ctx context.Context, e TokenEvent) error
+	// RevokeJWT denies a stateless JWT access token (by jti) until it
+	// expires; JWTRevoked reports whether one is denied.
+	RevokeJWT(ctx context.Context, jti string, expiresAt time.Time) error
+	JWTRevoked(ctx context.Context, jti string) (bool, error)
 	ListTokenEvents(ctx context.Context, f TokenEventFilter) ([]TokenEvent, error)
 	// DeleteExpiredTokens removes token rows that expired before t (and
 	// returns how many), with expired sessions, flows, unlink

@@ -14,6 +14,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
 )
 
@@ -111,6 +112,25 @@ func TestJWTAccessTokens(t *testing.T) {
 		if got := srv.introspect(t, robot, tok2.AccessToken); got["active"] != false {
 			t.Fatalf("a revoked JWT is still active: %v", got)
 		}
+		// Client-credentials JWTs are not stored; the token log has each
+		// grant once its batch is written.
+		srv.app.provider.FlushTokenLog()
+		evs, err := st.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: robot.ID, Limit: 10})
+		if err != nil || len(evs) != 2 || evs[0].Type != store.TokenIssued || evs[0].GrantType != "client_credentials" {
+			t.Fatalf("token log of stateless grants: %v %+v", err, evs)
+		}
+		// Another client cannot revoke it; a revocation outlives nothing
+		// but the token (the deny list entry expires with it).
+		other := srv.createClient(t, "other", false, true, "client_credentials")
+		req, _ = http.NewRequest(http.MethodPost, srv.URL+"/oauth2/revoke", strings.NewReader(url.Values{"token": {tok.AccessToken}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(other.ID, other.Secret)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		if got := srv.introspect(t, robot, tok.AccessToken); got["active"] != true {
+			t.Fatalf("another client revoked the token: %v", got)
+		}
 		// Forged: the payload changed (sub), the signature kept.
 		parts := strings.Split(tok.AccessToken, ".")
 		forged := jwtPart(t, tok.AccessToken, 1)
@@ -160,4 +180,33 @@ func TestJWTAccessTokens(t *testing.T) {
 			t.Fatalf("opaque token: %v %q", err, ptok.AccessToken)
 		}
 	})
+}
+
+// TestJWTAdminAutomation: an automation client registered through the
+// admin API for JWT access tokens calls the admin API with a stateless
+// token; once revoked, the token is refused there too.
+func TestJWTAdminAutomation(t *testing.T) {
+	f := newAdminFixture(t, testdb.SQLite(t))
+	created := f.call(t, f.adminToken, "POST", "/admin/clients", map[string]any{"name": "Robot", "first_party": true,
+		"grant_types": []string{"client_credentials"}, "scopes": []string{"admin"}, "access_token_format": "jwt"})
+	if created.Status != http.StatusCreated || created.Body["access_token_format"] != "jwt" {
+		t.Fatalf("create: %d %v", created.Status, created.Body)
+	}
+	tok := clientToken(t, f, created, "admin")
+	if strings.Count(tok, ".") != 2 {
+		t.Fatalf("not a JWT: %q", tok)
+	}
+	if r := f.call(t, tok, "GET", "/admin/users", nil); r.Status != http.StatusOK {
+		t.Fatalf("admin API with a stateless JWT: %d %v", r.Status, r.Body)
+	}
+	id, secret := created.Body["client_id"].(string), created.Body["client_secret"].(string)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/oauth2/revoke", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(id, secret)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke: %v", err)
+	}
+	if r := f.call(t, tok, "GET", "/admin/users", nil); r.Status != http.StatusUnauthorized {
+		t.Fatalf("a revoked JWT on the admin API: %d", r.Status)
+	}
 }

@@ -100,6 +100,7 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	defer a.provider.FlushTokenLog()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var errs []error

@@ -468,6 +468,17 @@ func (q queries) ListTokenEvents(ctx context.Context, f store.TokenEventFilter) 
 	})
 }
 
+func (q queries) RevokeJWT(ctx context.Context, jti string, expiresAt time.Time) error {
+	_, err := q.c.Exec(ctx, `INSERT INTO revoked_jwts (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING`, jti, expiresAt.UTC())
+	return err
+}
+
+func (q queries) JWTRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	err := q.c.QueryRow(ctx, `SELECT count(*) FROM revoked_jwts WHERE jti = $1`, jti).Scan(&n)
+	return n > 0, err
+}
+
 func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int, error) {
 	n, err := q.c.Exec(ctx, `DELETE FROM oauth2_tokens WHERE expires_at < $1`, before.UTC())
 	if err != nil {
@@ -483,6 +494,7 @@ func (q queries) DeleteExpiredTokens(ctx context.Context, before time.Time) (int
 		`DELETE FROM password_resets WHERE expires_at < $1`,
 		`DELETE FROM pending_actions WHERE expires_at < $1`,
 		`DELETE FROM webauthn_ceremonies WHERE expires_at < $1`,
+		`DELETE FROM revoked_jwts WHERE expires_at < $1`,
 		// Failure counters idle for an hour are past every window.
 		`DELETE FROM login_attempts WHERE last_failure < $1 AND (locked_until IS NULL OR locked_until < $1)`,
 	} {

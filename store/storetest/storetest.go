@@ -195,6 +195,26 @@ func testClients(t *testing.T, s store.Store) {
 	if _, err := s.GetClient(ctx, "third"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("a refused client was stored")
 	}
+
+	// The deny list of stateless JWT access tokens: recorded once (twice
+	// is fine), and gone with the cleanup after the token expired.
+	for range 2 {
+		if err := s.RevokeJWT(ctx, "jti-1", base.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := s.JWTRevoked(ctx, "jti-1"); err != nil || !ok {
+		t.Fatalf("revoked jti: %v %v", ok, err)
+	}
+	if ok, _ := s.JWTRevoked(ctx, "jti-2"); ok {
+		t.Fatal("an unknown jti is revoked")
+	}
+	if _, err := s.DeleteExpiredTokens(ctx, base.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.JWTRevoked(ctx, "jti-1"); ok {
+		t.Fatal("an expired deny-list entry survived the cleanup")
+	}
 }
 
 // testStepUps: a step-up proof is spent once, also under concurrent use,
