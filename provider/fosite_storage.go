@@ -288,9 +288,11 @@ func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, code s
 }
 
 func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	if strings.HasPrefix(sig, statelessPrefix) {
+	if jti, _, ok := parseStatelessID(sig); ok {
+		// The token's jti stands for the request in the log, so its
+		// revocation (below) is found beside its issuance.
 		s.tokenLog.add(store.TokenEvent{Time: s.now(), Type: store.TokenIssued, TokenType: store.KindAccessToken,
-			RequestID: r.GetID(), ClientID: r.GetClient().GetID(), GrantType: grantType(ctx)})
+			RequestID: jti, ClientID: r.GetClient().GetID(), GrantType: grantType(ctx)})
 		return nil
 	}
 	return s.create(ctx, store.KindAccessToken, sig, r, true)
@@ -401,7 +403,12 @@ func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) 
 // RevokeAccessToken deactivates every access token of the grant.
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
 	if jti, exp, ok := parseStatelessID(requestID); ok {
-		return s.q(ctx).RevokeJWT(ctx, jti, exp)
+		return s.write(ctx, func(q store.Queries) error {
+			if err := q.RevokeJWT(ctx, jti, exp); err != nil {
+				return err
+			}
+			return s.event(ctx, q, store.TokenRevoked, store.KindAccessToken, jti)
+		})
 	}
 	return s.revoke(ctx, store.KindAccessToken, requestID)
 }

@@ -116,8 +116,13 @@ func TestJWTAccessTokens(t *testing.T) {
 		// grant once its batch is written.
 		srv.app.provider.FlushTokenLog()
 		evs, err := st.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: robot.ID, Limit: 10})
-		if err != nil || len(evs) != 2 || evs[0].Type != store.TokenIssued || evs[0].GrantType != "client_credentials" {
+		if err != nil || len(evs) != 2 || evs[0].Type != store.TokenIssued || evs[0].GrantType != "client_credentials" ||
+			evs[1].RequestID != jwtPart(t, tok2.AccessToken, 1)["jti"] {
 			t.Fatalf("token log of stateless grants: %v %+v", err, evs)
+		}
+		revoked, _ := st.ListTokenEvents(ctx, store.TokenEventFilter{Type: store.TokenRevoked, Limit: 10})
+		if len(revoked) != 1 || revoked[0].RequestID != evs[1].RequestID {
+			t.Fatalf("the revocation is logged under the token's jti: %+v", revoked)
 		}
 		// Another client cannot revoke it; a revocation outlives nothing
 		// but the token (the deny list entry expires with it).
