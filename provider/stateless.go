@@ -141,14 +141,14 @@ func (l *tokenLog) Flush() {
 		return
 	}
 	ctx := context.Background()
-	err := l.st.InTx(ctx, func(q store.Queries) error {
-		for _, e := range evs {
-			if err := q.AppendTokenEvent(ctx, e); err != nil {
-				return err
-			}
+	var err error
+	for len(evs) > 0 {
+		n := min(len(evs), batchMax)
+		if err = l.st.AppendTokenEvents(ctx, evs[:n]); err != nil {
+			break
 		}
-		return nil
-	})
+		evs = evs[n:]
+	}
 	if err != nil {
 		l.log.Error("token log batch lost", "events", len(evs), "err", fmt.Sprint(err))
 	}

@@ -356,6 +356,9 @@ type Tokens interface {
 	// GrantActive reports whether the grant holds an active token of kind.
 	GrantActive(ctx context.Context, kind TokenKind, requestID string) (bool, error)
 	AppendTokenEvent(ctx context.Context, e TokenEvent) error
+	// AppendTokenEvents writes a batch in one statement (at most a few
+	// hundred: each event takes seven parameters).
+	AppendTokenEvents(ctx context.Context, es []TokenEvent) error
 	// RevokeJWT denies a stateless JWT access token (by jti) until it
 	// expires; JWTRevoked reports whether one is denied.
 	RevokeJWT(ctx context.Context, jti string, expiresAt time.Time) error

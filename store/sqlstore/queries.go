@@ -413,6 +413,26 @@ func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error
 	return err
 }
 
+// AppendTokenEvents writes a batch of events in one statement.
+func (q queries) AppendTokenEvents(ctx context.Context, es []store.TokenEvent) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	args := make([]any, 0, 7*len(es))
+	b.WriteString(`INSERT INTO token_events (` + eventCols + `) VALUES `)
+	for i, e := range es {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
+		args = append(args, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
+	}
+	_, err := q.c.Exec(ctx, b.String(), args...)
+	return err
+}
+
 // where collects AND-ed conditions with numbered placeholders, for the
 // filtered, id-ordered, cursor-paged list queries.
 type where struct {

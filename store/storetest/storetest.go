@@ -597,6 +597,22 @@ func testTokens(t *testing.T, s store.Store) {
 	if len(page) != 1 || page[0].ID != evs[1].ID {
 		t.Fatalf("cursor: %+v", page)
 	}
+	// A batch: one statement, in order, every field kept.
+	if err := s.AppendTokenEvents(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	var batch []store.TokenEvent
+	for i := range 300 {
+		batch = append(batch, store.TokenEvent{Time: base.Add(time.Hour + time.Duration(i)*time.Second), Type: store.TokenIssued, TokenType: store.KindAccessToken,
+			RequestID: fmt.Sprint("jti-", i), ClientID: "batch", GrantType: "client_credentials"})
+	}
+	if err := s.AppendTokenEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	batched, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: "batch", Limit: 500})
+	if err != nil || len(batched) != 300 || batched[299].RequestID != "jti-299" || batched[0].GrantType != "client_credentials" || !batched[5].Time.Equal(base.Add(time.Hour+5*time.Second)) {
+		t.Fatalf("batch: %v %d", err, len(batched))
+	}
 	if n, err := s.DeleteTokenEvents(ctx, base.Add(time.Minute)); err != nil || n != 3 {
 		t.Fatalf("event retention: %v %d", err, n)
 	}
