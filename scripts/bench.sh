@@ -3,11 +3,24 @@
 # with the server in its own process so its peak RSS can be read.
 #
 #   scripts/bench.sh [RUNS] [DURATION]     (defaults: 3 runs of 8s each)
+#   scripts/bench.sh --peer 'COMMAND' [RUNS] [DURATION]
 #
 # Prints one JSON line per run and a median summary; BENCHMARKS.md quotes it.
+#
+# With --peer, only the client-credentials rows run, and after each
+# Latchkey run COMMAND runs once with CONC (connections) and DUR (duration)
+# in its environment: Latchkey, peer, Latchkey, peer… so both are measured
+# on the same machine state. COMMAND prints one JSON line like ours
+# ({"scenario": "…", "concurrency": N, "per_second": …, "p50_ms": …,
+# "p99_ms": …, "errors": N}), e.g. wrk against a Hydra started beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
+peer=
+if [ "${1:-}" = --peer ]; then
+  peer=$2
+  shift 2
+fi
 runs=${1:-3}
 dur=${2:-8s}
 . scripts/bench/env.sh
@@ -37,18 +50,27 @@ run_one() { # scenario concurrency
   pid=
   echo "${line%\}},\"peak_rss_mb\":$((rss / 1024))}" | tee -a "$results"
 }
-for scenario in client_credentials refresh authcode; do
-  for c in 1 16 32; do
-    for _ in $(seq 1 "$runs"); do run_one "$scenario" "$c"; done
+if [ -n "$peer" ]; then
+  for c in 1 16 64; do
+    for _ in $(seq 1 "$runs"); do
+      run_one client_credentials "$c"
+      CONC=$c DUR=$dur bash -c "$peer" | tail -n1 | tee -a "$results"
+    done
   done
-done
-# The ceiling for sign-ins: argon2id alone, at the server's default hash
-# concurrency (half the CPUs: 1 here) and at one per CPU.
-for c in 1 2; do
-  for _ in $(seq 1 "$runs"); do
-    "$out/latchkey-load" -scenario argon2 -c "$c" -d "$dur" -warmup 1s | tee -a "$results"
+else
+  for scenario in client_credentials refresh authcode; do
+    for c in 1 16 32; do
+      for _ in $(seq 1 "$runs"); do run_one "$scenario" "$c"; done
+    done
   done
-done
+  # The ceiling for sign-ins: argon2id alone, at the server's default hash
+  # concurrency (half the CPUs: 1 here) and at one per CPU.
+  for c in 1 2; do
+    for _ in $(seq 1 "$runs"); do
+      "$out/latchkey-load" -scenario argon2 -c "$c" -d "$dur" -warmup 1s | tee -a "$results"
+    done
+  done
+fi
 
 python3 - "$results" <<'PY'
 import json, sys, statistics, collections
@@ -59,5 +81,5 @@ print("\n| scenario | concurrency | per second (median) | p50 ms | p99 ms | peak
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for (s, c), rs in g.items():
     med = lambda k: statistics.median(r.get(k, 0) for r in rs)
-    print(f"| {s} | {c} | {med('per_second'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('peak_rss_mb'):.0f} | {sum(r['errors'] for r in rs)} |")
+    print(f"| {s} | {c} | {med('per_second'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('peak_rss_mb'):.0f} | {sum(r.get('errors', 0) for r in rs)} |")
 PY
