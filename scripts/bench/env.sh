@@ -27,5 +27,20 @@ export LATCHKEY_RATE_LIMITS_TOKEN_PER_MINUTE=100000000
 export LATCHKEY_PASSWORDS_HASH_QUEUE=256
 
 "$out/latchkey" migrate >/dev/null
+# FILL_TOKENS=N: start from a store that already holds N live access
+# tokens and N token-log rows (what a busy deployment carries), to compare
+# with an empty one.
+if [ -n "${FILL_TOKENS:-}" ]; then
+  psql -q -h 127.0.0.1 -U postgres -d "$db" <<SQL
+INSERT INTO oauth2_tokens (kind, signature, request_id, client_id, subject, session_id, active, requested_at, expires_at,
+  scopes, granted_scopes, audience, granted_audience, form, session)
+SELECT 'access', md5(i::text) || md5((i * 7)::text), md5((i * 13)::text), 'filler', '', '', TRUE, now(), now() + interval '1 hour',
+  'profile', 'profile', '', '', 'grant_type=client_credentials', convert_to(repeat('x', 359), 'UTF8')
+FROM generate_series(1, $FILL_TOKENS) AS i;
+INSERT INTO token_events (time, type, token_type, request_id, client_id, subject, grant_type)
+SELECT now(), 'issued', 'access', md5((i * 13)::text), 'filler', '', 'client_credentials' FROM generate_series(1, $FILL_TOKENS) AS i;
+ANALYZE oauth2_tokens; ANALYZE token_events;
+SQL
+fi
 "$out/latchkey-load" -setup -dsn "$LATCHKEY_DATABASE_DSN" -users 4000 -state "$out/state.json"
 
