@@ -173,11 +173,14 @@ const MethodRecoveryCode = "recovery_code"
 //     allows are removed now that the user has shown they use one it does
 //     (nobody keeps a TOTP app their policy forbids).
 func (s *Service) SignInMethod(ctx context.Context, a Actor, p Proof, kind string) (switchNeeded bool, err error) {
-	ms, err := methods(ctx, s.o.Store, a.UserID)
+	eff, err := authn.EffectivePolicy(ctx, s.o.Store, a.UserID)
 	if err != nil {
 		return false, err
 	}
-	eff, err := authn.EffectivePolicy(ctx, s.o.Store, a.UserID)
+	if len(eff.AllowedMethods) == len(policy.Methods) {
+		return false, nil // every kind allowed: nothing to refuse, switch or prune
+	}
+	ms, err := methods(ctx, s.o.Store, a.UserID)
 	if err != nil {
 		return false, err
 	}
