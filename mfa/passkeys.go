@@ -54,15 +54,22 @@ func (s *Service) PasskeysOn() bool { return s.o.Passkeys != nil }
 // Methods lists the user's second factors, each marked with whether their
 // policy allows it.
 func (s *Service) Methods(ctx context.Context, userID string) ([]Method, error) {
+	ms, _, err := s.MethodsAndPolicy(ctx, userID)
+	return ms, err
+}
+
+// MethodsAndPolicy is Methods with the effective policy that marked them,
+// for callers that need both (one policy read, not two).
+func (s *Service) MethodsAndPolicy(ctx context.Context, userID string) ([]Method, policy.Effective, error) {
 	ms, err := methods(ctx, s.o.Store, userID)
 	if err != nil {
-		return nil, err
+		return nil, policy.Effective{}, err
 	}
 	eff, err := authn.EffectivePolicy(ctx, s.o.Store, userID)
 	for i := range ms {
 		ms[i].Allowed = eff.Allows(ms[i].Kind)
 	}
-	return ms, err
+	return ms, eff, err
 }
 
 // has2SV reports whether two-step verification is active: any method.

@@ -90,7 +90,7 @@ func (p *Provider) passkeySubmit(w http.ResponseWriter, r *http.Request) {
 // A method the user's policy does not allow is offered only while they
 // have no allowed one, with a notice: it then leads to setting one up.
 func (p *Provider) secondFactorData(r *http.Request, f store.LoginFlow) map[string]any {
-	ms, _ := p.o.MFA.Methods(r.Context(), f.UserID)
+	ms, eff, _ := p.o.MFA.MethodsAndPolicy(r.Context(), f.UserID)
 	var totp, passkeys, allowed bool
 	for _, m := range ms {
 		allowed = allowed || m.Allowed
@@ -103,7 +103,6 @@ func (p *Provider) secondFactorData(r *http.Request, f store.LoginFlow) map[stri
 	}
 	data := map[string]any{"Flow": f.ID, "Client": p.clientName(r, f), "TOTP": totp, "Passkeys": passkeys}
 	if len(ms) > 0 && !allowed {
-		eff, _ := authn.EffectivePolicy(r.Context(), p.o.Store, f.UserID)
 		data["Switch"] = eff.MethodsReason()
 	}
 	return data

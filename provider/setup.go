@@ -60,7 +60,7 @@ func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) 
 		p.errorPage(w, r, http.StatusBadRequest, "expired", msgExpired)
 		return f, setupView{}, false
 	}
-	ms, err := p.o.MFA.Methods(r.Context(), f.UserID)
+	ms, eff, err := p.o.MFA.MethodsAndPolicy(r.Context(), f.UserID)
 	if err != nil {
 		p.serverError(w, r, err)
 		return f, setupView{}, false
@@ -77,11 +77,6 @@ func (p *Provider) setupFlow(w http.ResponseWriter, r *http.Request, id string) 
 		}
 	}
 	if !v.Switch && p.setupExpired(w, r, f) {
-		return f, v, false
-	}
-	eff, err := authn.EffectivePolicy(r.Context(), p.o.Store, f.UserID)
-	if err != nil {
-		p.serverError(w, r, err)
 		return f, v, false
 	}
 	v.TOTP, v.Passkey = eff.Allows(policy.MethodTOTP), eff.Allows(policy.MethodPasskey) && p.o.MFA.PasskeysOn()

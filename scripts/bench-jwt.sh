@@ -51,14 +51,4 @@ for c in 1 16 64; do
   done
 done
 
-python3 - "$results" <<'PY'
-import json, sys, statistics, collections
-rows = [json.loads(l) for l in open(sys.argv[1])]
-g = collections.defaultdict(list)
-for r in rows: g[(r["scenario"], r["concurrency"])].append(r)
-print("\n| access tokens | concurrency | grants/s | p50 ms | p99 ms | server CPU ms/grant | peak RSS MB | errors |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-for (s, c), rs in sorted(g.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    med = lambda k: statistics.median(r.get(k, 0) for r in rs)
-    print(f"| {s} | {c} | {med('per_second'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('server_cpu_ms_per_grant'):.3f} | {med('peak_rss_mb'):.0f} | {sum(r['errors'] for r in rs)} |")
-PY
+python3 scripts/bench/summary.py "$results"

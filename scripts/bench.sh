@@ -72,14 +72,4 @@ else
   done
 fi
 
-python3 - "$results" <<'PY'
-import json, sys, statistics, collections
-rows = [json.loads(l) for l in open(sys.argv[1])]
-g = collections.defaultdict(list)
-for r in rows: g[(r["scenario"], r["concurrency"])].append(r)
-print("\n| scenario | concurrency | per second (median) | p50 ms | p99 ms | peak RSS MB | errors |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for (s, c), rs in g.items():
-    med = lambda k: statistics.median(r.get(k, 0) for r in rs)
-    print(f"| {s} | {c} | {med('per_second'):.0f} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('peak_rss_mb'):.0f} | {sum(r.get('errors', 0) for r in rs)} |")
-PY
+python3 scripts/bench/summary.py "$results"
