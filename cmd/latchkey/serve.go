@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -23,13 +21,9 @@ import (
 
 // serve runs the server until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
-	// Password hashing allocates 9 MiB per sign-in and drops it at once;
-	// with the default GOGC=100 the heap may double past that before a
-	// collection, so a login burst inflates RSS. 50 keeps peak RSS near the
-	// live heap for a few percent of CPU. GOGC, when set, wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	go tuneGC(gcCtx)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -114,8 +108,6 @@ func serveOn(ctx context.Context, ln net.Listener, cfg *config.Config, log *slog
 	}
 	return errors.Join(errs...)
 }
-
-const defaultGCPercent = 50
 
 // anchors hand each new signed audit checkpoint outside the database: to
 // the webhook and to a file, when configured.

@@ -6,8 +6,8 @@ mkdir -p "$out"
 scripts/ensure-postgres.sh
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-go build -o "$out/latchkey" ./cmd/latchkey
-go build -o "$out/latchkey-load" ./cmd/latchkey-load
+[ -n "${NOBUILD:-}" ] || go build -o "$out/latchkey" ./cmd/latchkey
+[ -n "${NOBUILD:-}" ] || go build -o "$out/latchkey-load" ./cmd/latchkey-load
 
 db=latchkey_bench
 psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
