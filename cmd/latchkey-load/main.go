@@ -35,6 +35,8 @@ import (
 	"github.com/latchkey/latchkey/internal/seal"
 	"github.com/latchkey/latchkey/store"
 	"github.com/latchkey/latchkey/store/postgres"
+	"github.com/latchkey/latchkey/store/sqlite"
+	"github.com/latchkey/latchkey/store/sqlstore"
 )
 
 type options struct {
@@ -47,6 +49,7 @@ type options struct {
 	warmup               time.Duration
 	setup                bool
 	dsn                  string
+	sqlitePath           string
 	users                int
 	state                string
 }
@@ -75,6 +78,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 0, "run this long first without measuring (connection pools, caches)")
 	flag.BoolVar(&o.setup, "setup", false, "create the benchmark client and users, then exit")
 	flag.StringVar(&o.dsn, "dsn", "", "PostgreSQL DSN of the server's database (setup only)")
+	flag.StringVar(&o.sqlitePath, "sqlite", "", "the server's SQLite file, instead of -dsn (setup only)")
 	flag.IntVar(&o.users, "users", 2000, "users with TOTP to create (setup only)")
 	flag.StringVar(&o.state, "state", "bench-state.json", "file for the benchmark credentials")
 	flag.Parse()
@@ -432,7 +436,13 @@ func argon2Only(conc int) func(context.Context, int) (func(context.Context) erro
 // LATCHKEY_SECRETS_* variables the server reads).
 func setup(o options) error {
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, postgres.Options{DSN: o.dsn})
+	var s *sqlstore.Store
+	var err error
+	if o.sqlitePath != "" {
+		s, err = sqlite.Open(ctx, sqlite.Options{Path: o.sqlitePath})
+	} else {
+		s, err = postgres.Open(ctx, postgres.Options{DSN: o.dsn})
+	}
 	if err != nil {
 		return err
 	}

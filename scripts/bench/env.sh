@@ -1,5 +1,5 @@
 # Shared by the benchmark scripts: builds the server and the load
-# generator, creates a fresh PostgreSQL database with the benchmark client
+# generator, creates a fresh PostgreSQL database (or SQLite file) with the benchmark client
 # and users, and exports the server's configuration. Sourced, not run.
 out=bench-out
 mkdir -p "$out"
@@ -9,12 +9,21 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk 
 [ -n "${NOBUILD:-}" ] || go build -o "$out/latchkey" ./cmd/latchkey
 [ -n "${NOBUILD:-}" ] || go build -o "$out/latchkey-load" ./cmd/latchkey-load
 
+# STORE=sqlite benchmarks the embedded store (a fresh file) instead.
 db=latchkey_bench
-psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+if [ "${STORE:-postgres}" = sqlite ]; then
+  rm -f "$out"/bench.db*
+  export LATCHKEY_DATABASE_DRIVER=sqlite LATCHKEY_DATABASE_PATH="$PWD/$out/bench.db"
+  unset LATCHKEY_DATABASE_DSN
+  setup_target=(-sqlite "$LATCHKEY_DATABASE_PATH")
+else
+  psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+  export LATCHKEY_DATABASE_DSN="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+  setup_target=(-dsn "$LATCHKEY_DATABASE_DSN")
+fi
 export LATCHKEY_MODE=production
 export LATCHKEY_ISSUER=http://127.0.0.1:8090
 export LATCHKEY_LISTEN=127.0.0.1:8090
-export LATCHKEY_DATABASE_DSN="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 export LATCHKEY_DATABASE_MAX_CONNS=${LATCHKEY_DATABASE_MAX_CONNS:-16}
 export LATCHKEY_SECRETS_SYSTEM=$(head -c 32 /dev/urandom | base64)
 export LATCHKEY_SECRETS_ENCRYPTION_KEYS="b1:$(head -c 32 /dev/urandom | base64)"
@@ -30,7 +39,7 @@ export LATCHKEY_PASSWORDS_HASH_QUEUE=256
 # FILL_TOKENS=N: start from a store that already holds N live access
 # tokens and N token-log rows (what a busy deployment carries), to compare
 # with an empty one.
-if [ -n "${FILL_TOKENS:-}" ]; then
+if [ -n "${FILL_TOKENS:-}" ] && [ "${STORE:-postgres}" = postgres ]; then
   psql -q -h 127.0.0.1 -U postgres -d "$db" <<SQL
 INSERT INTO oauth2_tokens (kind, signature, request_id, client_id, subject, session_id, active, requested_at, expires_at,
   scopes, granted_scopes, audience, granted_audience, form, session)
@@ -42,5 +51,5 @@ SELECT now(), 'issued', 'access', md5((i * 13)::text), 'filler', '', 'client_cre
 ANALYZE oauth2_tokens; ANALYZE token_events;
 SQL
 fi
-"$out/latchkey-load" -setup -dsn "$LATCHKEY_DATABASE_DSN" -users 4000 -state "$out/state.json"
+"$out/latchkey-load" -setup "${setup_target[@]}" -users 4000 -state "$out/state.json"
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"runtime"
 	"sync"
 	"time"
 
@@ -33,24 +34,46 @@ type Options struct {
 
 // Open opens (creating if needed) and migrates the database file.
 func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
-	sdb, err := sql.Open("sqlite", dsn(o.Path))
+	d, err := open(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
-	}
-	// WAL lets readers run beside the one writer; a small pool is plenty.
-	sdb.SetMaxOpenConns(8)
-	sdb.SetMaxIdleConns(8)
-	sdb.SetConnMaxIdleTime(0)
-	if err := sdb.PingContext(ctx); err != nil {
-		sdb.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
-	}
-	d := &db{sdb: sdb}
-	if _, err := migrations.Up(ctx, "sqlite", sdb); err != nil {
-		sdb.Close()
 		return nil, err
 	}
 	return sqlstore.New(d, sqlstore.Dialect{Name: "sqlite", Retryable: retryable}), nil
+}
+
+func open(ctx context.Context, o Options) (*db, error) {
+	wdb, err := sql.Open("sqlite", dsn(o.Path))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
+	}
+	// One connection writes (writer.go); it migrates first.
+	wdb.SetMaxOpenConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
+	}
+	if _, err := migrations.Up(ctx, "sqlite", wdb); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	// WAL lets readers run beside the writer on their own snapshots.
+	rdb, err := sql.Open("sqlite", readerDSN(o.Path))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	rdb.SetConnMaxIdleTime(0)
+	w, err := newWriter(ctx, wdb)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", o.Path, err)
+	}
+	return &db{rdb: rdb, wdb: wdb, w: w}, nil
 }
 
 // dsn sets the pragmas on every pooled connection. synchronous=FULL makes
@@ -64,6 +87,12 @@ func dsn(path string) string {
 	}
 	q.Set("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
+}
+
+// readerDSN is dsn for the read-only pool: a statement routed there by
+// mistake fails instead of writing beside the writer.
+func readerDSN(path string) string {
+	return dsn(path) + "&_pragma=query_only%281%29"
 }
 
 func retryable(err error) bool {
@@ -200,38 +229,119 @@ func (r rows) Scan(d ...any) error { return mapErr(r.r.Scan(dests(d)...)) }
 func (r rows) Err() error          { return mapErr(r.r.Err()) }
 func (r rows) Close()              { _ = r.r.Close() }
 
+// db sends plain SELECTs to a pool of read-only connections and every
+// other statement, and every transaction, to the one writer (writer.go).
 type db struct {
-	sdb *sql.DB
-	st  statements
+	rdb, wdb *sql.DB
+	w        *writer
+	st       statements
 }
 
 func (d *db) Exec(ctx context.Context, q string, a ...any) (int64, error) {
-	return conn{d.sdb, &d.st}.Exec(ctx, q, a...)
+	var n int64
+	err := d.w.submit(&job{ctx: ctx, run: func(ctx context.Context, c *sql.Conn) error {
+		res, err := c.ExecContext(ctx, d.st.rewrite(q), args(a)...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}})
+	return n, err
 }
+
 func (d *db) QueryRow(ctx context.Context, q string, a ...any) sqlstore.Row {
-	return conn{d.sdb, &d.st}.QueryRow(ctx, q, a...)
+	if isWrite(q) {
+		return writeRow{d: d, ctx: ctx, q: q, a: a}
+	}
+	return conn{d.rdb, &d.st}.QueryRow(ctx, q, a...)
 }
+
 func (d *db) Query(ctx context.Context, q string, a ...any) (sqlstore.Rows, error) {
-	return conn{d.sdb, &d.st}.Query(ctx, q, a...)
+	if isWrite(q) {
+		return nil, fmt.Errorf("sqlite: a statement that writes must use Exec or QueryRow: %.40q", q)
+	}
+	return conn{d.rdb, &d.st}.Query(ctx, q, a...)
 }
-func (d *db) Ping(ctx context.Context) error { return d.sdb.PingContext(ctx) }
-func (d *db) Close()                         { _ = d.sdb.Close() }
+
+func (d *db) Ping(ctx context.Context) error { return d.rdb.PingContext(ctx) }
+
+func (d *db) Close() {
+	d.w.close()
+	_ = d.wdb.Close()
+	_ = d.rdb.Close()
+}
 
 func (d *db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
-	tx, err := d.sdb.BeginTx(ctx, nil)
+	t, err := beginWrite(ctx, d.w)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return txConn{conn: conn{tx, &d.st}, tx: tx}, nil
+	return txConn{t: t, st: &d.st}, nil
 }
 
+// writeRow runs a statement with RETURNING on the writer when scanned
+// (sqlstore scans every row it asks for at once).
+type writeRow struct {
+	d   *db
+	ctx context.Context
+	q   string
+	a   []any
+}
+
+func (r writeRow) Scan(dest ...any) error {
+	return r.d.w.submit(&job{ctx: r.ctx, run: func(ctx context.Context, c *sql.Conn) error {
+		return c.QueryRowContext(ctx, r.d.st.rewrite(r.q), args(r.a)...).Scan(dests(dest)...)
+	}})
+}
+
+// txConn runs a transaction's statements on the writer's connection.
+// They are never interrupted: an interrupted write rolls back the whole
+// SQLite transaction, which holds other callers' writes too. Once the
+// transaction ends the connection is someone else's, so every use after
+// that fails.
 type txConn struct {
-	conn
-	tx *sql.Tx
+	t  *writeTx
+	st *statements
 }
 
-func (t txConn) Commit(context.Context) error   { return mapErr(t.tx.Commit()) }
-func (t txConn) Rollback(context.Context) error { return mapErr(t.tx.Rollback()) }
+func (t txConn) live(ctx context.Context) (conn, context.Context, error) {
+	if t.t.ended.Load() {
+		return conn{}, nil, sqlstore.ErrTxDone
+	}
+	return conn{t.t.c, t.st}, context.WithoutCancel(ctx), nil
+}
+
+func (t txConn) Exec(ctx context.Context, q string, a ...any) (int64, error) {
+	c, ctx, err := t.live(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return c.Exec(ctx, q, a...)
+}
+
+func (t txConn) QueryRow(ctx context.Context, q string, a ...any) sqlstore.Row {
+	c, ctx, err := t.live(ctx)
+	if err != nil {
+		return errRow{err}
+	}
+	return c.QueryRow(ctx, q, a...)
+}
+
+func (t txConn) Query(ctx context.Context, q string, a ...any) (sqlstore.Rows, error) {
+	c, ctx, err := t.live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Query(ctx, q, a...)
+}
+
+func (t txConn) Commit(context.Context) error   { return mapErr(t.t.finish(true)) }
+func (t txConn) Rollback(context.Context) error { return mapErr(t.t.finish(false)) }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // runner applies migrations; BEGIN IMMEDIATE already excludes other writers,
 // and each migration runs in its own transaction with its bookkeeping row.
