@@ -1,9 +1,12 @@
-"""Medians of the benchmark scripts' JSON lines, as a Markdown table.
+"""Medians of the benchmark scripts' JSON lines, as Markdown tables.
 
     python3 scripts/bench/summary.py RESULTS.jsonl
 
-One row per (scenario, concurrency) in the order first seen; the server
-CPU column appears when the runs measured it.
+One row per (scenario, concurrency) in the order first seen; CPU columns
+appear when the runs measured them. Then ratios taken run by run (the
+k-th run of one scenario against the k-th run of its reference, which ran
+beside it), as medians: opaque grants against pgbench of their INSERT,
+JWT against opaque grants, sign-ins against argon2id alone.
 """
 import collections
 import json
@@ -11,17 +14,43 @@ import statistics
 import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+for r in rows:  # older scripts' name for the same figure
+    if "server_cpu_ms_per_grant" in r:
+        r.setdefault("server_cpu_ms_per_request", r.pop("server_cpu_ms_per_grant"))
 groups = collections.OrderedDict()
 for r in rows:
     groups.setdefault((r["scenario"], r["concurrency"]), []).append(r)
-cpu = any("server_cpu_ms_per_grant" in r for r in rows)
-head = ["scenario", "concurrency", "per second (median)", "p50 ms", "p99 ms"] + (["server CPU ms/request"] if cpu else []) + ["peak RSS MB", "errors"]
+cols = [k for k in ("server_cpu_ms_per_request", "pg_cpu_ms_per_request") if any(k in r for r in rows)]
+names = {"server_cpu_ms_per_request": "server CPU ms/request", "pg_cpu_ms_per_request": "PostgreSQL CPU ms/request"}
+head = ["scenario", "concurrency", "per second (median)", "p50 ms", "p99 ms"] + [names[c] for c in cols] + ["peak RSS MB", "errors"]
 print("\n| " + " | ".join(head) + " |")
 print("|" + " --- |" * len(head))
 for (scenario, conc), rs in groups.items():
-    med = lambda k: statistics.median(r.get(k, 0) for r in rs)
+    def med(k, rs=rs):
+        vals = [r[k] for r in rs if k in r]
+        return statistics.median(vals) if vals else None
     cells = [scenario, str(conc), f"{med('per_second'):.0f}", f"{med('p50_ms'):.2f}", f"{med('p99_ms'):.2f}"]
-    if cpu:
-        cells.append(f"{med('server_cpu_ms_per_grant'):.3f}")
-    cells += [f"{med('peak_rss_mb'):.0f}", str(sum(r.get("errors", 0) for r in rs))]
+    for c in cols:
+        v = med(c)
+        cells.append("–" if v is None else f"{v:.3f}")
+    rss = med("peak_rss_mb")
+    cells += ["–" if rss is None else f"{rss:.0f}", str(sum(r.get("errors", 0) for r in rs))]
     print("| " + " | ".join(cells) + " |")
+
+pairs = [("client_credentials_opaque", "pgbench_token_insert", "opaque grants / pgbench of their INSERT"),
+         ("client_credentials_jwt", "client_credentials_opaque", "JWT grants / opaque grants"),
+         ("authcode", "argon2", "full sign-ins / argon2id alone (1 at a time)")]
+lines = []
+for a, b, label in pairs:
+    for (scenario, conc), rs in groups.items():
+        if scenario != a:
+            continue
+        ref = groups.get((b, conc)) or (groups.get((b, 1)) if b == "argon2" else None)
+        if not ref:
+            continue
+        ratios = [x["per_second"] / y["per_second"] for x, y in zip(rs, ref) if y["per_second"]]
+        if ratios:
+            lines.append(f"| {label} | {conc} | {statistics.median(ratios):.0%} | {', '.join(f'{r:.2f}' for r in ratios)} |")
+if lines:
+    print("\n| ratio | concurrency | median | runs |\n| --- | --- | --- | --- |")
+    print("\n".join(lines))

@@ -250,6 +250,29 @@ func (d *db) Exec(ctx context.Context, q string, a ...any) (int64, error) {
 	return n, err
 }
 
+// ExecAll runs stmts on the writer as one job, inside a SAVEPOINT so a
+// failure undoes them all and nothing else in the batch.
+func (d *db) ExecAll(ctx context.Context, stmts ...sqlstore.Stmt) error {
+	return d.w.submit(&job{ctx: ctx, run: func(ctx context.Context, c *sql.Conn) error {
+		if _, err := c.ExecContext(ctx, "SAVEPOINT a"); err != nil {
+			return err
+		}
+		for _, s := range stmts {
+			if _, err := c.ExecContext(ctx, d.st.rewrite(s.SQL), args(s.Args)...); err != nil {
+				if _, rbErr := c.ExecContext(ctx, "ROLLBACK TO a"); rbErr != nil {
+					return rbErr // the batch ends (not statement-scoped)
+				}
+				if _, rbErr := c.ExecContext(ctx, "RELEASE a"); rbErr != nil {
+					return rbErr
+				}
+				return err
+			}
+		}
+		_, err := c.ExecContext(ctx, "RELEASE a")
+		return err
+	}})
+}
+
 func (d *db) QueryRow(ctx context.Context, q string, a ...any) sqlstore.Row {
 	if isWrite(q) {
 		return writeRow{d: d, ctx: ctx, q: q, a: a}

@@ -34,9 +34,9 @@ const maxBatch = 128
 type writer struct {
 	commits atomic.Int64 // batches committed, for tests
 	conn    *sql.Conn
-	jobs chan *job
-	quit chan struct{}
-	done chan struct{}
+	jobs    chan *job
+	quit    chan struct{}
+	done    chan struct{}
 }
 
 // A job is either one statement (run) or a caller's transaction (tx).

@@ -194,3 +194,35 @@ func TestReadersCannotWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestExecAllIsAtomic: when a later statement fails, the earlier ones of
+// the same ExecAll are undone, and other writes of the batch are not.
+func TestExecAllIsAtomic(t *testing.T) {
+	d := openTestDB(t)
+	ctx := context.Background()
+	if _, err := d.Exec(ctx, `INSERT INTO kv (k, v) VALUES ('taken', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			k := fmt.Sprintf("ok%d", i)
+			if err := d.ExecAll(ctx, sqlstore.Stmt{SQL: `INSERT INTO kv (k, v) VALUES ($1, 1)`, Args: []any{k}},
+				sqlstore.Stmt{SQL: `INSERT INTO kv (k, v) VALUES ($1, 1)`, Args: []any{k + "b"}}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	err := d.ExecAll(ctx, sqlstore.Stmt{SQL: `INSERT INTO kv (k, v) VALUES ('half', 2)`},
+		sqlstore.Stmt{SQL: `INSERT INTO kv (k, v) VALUES ('taken', 2)`})
+	wg.Wait()
+	if !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("ExecAll with a duplicate: %v, want ErrAlreadyExists", err)
+	}
+	if n := count(t, d, "v = 2"); n != 0 {
+		t.Fatalf("%d rows of the failed ExecAll remain", n)
+	}
+	if n := count(t, d, "v = 1"); n != 16 {
+		t.Fatalf("%d rows from the others, want 16", n)
+	}
+}

@@ -333,6 +333,14 @@ func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, 
 			INSERT INTO token_events (`+eventCols+`) VALUES ($16, $17, $18, $19, $20, $21, $22)`, args...)
 		return err
 	}
+	if g, ok := q.c.(textGuard); ok && !q.inTx {
+		done, err := g.execAll(ctx,
+			Stmt{`INSERT INTO oauth2_tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`, args[:15]},
+			Stmt{`INSERT INTO token_events (` + eventCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`, args[15:]})
+		if done {
+			return err
+		}
+	}
 	write := func(c queries) error {
 		if err := c.CreateToken(ctx, r); err != nil {
 			return err

@@ -46,6 +46,19 @@ type TxConn interface {
 	Rollback(ctx context.Context) error
 }
 
+// Stmt is one statement with its arguments.
+type Stmt struct {
+	SQL  string
+	Args []any
+}
+
+// ExecAller is implemented by a backend that can run several statements
+// atomically without a client-side transaction (the embedded store runs
+// them on its writer in one step, rather than lending its connection out).
+type ExecAller interface {
+	ExecAll(ctx context.Context, stmts ...Stmt) error
+}
+
 // DB is a backend's connection pool.
 type DB interface {
 	Conn
@@ -104,6 +117,21 @@ func (g textGuard) Exec(ctx context.Context, sql string, args ...any) (int64, er
 		return 0, store.ErrInvalidInput
 	}
 	return g.c.Exec(ctx, sql, args...)
+}
+
+// execAll runs stmts atomically when the backend can (done false: it
+// cannot, and nothing ran).
+func (g textGuard) execAll(ctx context.Context, stmts ...Stmt) (done bool, err error) {
+	a, ok := g.c.(ExecAller)
+	if !ok {
+		return false, nil
+	}
+	for _, s := range stmts {
+		if badText(s.Args) {
+			return true, store.ErrInvalidInput
+		}
+	}
+	return true, a.ExecAll(ctx, stmts...)
 }
 
 func (g textGuard) QueryRow(ctx context.Context, sql string, args ...any) Row {
