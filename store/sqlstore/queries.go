@@ -328,9 +328,15 @@ func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, 
 		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session,
 		e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType}
 	if q.d.DataModifyingCTE {
-		// One statement, hence atomic without BEGIN/COMMIT round trips.
-		_, err := q.c.Exec(ctx, `WITH t AS (INSERT INTO oauth2_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15))
-			INSERT INTO token_events (`+eventCols+`) VALUES ($16, $17, $18, $19, $20, $21, $22)`, args...)
+		// One statement, hence atomic without BEGIN/COMMIT round trips;
+		// outside a transaction, shared with concurrent grants.
+		if badText(args) {
+			return store.ErrInvalidInput
+		}
+		if q.tokens != nil && !q.inTx {
+			return q.tokens.write(ctx, args)
+		}
+		_, err := q.c.Exec(ctx, singleTokenSQL, args...)
 		return err
 	}
 	if g, ok := q.c.(textGuard); ok && !q.inTx {

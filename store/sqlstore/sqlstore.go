@@ -95,7 +95,11 @@ var _ store.Store = (*Store)(nil)
 
 // New wraps db.
 func New(db DB, d Dialect) *Store {
-	return &Store{queries: queries{c: textGuard{db}, d: d}, db: db}
+	q := queries{c: textGuard{db}, d: d}
+	if d.DataModifyingCTE {
+		q.tokens = &tokenBatcher{c: db}
+	}
+	return &Store{queries: q, db: db}
 }
 
 // textGuard refuses text arguments PostgreSQL cannot store (NUL bytes,
@@ -233,6 +237,8 @@ type queries struct {
 	c    Conn
 	d    Dialect
 	inTx bool
+	// tokens groups concurrent token inserts (nil: one at a time).
+	tokens *tokenBatcher
 }
 
 func (q queries) Lock(ctx context.Context, name string) error {

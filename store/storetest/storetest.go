@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionsAndFlows", testSessionsAndFlows},
 		{"Keys", testKeys},
 		{"TokensAndEvents", testTokens},
+		{"ConcurrentTokenWrites", testConcurrentTokenWrites},
 		{"DeactivateOneWinner", testDeactivateRace},
 		{"RefreshGraceOnce", testRefreshGrace},
 		{"Attempts", testAttempts},
@@ -517,6 +518,62 @@ func testKeys(t *testing.T, s store.Store) {
 	ks, err := s.ListKeys(ctx)
 	if err != nil || len(ks) != 2 || ks[0].ID != "k2" || !ks[0].NotAfter.IsZero() || !ks[1].NotAfter.Equal(base.Add(2*time.Hour)) {
 		t.Fatalf("keys newest first with not_after: %v %+v", err, ks)
+	}
+}
+
+// testConcurrentTokenWrites: grants written at once (which the stores
+// group into shared statements and commits) each get exactly their row
+// and their event, every field intact, and one that repeats a stored
+// signature fails alone without taking its neighbours with it.
+func testConcurrentTokenWrites(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	base := time.Now().UTC().Truncate(time.Microsecond)
+	if err := s.CreateToken(ctx, token(store.KindAccessToken, "taken", "req-taken")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 96
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			sig := fmt.Sprintf("conc-%d", i)
+			if i%12 == 0 {
+				sig = "taken"
+			}
+			r := token(store.KindAccessToken, sig, fmt.Sprintf("conc-req-%d", i))
+			r.Session = []byte(fmt.Sprintf(`{"i":%d}`, i))
+			errs[i] = s.CreateTokenWithEvent(ctx, r, store.TokenEvent{Time: base, Type: store.TokenIssued, TokenType: store.KindAccessToken,
+				RequestID: r.RequestID, ClientID: "conc", Subject: fmt.Sprintf("u%d", i), GrantType: "client_credentials"})
+		})
+	}
+	wg.Wait()
+	stored := 0
+	for i, err := range errs {
+		if i%12 == 0 {
+			if !errors.Is(err, store.ErrAlreadyExists) {
+				t.Errorf("grant %d repeats a signature: %v, want ErrAlreadyExists", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("grant %d: %v", i, err)
+			continue
+		}
+		stored++
+		got, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprintf("conc-%d", i))
+		if err != nil || got.RequestID != fmt.Sprintf("conc-req-%d", i) || string(got.Session) != fmt.Sprintf(`{"i":%d}`, i) || !got.Active {
+			t.Errorf("grant %d read back as %+v, %v", i, got, err)
+		}
+	}
+	evs, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: "conc", Limit: 500})
+	if err != nil || len(evs) != stored {
+		t.Fatalf("%d events for %d stored grants (%v)", len(evs), stored, err)
+	}
+	for _, e := range evs {
+		var i int
+		if _, err := fmt.Sscanf(e.RequestID, "conc-req-%d", &i); err != nil || e.Subject != fmt.Sprintf("u%d", i) || i%12 == 0 || !e.Time.Equal(base) {
+			t.Errorf("event %+v does not belong to a stored grant", e)
+		}
 	}
 }
 
