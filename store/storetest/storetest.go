@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -527,29 +528,38 @@ func testKeys(t *testing.T, s store.Store) {
 // signature fails alone without taking its neighbours with it.
 func testConcurrentTokenWrites(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	base := time.Now().UTC().Truncate(time.Microsecond)
 	if err := s.CreateToken(ctx, token(store.KindAccessToken, "taken", "req-taken")); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("AllNew", func(t *testing.T) { concurrentTokenWrites(t, s, "new", 0) })
+	t.Run("SomeRepeat", func(t *testing.T) { concurrentTokenWrites(t, s, "dup", 12) })
+}
+
+// concurrentTokenWrites writes 96 grants at once; with every > 0, each
+// every-th repeats the stored signature "taken".
+func concurrentTokenWrites(t *testing.T, s store.Store, prefix string, every int) {
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	repeats := func(i int) bool { return every > 0 && i%every == 0 }
 	const n = 96
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			sig := fmt.Sprintf("conc-%d", i)
-			if i%12 == 0 {
+			sig := fmt.Sprintf("%s-%d", prefix, i)
+			if repeats(i) {
 				sig = "taken"
 			}
-			r := token(store.KindAccessToken, sig, fmt.Sprintf("conc-req-%d", i))
+			r := token(store.KindAccessToken, sig, fmt.Sprintf("%s-req-%d", prefix, i))
 			r.Session = []byte(fmt.Sprintf(`{"i":%d}`, i))
-			errs[i] = s.CreateTokenWithEvent(ctx, r, store.TokenEvent{Time: base, Type: store.TokenIssued, TokenType: store.KindAccessToken,
-				RequestID: r.RequestID, ClientID: "conc", Subject: fmt.Sprintf("u%d", i), GrantType: "client_credentials"})
+			errs[i] = s.CreateTokenWithEvent(ctx, r, store.TokenEvent{Time: at, Type: store.TokenIssued, TokenType: store.KindAccessToken,
+				RequestID: r.RequestID, ClientID: prefix, Subject: fmt.Sprintf("u%d", i), GrantType: "client_credentials"})
 		})
 	}
 	wg.Wait()
 	stored := 0
 	for i, err := range errs {
-		if i%12 == 0 {
+		if repeats(i) {
 			if !errors.Is(err, store.ErrAlreadyExists) {
 				t.Errorf("grant %d repeats a signature: %v, want ErrAlreadyExists", i, err)
 			}
@@ -560,18 +570,20 @@ func testConcurrentTokenWrites(t *testing.T, s store.Store) {
 			continue
 		}
 		stored++
-		got, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprintf("conc-%d", i))
-		if err != nil || got.RequestID != fmt.Sprintf("conc-req-%d", i) || string(got.Session) != fmt.Sprintf(`{"i":%d}`, i) || !got.Active {
+		got, err := s.GetToken(ctx, store.KindAccessToken, fmt.Sprintf("%s-%d", prefix, i))
+		if err != nil || got.RequestID != fmt.Sprintf("%s-req-%d", prefix, i) || string(got.Session) != fmt.Sprintf(`{"i":%d}`, i) ||
+			!got.Active || got.Subject != "u" || !got.ExpiresAt.Equal(base.Add(time.Hour)) || strings.Join(got.GrantedScopes, " ") != "openid" {
 			t.Errorf("grant %d read back as %+v, %v", i, got, err)
 		}
 	}
-	evs, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: "conc", Limit: 500})
+	evs, err := s.ListTokenEvents(ctx, store.TokenEventFilter{ClientID: prefix, Limit: 500})
 	if err != nil || len(evs) != stored {
 		t.Fatalf("%d events for %d stored grants (%v)", len(evs), stored, err)
 	}
 	for _, e := range evs {
 		var i int
-		if _, err := fmt.Sscanf(e.RequestID, "conc-req-%d", &i); err != nil || e.Subject != fmt.Sprintf("u%d", i) || i%12 == 0 || !e.Time.Equal(base) {
+		if _, err := fmt.Sscanf(e.RequestID, prefix+"-req-%d", &i); err != nil || e.Subject != fmt.Sprintf("u%d", i) || repeats(i) ||
+			!e.Time.Equal(at) || e.GrantType != "client_credentials" || e.Type != store.TokenIssued {
 			t.Errorf("event %+v does not belong to a stored grant", e)
 		}
 	}
