@@ -182,7 +182,7 @@ func (secretHasher) Compare(_ context.Context, hash, data []byte) error {
 // --- request rows ----------------------------------------------------------
 
 func (s *fositeStore) toRecord(kind store.TokenKind, sig string, r fosite.Requester) (store.TokenRecord, error) {
-	sess, err := json.Marshal(r.GetSession())
+	sess, err := encodeSession(r.GetSession())
 	if err != nil {
 		return store.TokenRecord{}, err
 	}

@@ -8,6 +8,7 @@
 #   scripts/bench-tokens.sh [RUNS] [DURATION]     (defaults: 3 runs of 6s)
 #   STORE=sqlite scripts/bench-tokens.sh …        (the embedded store; no pgbench rows)
 #   FILL_TOKENS=2000000 scripts/bench-tokens.sh … (start from 2 million stored tokens)
+#   CONCS="16" scripts/bench-tokens.sh …          (only these concurrencies)
 #
 # Prints one JSON line per run (req/s, p50/p99 ms, server and PostgreSQL
 # CPU ms per request, peak RSS) and the medians; BENCHMARKS.md quotes them.
@@ -82,7 +83,7 @@ print(json.dumps({"scenario": "pgbench_token_insert", "concurrency": c, "ok": n,
 ' "$c" "${dur%s}" "$(python3 -c "print($after - $before)")" | tee -a "$results"
   rm -rf "$log"
 }
-for c in 1 16 64; do
+for c in ${CONCS:-1 16 64}; do
   for _ in $(seq 1 "$runs"); do
     grant opaque "$opaque" "$c"
     grant jwt "$jwt" "$c"

@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh [RUNS] [DURATION]     (defaults: 3 runs of 8s each)
 #   scripts/bench.sh --peer 'COMMAND' [RUNS] [DURATION]
+#   SCENARIOS="authcode" scripts/bench.sh …   (only these of client_credentials, refresh, authcode)
 #
 # Prints one JSON line per run and a median summary; BENCHMARKS.md quotes it.
 #
@@ -58,7 +59,9 @@ if [ -n "$peer" ]; then
     done
   done
 else
+  scenarios=" ${SCENARIOS:-client_credentials refresh authcode} "
   for scenario in client_credentials refresh; do
+    [[ $scenarios == *" $scenario "* ]] || continue
     for c in 1 16 32; do
       for _ in $(seq 1 "$runs"); do run_one "$scenario" "$c"; done
     done
@@ -67,6 +70,7 @@ else
   # alone, at the server's default hash concurrency (half the CPUs: 1
   # here), so the ratio compares runs taken side by side.
   for c in 1 16 32; do
+    [[ $scenarios == *" authcode "* ]] || break
     for _ in $(seq 1 "$runs"); do
       run_one authcode "$c"
       "$out/latchkey-load" -scenario argon2 -c 1 -d "$dur" -warmup 1s | tee -a "$results"
