@@ -316,7 +316,7 @@ func (p *Provider) askConsent(w http.ResponseWriter, r *http.Request, ar fosite.
 		p.serverError(w, r, err)
 		return
 	}
-	c, _ := p.o.Store.GetClient(r.Context(), ar.GetClient().GetID())
+	c, _ := p.fstore.cachedClient(r.Context(), ar.GetClient().GetID())
 	type scope struct{ Name, Words string }
 	var scopes []scope
 	for _, s := range ar.GetRequestedScopes() {

@@ -132,19 +132,28 @@ func toFositeClient(c store.Client) *client {
 }
 
 func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
-	now := s.now()
-	s.clientMu.Lock()
-	e, ok := s.clientCache[id]
-	s.clientMu.Unlock()
-	if ok && now.Before(e.expires) {
-		return toFositeClient(e.c), nil
-	}
-	c, err := s.q(ctx).GetClient(ctx, id)
+	c, err := s.cachedClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
+	}
+	return toFositeClient(c), nil
+}
+
+// cachedClient is the store's client, read at most once per clientTTL.
+func (s *fositeStore) cachedClient(ctx context.Context, id string) (store.Client, error) {
+	now := s.now()
+	s.clientMu.Lock()
+	e, ok := s.clientCache[id]
+	s.clientMu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.c, nil
+	}
+	c, err := s.q(ctx).GetClient(ctx, id)
+	if err != nil {
+		return c, err
 	}
 	s.clientMu.Lock()
 	if s.clientCache == nil || len(s.clientCache) > 10000 {
@@ -152,7 +161,7 @@ func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	}
 	s.clientCache[id] = cachedClient{c: c, expires: now.Add(clientTTL)}
 	s.clientMu.Unlock()
-	return toFositeClient(c), nil
+	return c, nil
 }
 
 // Latchkey does not accept JWT client assertions, so there are no JTIs to track.

@@ -28,7 +28,7 @@ const (
 
 func (p *Provider) clientName(r *http.Request, f store.LoginFlow) string {
 	q, _ := url.ParseQuery(f.AuthorizeQuery)
-	c, err := p.o.Store.GetClient(r.Context(), q.Get("client_id"))
+	c, err := p.fstore.cachedClient(r.Context(), q.Get("client_id")) // shown on every sign-in page
 	if err != nil {
 		return ""
 	}
