@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -62,11 +63,25 @@ func (b *tokenBatcher) write(ctx context.Context, args []any) error {
 		}
 		batch = r.batch
 	}
+	// Whatever happens to this leader, the others hear and the lead moves
+	// on: a follower left waiting would wait forever.
+	answered := false
+	defer func() {
+		if !answered {
+			for _, x := range batch {
+				if x != w {
+					x.done <- tokenResult{err: errLeaderFailed}
+				}
+			}
+			b.handOff()
+		}
+	}()
 	// The write is everyone's in the batch: the leader's caller leaving
 	// must not cancel it.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	errs := b.insert(wctx, batch)
 	cancel()
+	answered = true
 	var own error
 	for i, x := range batch {
 		if x == w {
@@ -75,17 +90,23 @@ func (b *tokenBatcher) write(ctx context.Context, args []any) error {
 		}
 		x.done <- tokenResult{err: errs[i]}
 	}
-	// Hand the lead, with the queue as its batch, to the first waiter;
-	// nobody in the queue is a leader, so the count of leaders holds.
+	b.handOff()
+	return own
+}
+
+var errLeaderFailed = errors.New("sqlstore: the grant batch holding this token failed")
+
+// handOff gives the lead, with the queue as its batch, to the first
+// waiter; nobody in the queue is a leader, so the count of leaders holds.
+func (b *tokenBatcher) handOff() {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if len(b.queue) > 0 {
 		next := b.take()
 		next[0].done <- tokenResult{batch: next}
-	} else {
-		b.busy--
+		return
 	}
-	b.mu.Unlock()
-	return own
+	b.busy--
 }
 
 // take removes the next batch from the queue; b.mu is held.
