@@ -98,7 +98,7 @@ for _ in $(seq 1 "$runs"); do
     b=$opaque; [ "$kind" = jwt ] && b=$jwt
     token=$(curl -sf -u "$(echo "$b" | base64 -d)" -d grant_type=client_credentials -d scope=profile "$LATCHKEY_ISSUER/oauth2/token" |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-    TOKEN=$token BASIC=$b measure "introspect_$kind" 16 scripts/bench/introspect.lua /oauth2/introspect
+    BODY="token=$token" BASIC=$b measure "introspect_$kind" 16 scripts/bench/client_credentials.lua /oauth2/introspect
   done
   stop_server
 done

@@ -1,7 +1,9 @@
--- wrk script: client credentials grants with HTTP Basic client authentication.
--- BASIC is base64(client_id:client_secret); CONC the connection count.
+-- wrk script: form posts with HTTP Basic client authentication — client
+-- credentials grants, or with BODY="token=…" against /oauth2/introspect
+-- an introspection. BASIC is base64(client_id:client_secret); CONC the
+-- connection count; SCENARIO the label of the JSON line.
 wrk.method = "POST"
-wrk.body = "grant_type=client_credentials&scope=profile"
+wrk.body = os.getenv("BODY") or "grant_type=client_credentials&scope=profile"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic " .. os.getenv("BASIC")
 
