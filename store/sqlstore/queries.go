@@ -314,59 +314,55 @@ func (q queries) SetKeyNotAfter(ctx context.Context, id string, notAfter time.Ti
 
 const tokenCols = `kind, signature, request_id, client_id, subject, session_id, active, requested_at, expires_at, scopes, granted_scopes, audience, granted_audience, form, session`
 
+const (
+	insertTokenSQL = `INSERT INTO oauth2_tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	insertEventSQL = `INSERT INTO token_events (` + eventCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+)
+
+func tokenArgs(r store.TokenRecord) []any {
+	return []any{string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, r.SessionID, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(),
+		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session}
+}
+
+func eventArgs(e store.TokenEvent) []any {
+	return []any{e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType}
+}
+
 func (q queries) CreateToken(ctx context.Context, r store.TokenRecord) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO oauth2_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, r.SessionID, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(),
-		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session)
+	_, err := q.c.Exec(ctx, insertTokenSQL, tokenArgs(r)...)
 	return err
 }
 
 const eventCols = `time, type, token_type, request_id, client_id, subject, grant_type`
 
+// CreateTokenWithEvent writes a token and its log row atomically: in the
+// caller's transaction; else on PostgreSQL as one statement, shared with
+// concurrent grants (tokenbatch.go); else as one job of a backend that
+// runs statements atomically (the embedded store's writer).
 func (q queries) CreateTokenWithEvent(ctx context.Context, r store.TokenRecord, e store.TokenEvent) error {
-	args := []any{string(r.Kind), r.Signature, r.RequestID, r.ClientID, r.Subject, r.SessionID, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(),
-		list(r.Scopes), list(r.GrantedScopes), list(r.Audience), list(r.GrantedAudience), r.Form, r.Session,
-		e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType}
+	if q.inTx {
+		if err := q.CreateToken(ctx, r); err != nil {
+			return err
+		}
+		return q.AppendTokenEvent(ctx, e)
+	}
+	args := append(tokenArgs(r), eventArgs(e)...)
 	if q.d.DataModifyingCTE {
-		// One statement, hence atomic without BEGIN/COMMIT round trips;
-		// outside a transaction, shared with concurrent grants.
 		if badText(args) {
 			return store.ErrInvalidInput
 		}
-		if q.tokens != nil && !q.inTx {
+		if q.tokens != nil {
 			return q.tokens.write(ctx, args)
 		}
 		_, err := q.c.Exec(ctx, singleTokenSQL, args...)
 		return err
 	}
-	if g, ok := q.c.(textGuard); ok && !q.inTx {
-		done, err := g.execAll(ctx,
-			Stmt{`INSERT INTO oauth2_tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`, args[:15]},
-			Stmt{`INSERT INTO token_events (` + eventCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7)`, args[15:]})
-		if done {
+	if g, ok := q.c.(textGuard); ok {
+		if done, err := g.execAll(ctx, Stmt{insertTokenSQL, args[:15]}, Stmt{insertEventSQL, args[15:]}); done {
 			return err
 		}
 	}
-	write := func(c queries) error {
-		if err := c.CreateToken(ctx, r); err != nil {
-			return err
-		}
-		return c.AppendTokenEvent(ctx, e)
-	}
-	if q.inTx {
-		return write(q)
-	}
-	tx, err := q.c.(interface {
-		Begin(context.Context) (TxConn, error)
-	}).Begin(ctx)
-	if err != nil {
-		return err
-	}
-	if err := write(queries{c: textGuard{tx}, d: q.d, inTx: true}); err != nil {
-		_ = tx.Rollback(ctx)
-		return err
-	}
-	return tx.Commit(ctx)
+	return errors.New("sqlstore: this backend can write a token and its event atomically only in a transaction")
 }
 
 func (q queries) GetToken(ctx context.Context, kind store.TokenKind, signature string) (store.TokenRecord, error) {
@@ -423,7 +419,7 @@ func (q queries) GrantActive(ctx context.Context, kind store.TokenKind, requestI
 }
 
 func (q queries) AppendTokenEvent(ctx context.Context, e store.TokenEvent) error {
-	_, err := q.c.Exec(ctx, `INSERT INTO token_events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
+	_, err := q.c.Exec(ctx, insertEventSQL, eventArgs(e)...)
 	return err
 }
 
@@ -441,7 +437,7 @@ func (q queries) AppendTokenEvents(ctx context.Context, es []store.TokenEvent) e
 		}
 		n := len(args)
 		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-		args = append(args, e.Time.UTC(), string(e.Type), string(e.TokenType), e.RequestID, e.ClientID, e.Subject, e.GrantType)
+		args = append(args, eventArgs(e)...)
 	}
 	_, err := q.c.Exec(ctx, b.String(), args...)
 	return err
