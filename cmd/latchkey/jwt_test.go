@@ -101,7 +101,12 @@ func TestJWTAccessTokens(t *testing.T) {
 		if tok2.AccessToken == tok.AccessToken || jwtPart(t, tok2.AccessToken, 1)["jti"] == c.Jti {
 			t.Fatal("two grants share a token or jti")
 		}
-		// Revoked: inactive at introspection.
+		// Revoked: inactive at introspection, also once its signature
+		// check is remembered (verified-token cache): revocation is read
+		// every time.
+		if got := srv.introspect(t, robot, tok2.AccessToken); got["active"] != true {
+			t.Fatalf("introspection of the second JWT: %v", got)
+		}
 		form := url.Values{"token": {tok2.AccessToken}}
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/oauth2/revoke", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -536,11 +536,13 @@ func testConcurrentTokenWrites(t *testing.T, s store.Store) {
 }
 
 // concurrentTokenWrites writes 96 grants at once; with every > 0, each
-// every-th repeats the stored signature "taken".
+// every-th repeats the stored signature "taken" and another of each every
+// carries a NUL byte: each fails alone with its own error.
 func concurrentTokenWrites(t *testing.T, s store.Store, prefix string, every int) {
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	repeats := func(i int) bool { return every > 0 && i%every == 0 }
+	bad := func(i int) bool { return every > 0 && i%every == 5 }
 	const n = 96
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -552,6 +554,9 @@ func concurrentTokenWrites(t *testing.T, s store.Store, prefix string, every int
 			}
 			r := token(store.KindAccessToken, sig, fmt.Sprintf("%s-req-%d", prefix, i))
 			r.Session = []byte(fmt.Sprintf(`{"i":%d}`, i))
+			if bad(i) {
+				r.Form = "scope=a\x00b" // text PostgreSQL cannot store
+			}
 			errs[i] = s.CreateTokenWithEvent(ctx, r, store.TokenEvent{Time: at, Type: store.TokenIssued, TokenType: store.KindAccessToken,
 				RequestID: r.RequestID, ClientID: prefix, Subject: fmt.Sprintf("u%d", i), GrantType: "client_credentials"})
 		})
@@ -562,6 +567,12 @@ func concurrentTokenWrites(t *testing.T, s store.Store, prefix string, every int
 		if repeats(i) {
 			if !errors.Is(err, store.ErrAlreadyExists) {
 				t.Errorf("grant %d repeats a signature: %v, want ErrAlreadyExists", i, err)
+			}
+			continue
+		}
+		if bad(i) {
+			if !errors.Is(err, store.ErrInvalidInput) {
+				t.Errorf("grant %d carries a NUL: %v, want ErrInvalidInput", i, err)
 			}
 			continue
 		}
@@ -582,7 +593,7 @@ func concurrentTokenWrites(t *testing.T, s store.Store, prefix string, every int
 	}
 	for _, e := range evs {
 		var i int
-		if _, err := fmt.Sscanf(e.RequestID, prefix+"-req-%d", &i); err != nil || e.Subject != fmt.Sprintf("u%d", i) || repeats(i) ||
+		if _, err := fmt.Sscanf(e.RequestID, prefix+"-req-%d", &i); err != nil || e.Subject != fmt.Sprintf("u%d", i) || repeats(i) || bad(i) ||
 			!e.Time.Equal(at) || e.GrantType != "client_credentials" || e.Type != store.TokenIssued {
 			t.Errorf("event %+v does not belong to a stored grant", e)
 		}
