@@ -190,7 +190,7 @@ type atClaims struct {
 
 // verify checks the JWS against the published keys and its typ header.
 func (s *accessTokens) verify(ctx context.Context, token string) (atClaims, error) {
-	k := key(token)
+	k := tokenKey(token)
 	now := s.now()
 	if c, ok := s.verified.get(k, now); ok {
 		return c, nil
@@ -202,7 +202,7 @@ func (s *accessTokens) verify(ctx context.Context, token string) (atClaims, erro
 	return c, err
 }
 
-func key(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+func tokenKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
 func (s *accessTokens) verifySignature(ctx context.Context, token string) (atClaims, error) {
 	var c atClaims

@@ -50,7 +50,7 @@ func TestVerifiedTokensCache(t *testing.T) {
 	// After the minute the entry is gone and the signature is checked
 	// again (still valid: the token lives 10 minutes).
 	now = now.Add(verifiedTTL + time.Second)
-	if _, ok := ats.verified.get(key(tok), now); ok {
+	if _, ok := ats.verified.get(tokenKey(tok), now); ok {
 		t.Fatal("an entry outlived its minute")
 	}
 	if _, err := ats.verify(ctx, tok); err != nil {
@@ -58,7 +58,7 @@ func TestVerifiedTokensCache(t *testing.T) {
 	}
 	// Past the token's expiry, no entry is served and verifyLive refuses.
 	now = now.Add(10 * time.Minute)
-	if _, ok := ats.verified.get(key(tok), now); ok {
+	if _, ok := ats.verified.get(tokenKey(tok), now); ok {
 		t.Fatal("an entry outlived its token")
 	}
 	if _, err := ats.verifyLive(ctx, tok); err == nil {

@@ -18,18 +18,13 @@ unset LATCHKEY_RATE_LIMITS_SIGN_IN_PER_MINUTE LATCHKEY_RATE_LIMITS_TOKEN_PER_MIN
 
 results="$out/flood.jsonl"
 : > "$results"
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 run_one() { # case attackers attack-ips
-  "$out/latchkey" serve >"$out/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 50); do curl -sf "$LATCHKEY_ISSUER/health/ready" >/dev/null && break; sleep 0.1; done
+  start_server
   local lines
   lines=$("$out/latchkey-load" -issuer "$LATCHKEY_ISSUER" -state "$out/state.json" -scenario flood -c 2 -d "$dur" -attackers "$2" -attack-ips "$3")
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  kill -TERM "$pid"; wait "$pid" || true
-  pid=
+  stop_server
   python3 -c 'import json,sys; rows=[json.loads(l) for l in sys.argv[2].splitlines()]; r=rows[0]; r["case"]=sys.argv[1]; r["peak_rss_mb"]=int(sys.argv[3])//1024; r.update(rows[1] if len(rows)>1 else {}); print(json.dumps(r))' "$1" "$lines" "$rss" | tee -a "$results"
 }
 for _ in $(seq 1 "$runs"); do

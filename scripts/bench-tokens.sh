@@ -20,7 +20,7 @@ dur=${2:-6s}
 . scripts/bench/env.sh
 
 basic_of() { printf '%s' "$1:$2" | base64 -w0; }
-opaque=$(python3 -c "import json,base64,sys; s=json.load(open(sys.argv[1])); print(base64.b64encode((s['client_id']+':'+s['client_secret']).encode()).decode())" "$out/state.json")
+opaque=$basic
 created=$("$out/latchkey" clients create --name "Bench JWT" --first-party --grant-type client_credentials --scope profile --jwt-access-tokens)
 jwt=$(basic_of "$(echo "$created" | awk '/client_id:/ {print $2}')" "$(echo "$created" | awk '/client_secret:/ {print $2}')")
 pg_pid=
@@ -30,14 +30,6 @@ fi
 
 results="$out/results-tokens.jsonl"
 : > "$results"
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
-start_server() {
-  "$out/latchkey" serve >"$out/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 50); do curl -sf "$LATCHKEY_ISSUER/health/ready" >/dev/null && break; sleep 0.1; done
-}
-stop_server() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
 # measure LABEL CONC SCRIPT ENDPOINT: a 2 s warm-up, then DURATION measured,
 # with the server's and PostgreSQL's CPU read around it.
 measure() {

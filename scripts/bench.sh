@@ -26,15 +26,10 @@ runs=${1:-3}
 dur=${2:-8s}
 . scripts/bench/env.sh
 
-basic=$(python3 -c "import json,base64,sys; s=json.load(open(sys.argv[1])); print(base64.b64encode((s['client_id']+':'+s['client_secret']).encode()).decode())" "$out/state.json")
 results="$out/results.jsonl"
 : > "$results"
-pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 run_one() { # scenario concurrency
-  "$out/latchkey" serve >"$out/server.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 50); do curl -sf "$LATCHKEY_ISSUER/health/ready" >/dev/null && break; sleep 0.1; done
+  start_server
   local line
   if [ "$1" = client_credentials ]; then
     # wrk (C, event loop) leaves more of the two cores to the server than a
@@ -47,8 +42,7 @@ run_one() { # scenario concurrency
   fi
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-  kill -TERM "$pid"; wait "$pid" || true
-  pid=
+  stop_server
   echo "${line%\}},\"peak_rss_mb\":$((rss / 1024))}" | tee -a "$results"
 }
 if [ -n "$peer" ]; then

@@ -53,3 +53,18 @@ SQL
 fi
 "$out/latchkey-load" -setup "${setup_target[@]}" -users 4000 -state "$out/state.json"
 
+
+# basic is the benchmark client's HTTP Basic credentials (base64).
+basic=$(python3 -c "import json,base64,sys; s=json.load(open(sys.argv[1])); print(base64.b64encode((s['client_id']+':'+s['client_secret']).encode()).decode())" "$out/state.json")
+
+# start_server starts the server in the background (its PID in $pid) and
+# waits until it is ready; stop_server stops it; a server still running
+# when the script exits is stopped.
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+start_server() {
+  "$out/latchkey" serve >"$out/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 50); do curl -sf "$LATCHKEY_ISSUER/health/ready" >/dev/null && break; sleep 0.1; done
+}
+stop_server() { kill -TERM "$pid"; wait "$pid" || true; pid=; }
