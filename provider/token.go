@@ -29,23 +29,16 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		label = "other" // bounded label set whatever clients send
 	}
-	ar, err := p.oauth.NewAccessRequest(ctx, r, newSession())
-	if err != nil {
-		p.grants.WithLabelValues(label, "error").Inc()
-		p.accessError(w, r, ar, err)
-		return
+	ar, resp, err := p.grant(ctx, r)
+	if store.Retryable(err) || (gt == "client_credentials" && errors.Is(err, store.ErrUnavailable)) {
+		// The database went away (a failover); the store has dropped its
+		// dead connections, so once more, on the new primary if it is up.
+		// Safe when nothing was committed: the code or refresh token was
+		// not spent. A client-credentials grant is safe even when its
+		// insert may have committed unanswered: the retry issues another
+		// token, and the first, never delivered, only expires.
+		ar, resp, err = p.grant(ctx, r)
 	}
-	if ar.GetGrantTypes().ExactOne("client_credentials") {
-		// A machine client gets what it asked for within its registered
-		// scopes (fosite checked them); there is no user to consent.
-		for _, s := range ar.GetRequestedScopes() {
-			ar.GrantScope(s)
-		}
-		for _, a := range ar.GetRequestedAudience() {
-			ar.GrantAudience(a)
-		}
-	}
-	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
 		p.grants.WithLabelValues(label, "error").Inc()
 		p.accessError(w, r, ar, err)
@@ -60,6 +53,26 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// grant runs one attempt at the token request.
+func (p *Provider) grant(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	ar, err := p.oauth.NewAccessRequest(ctx, r, newSession())
+	if err != nil {
+		return ar, nil, err
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// A machine client gets what it asked for within its registered
+		// scopes (fosite checked them); there is no user to consent.
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		for _, a := range ar.GetRequestedAudience() {
+			ar.GrantAudience(a)
+		}
+	}
+	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	return ar, resp, err
 }
 
 func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {

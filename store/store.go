@@ -26,7 +26,19 @@ var (
 	// a failover). Answer 503 with Retry-After, never as an authentication
 	// failure.
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrCommitUnknown comes with ErrUnavailable when the connection was
+	// lost after COMMIT was sent: the transaction may have taken effect,
+	// so it must not be run again (see Retryable).
+	ErrCommitUnknown = errors.New("store: connection lost during commit; outcome unknown")
 )
+
+// Retryable reports whether the work that returned err provably did not
+// take effect because the database went away (a failover, a restart), so
+// running it once more is safe: the error is ErrUnavailable and, for a
+// transaction, came before its COMMIT was sent.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrCommitUnknown)
+}
 
 // User is a person who signs in.
 type User struct {

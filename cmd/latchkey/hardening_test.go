@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,69 +77,16 @@ func TestNULAndBadUTF8RefusedAtTheEdges(t *testing.T) {
 	})
 }
 
-// pgProxy forwards TCP to PostgreSQL and can cut it, as a restart or a
-// network failure would.
-type pgProxy struct {
-	ln     net.Listener
-	target string
-	down   atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func newPGProxy(t *testing.T, target string) *pgProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pgProxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if p.down.Load() {
-				c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-// cut drops every connection and refuses new ones until resume.
-func (p *pgProxy) cut() {
-	p.down.Store(true)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *pgProxy) resume() { p.down.Store(false) }
-
-// TestDatabaseOutageIs503: while PostgreSQL cannot be reached, API
-// clients get 503 with Retry-After — never 401, never "active": false —
-// and everything recovers without a restart when it is back.
+// TestDatabaseOutageIs503: connections dropped under a running server
+// (a restart, a failover) are replaced without an error; while PostgreSQL
+// cannot be reached, API clients get 503 with Retry-After — never 401,
+// never "active": false — and everything recovers without a restart when
+// it is back.
 func TestDatabaseOutageIs503(t *testing.T) {
 	dsn := testdb.PostgresDSN(t)
 	u, _ := url.Parse(dsn)
-	proxy := newPGProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := testdb.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	st, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +119,28 @@ func TestDatabaseOutageIs503(t *testing.T) {
 		t.Fatalf("account API while up: %d", got.Status)
 	}
 
-	proxy.cut()
+	// The server restarts, or a failover moves the primary to the same
+	// address: every pooled connection is dead, and nobody notices —
+	// reads and grants run once more on new connections.
+	cc := clientcredentials.Config{ClientID: robot.ID, ClientSecret: robot.Secret, TokenURL: srv.URL + "/oauth2/token"}
+	for _, call := range []func() (string, bool){
+		func() (string, bool) { _, err := cc.Token(context.Background()); return fmt.Sprint(err), err == nil },
+		func() (string, bool) {
+			got := b.api(t, "GET", srv.URL+"/account/mfa", nil, bearer(tok.AccessToken))
+			return fmt.Sprint(got.Status), got.Status == 200
+		},
+		func() (string, bool) {
+			resp, body := introspect()
+			return body, resp.StatusCode == 200 && strings.Contains(body, `"active":true`)
+		},
+	} {
+		proxy.Drop()
+		if got, ok := call(); !ok {
+			t.Fatalf("after the connections were dropped: %s", got)
+		}
+	}
+
+	proxy.Cut()
 	time.Sleep(6 * time.Second) // past the client cache
 	unavailable := func(what string, status int, h http.Header) {
 		t.Helper()
@@ -193,14 +159,13 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	if strings.Contains(body, `"active":false`) {
 		t.Error("introspection said inactive for a token it could not look up")
 	}
-	cc := clientcredentials.Config{ClientID: robot.ID, ClientSecret: robot.Secret, TokenURL: srv.URL + "/oauth2/token"}
 	if _, err := cc.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "temporarily_unavailable") {
 		t.Errorf("token endpoint during the outage: %v", err)
 	}
 	p := newBrowser(t, srv.URL).get(srv.URL + "/account/security")
 	unavailable("portal (through its sign-in)", p.Status, p.Header)
 
-	proxy.resume()
+	proxy.Resume()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got = b.api(t, "GET", srv.URL+"/account/mfa", nil, bearer(tok.AccessToken))

@@ -11,7 +11,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,6 +40,8 @@ func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
 	if o.MaxConns > 0 {
 		cfg.MaxConns = o.MaxConns
 	}
+	d := &db{}
+	cfg.ShouldPing = d.shouldPing
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
@@ -53,7 +57,8 @@ func Open(ctx context.Context, o Options) (*sqlstore.Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return sqlstore.New(db{pool}, dialect), nil
+	d.pool = pool
+	return sqlstore.New(d, dialect), nil
 }
 
 var dialect = sqlstore.Dialect{
@@ -119,54 +124,226 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-type conn struct{ q querier }
+// conn runs statements on a transaction; nothing is retried there (the
+// transaction died with its connection), but a lost server still drops
+// the pool's connections.
+type conn struct {
+	q querier
+	d *db
+}
 
 func (c conn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	tag, err := c.q.Exec(ctx, sql, args...)
-	return tag.RowsAffected(), mapErr(err)
+	return tag.RowsAffected(), c.d.failed(ctx, err)
 }
 
 func (c conn) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
-	return row{c.q.QueryRow(ctx, sql, args...)}
+	return row{c.q.QueryRow(ctx, sql, args...), ctx, c.d}
 }
 
 func (c conn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
 	r, err := c.q.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, c.d.failed(ctx, err)
 	}
-	return rows{r}, nil
+	return &rows{Rows: r, ctx: ctx, d: c.d}, nil
 }
 
-type row struct{ r pgx.Row }
-
-func (r row) Scan(dest ...any) error { return mapErr(r.r.Scan(dest...)) }
-
-type rows struct{ pgx.Rows }
-
-func (r rows) Scan(dest ...any) error { return mapErr(r.Rows.Scan(dest...)) }
-func (r rows) Err() error             { return mapErr(r.Rows.Err()) }
-
-type db struct{ pool *pgxpool.Pool }
-
-func (d db) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	return conn{d.pool}.Exec(ctx, sql, args...)
+type row struct {
+	r   pgx.Row
+	ctx context.Context
+	d   *db
 }
-func (d db) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
-	return conn{d.pool}.QueryRow(ctx, sql, args...)
-}
-func (d db) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
-	return conn{d.pool}.Query(ctx, sql, args...)
-}
-func (d db) Ping(ctx context.Context) error { return mapErr(d.pool.Ping(ctx)) }
-func (d db) Close()                         { d.pool.Close() }
 
-func (d db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
-	tx, err := d.pool.Begin(ctx)
+func (r row) Scan(dest ...any) error { return r.d.failed(r.ctx, r.r.Scan(dest...)) }
+
+type rows struct {
+	pgx.Rows
+	ctx context.Context
+	d   *db
+	// peeked: the first Next already ran (its result is first), so a
+	// read that fails before its first row can be retried.
+	peeked, first bool
+}
+
+func (r *rows) Next() bool {
+	if r.peeked {
+		r.peeked = false
+		return r.first
+	}
+	return r.Rows.Next()
+}
+
+func (r *rows) Scan(dest ...any) error { return r.d.failed(r.ctx, r.Rows.Scan(dest...)) }
+func (r *rows) Err() error             { return r.d.failed(r.ctx, r.Rows.Err()) }
+
+// db is the pool. After a failover its connections lead to a server that
+// is gone or no longer primary (a demoted primary that kept running would
+// answer every write with "read-only transaction"): the first statement
+// that finds out drops them all, so the next ones connect afresh through
+// the multi-host DSN, whose target_session_attrs=read-write finds the new
+// primary. Work that provably did not happen is then tried once more on a
+// new connection: a read, a statement pgx never sent, a BEGIN.
+type db struct {
+	pool      *pgxpool.Pool
+	lastReset atomic.Int64 // unix nanoseconds
+	suspect   atomic.Int64 // until then (unix nanoseconds), connections are pinged before use
+}
+
+// resetEvery bounds how often the pool is dropped: each reset also closes
+// connections others may just have opened to the new primary. Between
+// resets, and for suspectFor after the last lost server, every pooled
+// connection is pinged before use, so a stale one is replaced before a
+// statement runs on it.
+const (
+	resetEvery = time.Second
+	suspectFor = 5 * time.Second
+)
+
+// failed maps err to the store's sentinels and drops the pool's
+// connections when err says their server went away.
+func (d *db) failed(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if lostServer(ctx, err) {
+		now := time.Now().UnixNano()
+		d.suspect.Store(now + int64(suspectFor))
+		if last := d.lastReset.Load(); now-last >= int64(resetEvery) && d.lastReset.CompareAndSwap(last, now) {
+			d.pool.Reset()
+		}
+	}
+	return mapErr(err)
+}
+
+// shouldPing is pgxpool's check before handing out a connection: pgx's
+// default (idle over a second), and every connection while the server is
+// suspect.
+func (d *db) shouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	return p.IdleDuration > time.Second || time.Now().UnixNano() < d.suspect.Load()
+}
+
+// lostServer: err came from a connection whose server crashed, shut down,
+// or is a standby now — not from the statement, not from the caller
+// giving up, and not from a connection attempt (there is nothing pooled
+// to drop then).
+func lostServer(ctx context.Context, err error) bool {
+	var ce *pgconn.ConnectError
+	return ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) &&
+		!errors.As(err, &ce) && unavailable(err)
+}
+
+// retry runs op once more when its first error says the server went away
+// (failed has dropped the pool by then, so op gets a new connection) and
+// safe says running it again cannot do anything twice. A write that
+// reached the server before it went may have committed on its own
+// (autocommit): its error carries store.ErrCommitUnknown.
+func (d *db) retry(ctx context.Context, safe func(error) bool, op func() error) error {
+	err := op()
+	if err != nil && lostServer(ctx, err) && safe(err) {
+		_ = d.failed(ctx, err)
+		err = op()
+	}
+	mapped := d.failed(ctx, err)
+	if err != nil && !safe(err) && errors.Is(mapped, store.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", store.ErrCommitUnknown, mapped)
+	}
+	return mapped
+}
+
+// isRead: a statement that changes nothing, so it may run twice.
+func isRead(sql string) bool {
+	s := strings.TrimLeft(sql, " \t\r\n")
+	return len(s) >= 6 && strings.EqualFold(s[:6], "SELECT")
+}
+
+// unsent: the statement never reached the server. pgx's SafeToRetry,
+// except its "conn closed": pgx also answers that after sending a
+// statement whose answer was lost (a simple-protocol read that failed
+// closes the connection, and the next read reports it closed;
+// jackc/pgx#2428 is the same flaw for "conn busy").
+func unsent(err error) bool { return pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed) }
+
+func always(error) bool { return true }
+
+func (d *db) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	var n int64
+	safe := unsent
+	if isRead(sql) {
+		safe = always
+	}
+	err := d.retry(ctx, safe, func() error {
+		tag, err := d.pool.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+func (d *db) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
+	return poolRow{d: d, ctx: ctx, sql: sql, args: args}
+}
+
+// poolRow defers the query to Scan, where pgx reports its errors, so a
+// lost connection can be retried there.
+type poolRow struct {
+	d    *db
+	ctx  context.Context
+	sql  string
+	args []any
+}
+
+func (r poolRow) Scan(dest ...any) error {
+	safe := unsent
+	if isRead(r.sql) {
+		safe = always
+	}
+	return r.d.retry(r.ctx, safe, func() error { return r.d.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...) })
+}
+
+func (d *db) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
+	var r *rows
+	safe := unsent
+	if isRead(sql) {
+		safe = always
+	}
+	err := d.retry(ctx, safe, func() error {
+		pr, err := d.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		// pgx reports a lost connection from the first Next, not from
+		// Query: read up to the first row here, where it can be retried.
+		r = &rows{Rows: pr, ctx: ctx, d: d, peeked: true, first: pr.Next()}
+		if !r.first {
+			if err := pr.Err(); err != nil {
+				pr.Close()
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, err
 	}
-	return txConn{conn: conn{tx}, tx: tx}, nil
+	return r, nil
+}
+
+func (d *db) Ping(ctx context.Context) error { return d.failed(ctx, d.pool.Ping(ctx)) }
+func (d *db) Close()                         { d.pool.Close() }
+
+// Begin is retried once: a BEGIN that failed left nothing behind.
+func (d *db) Begin(ctx context.Context) (sqlstore.TxConn, error) {
+	var tx pgx.Tx
+	err := d.retry(ctx, always, func() error {
+		var err error
+		tx, err = d.pool.Begin(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return txConn{conn: conn{tx, d}, tx: tx}, nil
 }
 
 type txConn struct {
@@ -174,11 +351,28 @@ type txConn struct {
 	tx pgx.Tx
 }
 
-func (t txConn) Commit(ctx context.Context) error { return mapErr(t.tx.Commit(ctx)) }
+// Commit marks a lost connection with store.ErrCommitUnknown: the server
+// may have committed before it went. (Commit runs only after every
+// statement of the transaction succeeded, so the connection was alive
+// when COMMIT was sent.)
+func (t txConn) Commit(ctx context.Context) error {
+	err := t.tx.Commit(ctx)
+	if err == nil {
+		return nil
+	}
+	mapped := t.d.failed(ctx, err)
+	if errors.Is(mapped, store.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", store.ErrCommitUnknown, mapped)
+	}
+	return mapped
+}
+
 func (t txConn) Rollback(ctx context.Context) error {
 	err := t.tx.Rollback(ctx)
 	if errors.Is(err, pgx.ErrTxClosed) {
 		return sqlstore.ErrTxDone
 	}
-	return err
+	// A rollback on a lost connection is ErrUnavailable: the server
+	// rolled the transaction back when the connection went.
+	return t.d.failed(ctx, err)
 }

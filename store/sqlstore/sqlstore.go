@@ -188,15 +188,25 @@ func (s *Store) Begin(ctx context.Context) (store.Tx, error) {
 
 const maxAttempts = 5
 
-// InTx runs fn in a transaction, retrying serialization failures.
+// InTx runs fn in a transaction, retrying serialization failures, and once
+// a transaction the database lost before its COMMIT was sent (a failover:
+// the backend has dropped the dead connections, so the second run gets a
+// new one, on the new primary if there is one yet).
 func (s *Store) InTx(ctx context.Context, fn func(store.Queries) error) error {
 	var err error
+	lost := false
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		err = s.inTxOnce(ctx, fn)
-		if err == nil || s.d.Retryable == nil || !s.d.Retryable(err) || ctx.Err() != nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return err
+		case store.Retryable(err) && !lost:
+			lost = true
+		case s.d.Retryable != nil && s.d.Retryable(err):
+			time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+		default:
 			return err
 		}
-		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
 	}
 	return err
 }

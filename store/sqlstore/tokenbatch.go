@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/latchkey/latchkey/store"
 )
 
 // tokenBatcher groups the token inserts of concurrent grants into one
@@ -134,7 +136,16 @@ func (b *tokenBatcher) insert(ctx context.Context, batch []*tokenWrite) []error 
 			cols[c] = appendValue(cols[c], v)
 		}
 	}
-	if _, err := b.c.Exec(ctx, batchTokenSQL, cols...); err == nil {
+	_, err := b.c.Exec(ctx, batchTokenSQL, cols...)
+	if err == nil {
+		return errs
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		// No database to write to row by row (and the batch may have
+		// committed with its answer lost): every grant in it fails.
+		for i := range errs {
+			errs[i] = err
+		}
 		return errs
 	}
 	for i, x := range batch {
