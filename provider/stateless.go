@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -112,6 +113,11 @@ type tokenLog struct {
 const (
 	batchDelay = 200 * time.Millisecond
 	batchMax   = 512
+	// While the database is unavailable (a failover), rows wait and are
+	// tried again every retryDelay; beyond maxPending (about 8 MB) the
+	// oldest are given up, with an error in the log.
+	retryDelay = time.Second
+	maxPending = 50000
 )
 
 func (l *tokenLog) add(e store.TokenEvent) {
@@ -149,7 +155,24 @@ func (l *tokenLog) Flush() {
 		}
 		evs = evs[n:]
 	}
-	if err != nil {
-		l.log.Error("token log batch lost", "events", len(evs), "err", fmt.Sprint(err))
+	if err == nil {
+		return
 	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		l.log.Error("token log batch lost", "events", len(evs), "err", fmt.Sprint(err))
+		return
+	}
+	// The tokens were delivered: their rows must follow once a primary
+	// answers again.
+	l.mu.Lock()
+	l.pending = append(evs, l.pending...)
+	if over := len(l.pending) - maxPending; over > 0 {
+		l.pending = l.pending[over:]
+		l.log.Error("token log rows lost: the database was unavailable too long", "events", over)
+	}
+	if l.timer == nil {
+		l.timer = time.AfterFunc(retryDelay, l.Flush)
+	}
+	l.mu.Unlock()
+	l.log.Warn("token log batch deferred: database unavailable", "events", len(evs), "err", fmt.Sprint(err))
 }

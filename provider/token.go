@@ -30,13 +30,19 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		label = "other" // bounded label set whatever clients send
 	}
 	ar, resp, err := p.grant(ctx, r)
-	if store.Retryable(err) || (gt == "client_credentials" && errors.Is(err, store.ErrUnavailable)) {
+	if gt == "client_credentials" && errors.Is(err, store.ErrUnavailable) {
 		// The database went away (a failover); the store has dropped its
 		// dead connections, so once more, on the new primary if it is up.
-		// Safe when nothing was committed: the code or refresh token was
-		// not spent. A client-credentials grant is safe even when its
-		// insert may have committed unanswered: the retry issues another
-		// token, and the first, never delivered, only expires.
+		// A client-credentials grant is one write that issues a new token,
+		// so a second run is safe even if the first committed unanswered:
+		// that token was never delivered and only expires. Not so the
+		// code and refresh grants: fosite runs them as several steps, and
+		// a step failing after the one that spent the code or rotated the
+		// token committed would make a second run a replay (and revoke the
+		// grant). The store already ran again what provably did not
+		// happen; the rest is the client's to retry (503, Retry-After;
+		// a rotated refresh token is honoured once more in its grace
+		// period).
 		ar, resp, err = p.grant(ctx, r)
 	}
 	if err != nil {

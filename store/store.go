@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,30 @@ var (
 	// so it must not be run again (see Retryable).
 	ErrCommitUnknown = errors.New("store: connection lost during commit; outcome unknown")
 )
+
+type outageKey struct{}
+
+// WatchUnavailable returns a context in which the backends note that the
+// database was unavailable to a call (see SawUnavailable). The HTTP layer
+// gives every request one, so an answer built on a failed lookup is
+// recognised for what it is.
+func WatchUnavailable(ctx context.Context) context.Context {
+	return context.WithValue(ctx, outageKey{}, new(atomic.Bool))
+}
+
+// NoteUnavailable is called by backends when they return ErrUnavailable.
+func NoteUnavailable(ctx context.Context) {
+	if b, ok := ctx.Value(outageKey{}).(*atomic.Bool); ok {
+		b.Store(true)
+	}
+}
+
+// SawUnavailable reports whether a call made with ctx (or a context
+// derived from it) returned ErrUnavailable.
+func SawUnavailable(ctx context.Context) bool {
+	b, ok := ctx.Value(outageKey{}).(*atomic.Bool)
+	return ok && b.Load()
+}
 
 // Retryable reports whether the work that returned err provably did not
 // take effect because the database went away (a failover, a restart), so

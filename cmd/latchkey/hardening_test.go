@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,13 @@ func TestDatabaseOutageIs503(t *testing.T) {
 		}
 	}
 
+	// A sign-in in progress and a portal session, both begun before the
+	// outage.
+	midway := newBrowser(t, srv.URL)
+	loginPage := toLogin(t, midway, r)
+	portal := newBrowser(t, srv.URL)
+	portalLogin(t, portal, srv, uma)
+
 	proxy.Cut()
 	time.Sleep(6 * time.Second) // past the client cache
 	unavailable := func(what string, status int, h http.Header) {
@@ -165,6 +173,20 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	p := newBrowser(t, srv.URL).get(srv.URL + "/account/security")
 	unavailable("portal (through its sign-in)", p.Status, p.Header)
 
+	// Handlers whose lookups failed would answer "expired" or "not signed
+	// in" (and clear the cookie): the answer is 503, nothing else.
+	p = midway.submit(loginPage, map[string]string{"username": uma.Username, "password": uma.Password})
+	unavailable("password step of a sign-in begun before", p.Status, p.Header)
+	if !strings.Contains(p.Body, "briefly unavailable") {
+		t.Errorf("the page says what happened: %s", p.Body)
+	}
+	portal.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	p = portal.get(srv.URL + "/account/security")
+	unavailable("portal session", p.Status, p.Header)
+	if p.Header.Get("Set-Cookie") != "" || p.Location != "" {
+		t.Errorf("an outage must not sign anyone out or redirect: Set-Cookie %q, Location %q", p.Header.Get("Set-Cookie"), p.Location)
+	}
+
 	proxy.Resume()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -179,6 +201,12 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	}
 	if resp, body := introspect(); resp.StatusCode != 200 || !strings.Contains(body, `"active":true`) {
 		t.Fatalf("introspection after the outage: %d %s", resp.StatusCode, body)
+	}
+	if p := portal.get(srv.URL + "/account/security"); p.Status != 200 {
+		t.Fatalf("the portal session outlived the outage: %d %s", p.Status, p.Location)
+	}
+	if p := midway.submit(loginPage, map[string]string{"username": uma.Username, "password": uma.Password}); !strings.HasSuffix(p.URL.Path, "/login/2sv") {
+		t.Fatalf("the sign-in begun before the outage goes on after it: %d %s", p.Status, p.URL)
 	}
 }
 
@@ -286,5 +314,59 @@ func TestSmallerEdges(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("2 MB of text/plain to the recovery-codes call: %d", resp.StatusCode)
+	}
+}
+
+// TestJWTLogRowsOutliveOutage: a JWT grant needs no database while its
+// client is cached, so it is answered during an outage; its token-log
+// row, written in a batch after the answer, waits for the database
+// instead of being dropped.
+func TestJWTLogRowsOutliveOutage(t *testing.T) {
+	dsn := testdb.PostgresDSN(t)
+	u, _ := url.Parse(dsn)
+	proxy := testdb.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	st, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	srv := startServer(t, st)
+	robot := srv.createClient(t, "robot", false, true, "client_credentials")
+	srv.jwtClient(t, robot.ID)
+	cc := clientcredentials.Config{ClientID: robot.ID, ClientSecret: robot.Secret, TokenURL: srv.URL + "/oauth2/token"}
+	if _, err := cc.Token(context.Background()); err != nil { // the client is cached now
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	var jtis []string
+	for range 3 {
+		tok, err := cc.Token(context.Background())
+		if err != nil {
+			t.Fatalf("a JWT grant with its client cached during the outage: %v", err)
+		}
+		jtis = append(jtis, jwtPart(t, tok.AccessToken, 1)["jti"].(string))
+	}
+	time.Sleep(1500 * time.Millisecond) // the batch met the outage
+	proxy.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, err := st.ListTokenEvents(context.Background(), store.TokenEventFilter{ClientID: robot.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range evs {
+			if e.Type == store.TokenIssued && slices.Contains(jtis, e.RequestID) {
+				n++
+			}
+		}
+		if n == len(jtis) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the %d JWTs issued during the outage have their log row", n, len(jtis))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -194,7 +194,7 @@ func build(ctx context.Context, cfg *config.Config, st store.Store, log *slog.Lo
 	metrics := httpx.NewMetrics(bo.Registry)
 	newRouter := func() *chi.Mux {
 		r := chi.NewRouter()
-		r.Use(httpx.WithRequestID, httpx.TrustedProxies(cfg.HTTP.TrustedPrefixes()), httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, metrics), httpx.RejectBadText)
+		r.Use(httpx.WithRequestID, httpx.TrustedProxies(cfg.HTTP.TrustedPrefixes()), httpx.Recover(log), httpx.SecurityHeaders, httpx.Observe(log, metrics), httpx.RejectBadText, ui.Outage(log))
 		if secure {
 			r.Use(httpx.HSTS)
 		}

@@ -8,6 +8,7 @@
 #   deploy/ha/cluster.sh start     # prints the multi-host DSN when a primary is up
 #   deploy/ha/cluster.sh status    # patronictl list
 #   deploy/ha/cluster.sh primary   # the primary's PostgreSQL port
+#   deploy/ha/cluster.sh wait      # until all three nodes run and one is the synchronous standby
 #   deploy/ha/cluster.sh stop      # stops what start started and removes its state
 #
 # HA_DIR (default /tmp/latchkey-ha) holds the state; HA_PORT_BASE (25430)
@@ -56,6 +57,10 @@ bootstrap:
     retry_timeout: 5
     maximum_lag_on_failover: 1048576
     synchronous_mode: true
+    # A crashed primary fails over to the synchronous standby at once
+    # instead of restarting in place: nothing acknowledged is lost (it is
+    # on the standby), and the crashed node rejoins as a replica.
+    primary_start_timeout: 0
     postgresql:
       use_pg_rewind: true
       parameters:
@@ -175,6 +180,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   primary) primary ;;
+  wait) wait_replicas 120 ;;
   status) "${as_postgres[@]}" patronictl -c "$dir/node1.yml" list ;;
   -h | --help | help | "") usage ;;
   *) usage >&2; exit 2 ;;

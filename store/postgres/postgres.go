@@ -201,19 +201,30 @@ const (
 )
 
 // failed maps err to the store's sentinels and drops the pool's
-// connections when err says their server went away.
+// connections when err says their server went away. The request behind
+// ctx hears of an ErrUnavailable (store.NoteUnavailable).
 func (d *db) failed(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if lostServer(ctx, err) {
-		now := time.Now().UnixNano()
-		d.suspect.Store(now + int64(suspectFor))
-		if last := d.lastReset.Load(); now-last >= int64(resetEvery) && d.lastReset.CompareAndSwap(last, now) {
-			d.pool.Reset()
-		}
+	d.lost(ctx, err)
+	mapped := mapErr(err)
+	if errors.Is(mapped, store.ErrUnavailable) {
+		store.NoteUnavailable(ctx)
 	}
-	return mapErr(err)
+	return mapped
+}
+
+// lost drops the pool's connections if err says their server went away.
+func (d *db) lost(ctx context.Context, err error) {
+	if !lostServer(ctx, err) {
+		return
+	}
+	now := time.Now().UnixNano()
+	d.suspect.Store(now + int64(suspectFor))
+	if last := d.lastReset.Load(); now-last >= int64(resetEvery) && d.lastReset.CompareAndSwap(last, now) {
+		d.pool.Reset()
+	}
 }
 
 // shouldPing is pgxpool's check before handing out a connection: pgx's
@@ -241,7 +252,7 @@ func lostServer(ctx context.Context, err error) bool {
 func (d *db) retry(ctx context.Context, safe func(error) bool, op func() error) error {
 	err := op()
 	if err != nil && lostServer(ctx, err) && safe(err) {
-		_ = d.failed(ctx, err)
+		d.lost(ctx, err)
 		err = op()
 	}
 	mapped := d.failed(ctx, err)
@@ -262,7 +273,11 @@ func isRead(sql string) bool {
 // statement whose answer was lost (a simple-protocol read that failed
 // closes the connection, and the next read reports it closed;
 // jackc/pgx#2428 is the same flaw for "conn busy").
-func unsent(err error) bool { return pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed) }
+// A connection that could not be made sent nothing either.
+func unsent(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || (pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed))
+}
 
 func always(error) bool { return true }
 
