@@ -4,5 +4,6 @@
 // Dockerfile, compose.yaml and scripts/release.sh are at the repository's
 // top. Its tests check them with what this machine has: the release
 // build, the unit through systemd-analyze, the chart rendered and its
-// objects read, the HA cluster through a kill -9 and a switchover.
+// objects read. The HA cluster is exercised with Latchkey on it by
+// cmd/latchkey's TestHAFailoverUnderLoad.
 package deploy

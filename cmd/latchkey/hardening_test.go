@@ -13,7 +13,6 @@ import (
 
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
-	"github.com/latchkey/latchkey/store/postgres"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -84,15 +83,7 @@ func TestNULAndBadUTF8RefusedAtTheEdges(t *testing.T) {
 // never "active": false — and everything recovers without a restart when
 // it is back.
 func TestDatabaseOutageIs503(t *testing.T) {
-	dsn := testdb.PostgresDSN(t)
-	u, _ := url.Parse(dsn)
-	proxy := testdb.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	st, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	proxy, st := testdb.PostgresBehindProxy(t, 8, nil)
 	srv := startServer(t, st)
 	uma := srv.createUser(t, "uma", true)
 	app := srv.accountClient(t, "mobile", true)
@@ -147,6 +138,22 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	loginPage := toLogin(t, midway, r)
 	portal := newBrowser(t, srv.URL)
 	portalLogin(t, portal, srv, uma)
+	// A portal sign-in whose browser is on its way back to the portal
+	// with a code when the database goes.
+	returning := newBrowser(t, srv.URL)
+	returning.c.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Path == "/account/callback" {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	p := returning.submit(returning.get(srv.URL+"/account"), map[string]string{"username": uma.Username, "password": uma.Password})
+	srv.nextTOTPStep()
+	p = returning.submitForm(p, "/login/2sv", map[string]string{"code": mustCode(uma.Secret, srv)})
+	callback := p.Location
+	if !strings.Contains(callback, "/account/callback?") {
+		t.Fatalf("want a redirect to the portal's callback, got %d %q", p.Status, callback)
+	}
 
 	proxy.Cut()
 	time.Sleep(6 * time.Second) // past the client cache
@@ -170,7 +177,7 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	if _, err := cc.Token(context.Background()); err == nil || !strings.Contains(err.Error(), "temporarily_unavailable") {
 		t.Errorf("token endpoint during the outage: %v", err)
 	}
-	p := newBrowser(t, srv.URL).get(srv.URL + "/account/security")
+	p = newBrowser(t, srv.URL).get(srv.URL + "/account/security")
 	unavailable("portal (through its sign-in)", p.Status, p.Header)
 
 	// Handlers whose lookups failed would answer "expired" or "not signed
@@ -180,6 +187,10 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	if !strings.Contains(p.Body, "briefly unavailable") {
 		t.Errorf("the page says what happened: %s", p.Body)
 	}
+	// The portal's code exchange meets the outage at the provider: 503,
+	// not "sign-in failed".
+	p = returning.get(callback)
+	unavailable("portal callback (its code exchange)", p.Status, p.Header)
 	portal.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	p = portal.get(srv.URL + "/account/security")
 	unavailable("portal session", p.Status, p.Header)
@@ -322,15 +333,7 @@ func TestSmallerEdges(t *testing.T) {
 // row, written in a batch after the answer, waits for the database
 // instead of being dropped.
 func TestJWTLogRowsOutliveOutage(t *testing.T) {
-	dsn := testdb.PostgresDSN(t)
-	u, _ := url.Parse(dsn)
-	proxy := testdb.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	st, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	proxy, st := testdb.PostgresBehindProxy(t, 4, nil)
 	srv := startServer(t, st)
 	robot := srv.createClient(t, "robot", false, true, "client_credentials")
 	srv.jwtClient(t, robot.ID)

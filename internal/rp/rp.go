@@ -17,6 +17,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -193,6 +194,13 @@ func (p *RP) Callback(w http.ResponseWriter, r *http.Request) (Result, *Failure)
 		return Result{}, &Failure{Status: http.StatusUnauthorized, Code: "sign_in_failed", Message: "Sign-in did not complete (" + e + "). Start again."}
 	}
 	failed := func(err error) *Failure {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode == http.StatusServiceUnavailable {
+			// The provider's database was unavailable (a failover): this
+			// request's answer is 503 too (ui.Outage), not a failed
+			// sign-in.
+			store.NoteUnavailable(r.Context())
+		}
 		return &Failure{Status: http.StatusUnauthorized, Code: "sign_in_failed", Message: "Sign-in did not complete. Start again.", Err: err}
 	}
 	tok, err := p.oauth.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(f.Verifier))

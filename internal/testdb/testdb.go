@@ -86,6 +86,30 @@ func Postgres(t testing.TB) store.Store {
 	return s
 }
 
+// PostgresBehindProxy opens a migrated store on a fresh database reached
+// through a Proxy, so the test can cut, drop or lose its connections.
+// query adds DSN parameters (pgx's, such as default_query_exec_mode).
+func PostgresBehindProxy(t testing.TB, maxConns int32, query url.Values) (*Proxy, store.Store) {
+	t.Helper()
+	u, err := url.Parse(PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, u.Host)
+	u.Host = p.Addr()
+	q := u.Query()
+	for k, v := range query {
+		q[k] = v
+	}
+	u.RawQuery = q.Encode()
+	s, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: maxConns})
+	if err != nil {
+		t.Fatalf("open postgres behind a proxy: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return p, s
+}
+
 // SQLite opens a migrated store in a fresh file.
 func SQLite(t testing.TB) store.Store {
 	t.Helper()

@@ -262,10 +262,14 @@ func (d *db) retry(ctx context.Context, safe func(error) bool, op func() error) 
 	return mapped
 }
 
-// isRead: a statement that changes nothing, so it may run twice.
-func isRead(sql string) bool {
+// safeFor says when sql may run again after a lost connection: a read
+// (it changes nothing) always, anything else only if it was never sent.
+func safeFor(sql string) func(error) bool {
 	s := strings.TrimLeft(sql, " \t\r\n")
-	return len(s) >= 6 && strings.EqualFold(s[:6], "SELECT")
+	if len(s) >= 6 && strings.EqualFold(s[:6], "SELECT") {
+		return always
+	}
+	return unsent
 }
 
 // unsent: the statement never reached the server. pgx's SafeToRetry,
@@ -283,11 +287,7 @@ func always(error) bool { return true }
 
 func (d *db) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 	var n int64
-	safe := unsent
-	if isRead(sql) {
-		safe = always
-	}
-	err := d.retry(ctx, safe, func() error {
+	err := d.retry(ctx, safeFor(sql), func() error {
 		tag, err := d.pool.Exec(ctx, sql, args...)
 		n = tag.RowsAffected()
 		return err
@@ -309,20 +309,12 @@ type poolRow struct {
 }
 
 func (r poolRow) Scan(dest ...any) error {
-	safe := unsent
-	if isRead(r.sql) {
-		safe = always
-	}
-	return r.d.retry(r.ctx, safe, func() error { return r.d.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...) })
+	return r.d.retry(r.ctx, safeFor(r.sql), func() error { return r.d.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...) })
 }
 
 func (d *db) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
 	var r *rows
-	safe := unsent
-	if isRead(sql) {
-		safe = always
-	}
-	err := d.retry(ctx, safe, func() error {
+	err := d.retry(ctx, safeFor(sql), func() error {
 		pr, err := d.pool.Query(ctx, sql, args...)
 		if err != nil {
 			return err

@@ -38,26 +38,11 @@ func TestMigrateTwiceIsIdempotent(t *testing.T) {
 	}
 }
 
-// openThrough opens a store on a fresh database through a proxy.
+// openThrough opens a store on a fresh database through a proxy, with
+// statements sent as text so the proxy can tell a COMMIT or an INSERT from
+// the bytes (pgx's cached statements send only their names).
 func openThrough(t *testing.T) (*testdb.Proxy, store.Store) {
-	t.Helper()
-	u, err := url.Parse(testdb.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testdb.NewProxy(t, u.Host)
-	u.Host = p.Addr()
-	// Statements as text, so the proxy can tell a COMMIT or an INSERT
-	// from the bytes (pgx's cached statements send only their names).
-	q := u.Query()
-	q.Set("default_query_exec_mode", "simple_protocol")
-	u.RawQuery = q.Encode()
-	s, err := postgres.Open(context.Background(), postgres.Options{DSN: u.String(), MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return p, s
+	return testdb.PostgresBehindProxy(t, 4, url.Values{"default_query_exec_mode": {"simple_protocol"}})
 }
 
 // fill opens every pooled connection, so all of them go stale together.
