@@ -469,6 +469,9 @@ func (h *haRun) window(kind string, from, until time.Time) (time.Duration, int) 
 // version with its event), the audit log verifies and extends a
 // checkpoint taken before the failovers, and no refresh family is
 // half-rotated. The unavailability windows are logged (BENCHMARKS.md).
+//
+// HA_NODE_LOSS=1 adds the loss of the primary's whole node; HA_TRACE=1
+// logs every 503 and the replicas' warnings (why each answer was 503).
 func TestHAFailoverUnderLoad(t *testing.T) {
 	cluster := startHACluster(t)
 	ctx := context.Background()
