@@ -163,7 +163,9 @@ func (l *tokenLog) Flush() {
 		return
 	}
 	// The tokens were delivered: their rows must follow once a primary
-	// answers again.
+	// answers again. At least once: a batch whose COMMIT lost its answer
+	// (store.ErrCommitUnknown) may have been written, and is written
+	// again — a repeated "issued" row, where the other way would lose it.
 	l.mu.Lock()
 	l.pending = append(evs, l.pending...)
 	if over := len(l.pending) - maxPending; over > 0 {
