@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchkey/latchkey/internal/testdb"
 	"github.com/latchkey/latchkey/store"
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -138,6 +139,15 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	loginPage := toLogin(t, midway, r)
 	portal := newBrowser(t, srv.URL)
 	portalLogin(t, portal, srv, uma)
+	// An admin in the console.
+	ada := srv.createUser(t, "ada", true)
+	if err := st.AddAdmin(context.Background(), ada.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	console := newBrowser(t, srv.URL)
+	if p := consoleLogin(t, console, srv, ada); p.Status != 200 {
+		t.Fatalf("console sign-in: %d", p.Status)
+	}
 	// A portal sign-in whose browser is on its way back to the portal
 	// with a code when the database goes.
 	returning := newBrowser(t, srv.URL)
@@ -191,11 +201,23 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	// not "sign-in failed".
 	p = returning.get(callback)
 	unavailable("portal callback (its code exchange)", p.Status, p.Header)
-	portal.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	p = portal.get(srv.URL + "/account/security")
-	unavailable("portal session", p.Status, p.Header)
-	if p.Header.Get("Set-Cookie") != "" || p.Location != "" {
-		t.Errorf("an outage must not sign anyone out or redirect: Set-Cookie %q, Location %q", p.Header.Get("Set-Cookie"), p.Location)
+	for _, c := range []struct {
+		what string
+		b    *browser
+		url  string
+	}{
+		{"portal session", portal, srv.URL + "/account/security"},
+		{"console session", console, srv.URL + "/console/policies"},
+		// A silent re-authentication (prompt=none) by an application whose
+		// user has a session: not "login_required" back to the app.
+		{"prompt=none authorization", portal, func() string { u, _ := r.authURL(oauth2.SetAuthURLParam("prompt", "none")); return u }()},
+	} {
+		c.b.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		p = c.b.get(c.url)
+		unavailable(c.what, p.Status, p.Header)
+		if p.Header.Get("Set-Cookie") != "" || p.Location != "" {
+			t.Errorf("%s: an outage must not sign anyone out or redirect: Set-Cookie %q, Location %q", c.what, p.Header.Get("Set-Cookie"), p.Location)
+		}
 	}
 
 	proxy.Resume()
@@ -215,6 +237,13 @@ func TestDatabaseOutageIs503(t *testing.T) {
 	}
 	if p := portal.get(srv.URL + "/account/security"); p.Status != 200 {
 		t.Fatalf("the portal session outlived the outage: %d %s", p.Status, p.Location)
+	}
+	if p := console.get(srv.URL + "/console/policies"); p.Status != 200 {
+		t.Fatalf("the console session outlived the outage: %d %s", p.Status, p.Location)
+	}
+	authURL, _ := r.authURL(oauth2.SetAuthURLParam("prompt", "none"))
+	if p := portal.get(authURL); p.Status != http.StatusSeeOther || !strings.Contains(p.Location, "code=") {
+		t.Fatalf("prompt=none after the outage signs in silently: %d %s", p.Status, p.Location)
 	}
 	if p := midway.submit(loginPage, map[string]string{"username": uma.Username, "password": uma.Password}); !strings.HasSuffix(p.URL.Path, "/login/2sv") {
 		t.Fatalf("the sign-in begun before the outage goes on after it: %d %s", p.Status, p.URL)
