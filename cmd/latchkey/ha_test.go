@@ -40,8 +40,14 @@ type haCluster struct {
 	t    *testing.T
 	dir  string
 	base int
-	env  []string
 	DSN  string
+}
+
+// clusterCmd runs deploy/ha/cluster.sh on the cluster in dir.
+func clusterCmd(dir string, base int, args ...string) *exec.Cmd {
+	cmd := exec.Command("../../deploy/ha/cluster.sh", args...)
+	cmd.Env = append(os.Environ(), "HA_DIR="+dir, "HA_PORT_BASE="+strconv.Itoa(base))
+	return cmd
 }
 
 func startHACluster(t *testing.T) *haCluster {
@@ -59,14 +65,11 @@ func startHACluster(t *testing.T) *haCluster {
 	for _, dir := range left {
 		pid, err := strconv.Atoi(strings.TrimPrefix(dir, "/tmp/latchkey-ha-test-"))
 		if err == nil && syscall.Kill(pid, 0) != nil {
-			cmd := exec.Command("../../deploy/ha/cluster.sh", "stop")
-			cmd.Env = append(os.Environ(), "HA_DIR="+dir, "HA_PORT_BASE="+strconv.Itoa(c.base))
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if out, err := clusterCmd(dir, c.base, "stop").CombinedOutput(); err != nil {
 				t.Fatalf("stopping the cluster left in %s: %v\n%s", dir, err, out)
 			}
 		}
 	}
-	c.env = append(os.Environ(), "HA_DIR="+c.dir, "HA_PORT_BASE="+strconv.Itoa(c.base))
 	out := c.script("start")
 	t.Cleanup(func() {
 		c.script("stop")
@@ -91,9 +94,7 @@ func startHACluster(t *testing.T) *haCluster {
 
 func (c *haCluster) script(args ...string) string {
 	c.t.Helper()
-	cmd := exec.Command("../../deploy/ha/cluster.sh", args...)
-	cmd.Env = c.env
-	out, err := cmd.CombinedOutput()
+	out, err := clusterCmd(c.dir, c.base, args...).CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
 	}
@@ -113,15 +114,8 @@ func (c *haCluster) primary() int {
 // killPrimary kills the primary's postmaster with SIGKILL, as a crash
 // would, and returns its port.
 func (c *haCluster) killPrimary() int {
-	c.t.Helper()
 	port := c.primary()
-	pid, err := os.ReadFile(filepath.Join(c.dir, fmt.Sprintf("node%d", port-c.base), "postmaster.pid"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := exec.Command("kill", "-9", strings.SplitN(string(pid), "\n", 2)[0]).Run(); err != nil {
-		c.t.Fatal(err)
-	}
+	c.kill9(fmt.Sprintf("node%d/postmaster.pid", port-c.base))
 	return port
 }
 
@@ -129,19 +123,29 @@ func (c *haCluster) killPrimary() int {
 // both), as the loss of the whole machine would: nobody demotes it, so
 // the others wait for its leader key to expire (ttl) before one promotes.
 func (c *haCluster) loseNode() int {
-	c.t.Helper()
 	port := c.primary()
 	n := port - c.base
-	for _, f := range []string{fmt.Sprintf("patroni%d.pid", n), fmt.Sprintf("node%d/postmaster.pid", n)} {
-		pid, err := os.ReadFile(filepath.Join(c.dir, f))
+	c.kill9(fmt.Sprintf("patroni%d.pid", n), fmt.Sprintf("node%d/postmaster.pid", n))
+	return port
+}
+
+// kill9 sends SIGKILL to the process named on the first line of each PID
+// file (relative to the cluster's directory), in order.
+func (c *haCluster) kill9(pidFiles ...string) {
+	c.t.Helper()
+	for _, f := range pidFiles {
+		b, err := os.ReadFile(filepath.Join(c.dir, f))
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		if err := exec.Command("kill", "-9", strings.TrimSpace(strings.SplitN(string(pid), "\n", 2)[0])).Run(); err != nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+		if err != nil {
+			c.t.Fatalf("%s: %v", f, err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			c.t.Fatal(err)
 		}
 	}
-	return port
 }
 
 // switchover asks Patroni for a planned switchover to the synchronous
@@ -163,9 +167,7 @@ func (c *haCluster) switchover() int {
 func (c *haCluster) waitNewPrimary(old int) int {
 	c.t.Helper()
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		cmd := exec.Command("../../deploy/ha/cluster.sh", "primary")
-		cmd.Env = c.env
-		out, err := cmd.Output()
+		out, err := clusterCmd(c.dir, c.base, "primary").Output()
 		if p, _ := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && p != 0 && p != old {
 			return p
 		}
